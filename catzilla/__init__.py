@@ -1,0 +1,17 @@
+"""Catzilla: `def` handlers in a thread pool, `async def` handlers on the event loop."""
+from .app import Catzilla
+from .datastructures import Headers, QueryParams, UploadFile
+from .errors import HTTPException, RequestValidationError
+from .params import Body, Cookie, File, Form, Header, Path, Query
+from .request import Request
+from .responses import (
+    HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse,
+)
+
+__version__ = "0.3.0.dev0"
+
+__all__ = [
+    "Catzilla", "Request", "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse",
+    "StreamingResponse", "Query", "Path", "Header", "Cookie", "Body", "Form", "File",
+    "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
+]

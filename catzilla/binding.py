@@ -1,0 +1,300 @@
+"""Binding request data to handler parameters.
+
+`Binding` reads a handler's signature once, at registration, and prepares everything the
+request path needs: which value comes from where, and one msgspec model that converts and
+validates all scalar parameters in a single call. Only when that call fails do we go field
+by field, to report every error (FastAPI's shape) instead of the first.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+
+import msgspec
+
+from .datastructures import UploadFile
+from .errors import RequestValidationError, describe_validation_error, missing
+from .forms import FormError
+from .params import Param, Source
+from .request import Request
+
+__all__ = ["Binding", "BadRequest"]
+
+_NoneType = type(None)
+_SEQUENCES = (list, tuple, set, frozenset, typing.Sequence, typing.List)
+# pydantic accepts these words for booleans; msgspec's lax mode only true/false/1/0.
+_BOOL_WORDS = {"yes": "true", "on": "true", "no": "false", "off": "false", "y": "true", "n": "false"}
+
+
+class BadRequest(Exception):
+    """The body can't be parsed as the form its Content-Type announces (a 400)."""
+
+
+@dataclasses.dataclass
+class Field:
+    name: str  # the handler's parameter name
+    source: Source
+    key: str  # the name on the wire: query key, header name, form field, path segment
+    annotation: typing.Any
+    default: typing.Any  # `...` when required
+    many: bool = False  # a sequence type: every value of a repeated key
+    boolean: bool = False
+    embed: bool = False  # a lone body parameter still nested under its name
+
+    @property
+    def required(self) -> bool:
+        return self.default is ...
+
+    @property
+    def loc(self) -> list[str]:
+        return [self.source, self.key]
+
+
+def _strip_optional(annotation: typing.Any) -> tuple[typing.Any, bool]:
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(annotation) if a is not _NoneType]
+        if len(args) == 1 and len(typing.get_args(annotation)) == 2:
+            return args[0], True
+    return annotation, False
+
+
+def _is_sequence(annotation: typing.Any) -> bool:
+    base, _ = _strip_optional(annotation)
+    return base in (list, tuple, set) or typing.get_origin(base) in _SEQUENCES
+
+
+def _is_body_type(annotation: typing.Any) -> bool:
+    """dict, list, List[...], a msgspec.Struct or a dataclass: a JSON document, not a scalar."""
+    base, _ = _strip_optional(annotation)
+    origin = typing.get_origin(base) or base
+    if origin in (dict, list, typing.Dict, typing.List) or base in (dict, list):
+        return True
+    return inspect.isclass(base) and (
+        issubclass(base, msgspec.Struct) or dataclasses.is_dataclass(base)
+        or typing.is_typeddict(base)
+    )
+
+
+def _constrained(annotation: typing.Any, param: Param | None) -> typing.Any:
+    constraints = param.constraints() if param is not None else {}
+    if not constraints:
+        return annotation
+    base, optional = _strip_optional(annotation)
+    meta = typing.Annotated[base, msgspec.Meta(**constraints)]
+    return typing.Optional[meta] if optional else meta
+
+
+class Binding:
+    """The prepared calling convention of one handler."""
+
+    def __init__(self, endpoint: typing.Callable[..., typing.Any], path_names: typing.Iterable[str]) -> None:
+        signature = inspect.signature(endpoint)
+        try:
+            hints = typing.get_type_hints(endpoint, include_extras=True)
+        except Exception:  # unresolvable forward references: fall back to raw annotations
+            hints = {}
+        path_names = set(path_names)
+        self.request_names: list[str] = []
+        self.pass_request = False
+        fields: list[Field] = []
+        model_types: dict[str, typing.Any] = {}
+        params = [p for p in signature.parameters.values()
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        for index, parameter in enumerate(params):
+            annotation = hints.get(parameter.name, parameter.annotation)
+            if annotation is inspect.Parameter.empty:
+                annotation = typing.Any
+            default = parameter.default
+            marker = default if isinstance(default, Param) else None
+            if annotation is Request or (
+                index == 0 and marker is None and parameter.name not in path_names
+                and parameter.kind != parameter.KEYWORD_ONLY
+                and annotation in (typing.Any, Request) and default is inspect.Parameter.empty
+            ):
+                if index == 0 and parameter.kind != parameter.KEYWORD_ONLY:
+                    self.pass_request = True
+                else:
+                    self.request_names.append(parameter.name)
+                continue
+            field = self._field(parameter.name, annotation, default, marker, path_names)
+            fields.append(field)
+            if field.source not in ("body", "file"):
+                model_types[field.name] = _constrained(annotation, marker)
+        self.fields = fields
+        self.positional_request = self.pass_request
+        self._path = [f for f in fields if f.source == "path"]
+        self._query = [f for f in fields if f.source == "query"]
+        self._header = [f for f in fields if f.source == "header"]
+        self._cookie = [f for f in fields if f.source == "cookie"]
+        self._form = [f for f in fields if f.source == "form"]
+        self._file = [f for f in fields if f.source == "file"]
+        self._types = model_types
+        self._model = self._build_model(endpoint, fields, model_types)
+        self._body = [f for f in fields if f.source == "body"]
+        self._body_decoder = self._build_body_decoder(endpoint, self._body)
+        self.trivial = not fields and not self.request_names
+
+    @staticmethod
+    def _field(name: str, annotation: typing.Any, default: typing.Any, marker: Param | None,
+               path_names: set[str]) -> Field:
+        if marker is not None:
+            source, default = marker.source, marker.default
+            key = marker.alias or name
+            if source == "header" and not marker.alias and marker.convert_underscores:
+                key = name.replace("_", "-")
+        elif name in path_names:
+            source, key, default = "path", name, ...
+        elif annotation is UploadFile:
+            source, key = "file", name
+        elif _is_body_type(annotation):
+            source, key = "body", name
+        else:
+            source, key = "query", name
+        if default is inspect.Parameter.empty:
+            default = ...
+        if source == "header":
+            key = key.lower()
+        base, _ = _strip_optional(annotation)
+        return Field(name, source, key, annotation, default,
+                     many=source != "body" and _is_sequence(annotation), boolean=base is bool,
+                     embed=marker is not None and marker.embed)
+
+    @staticmethod
+    def _build_model(endpoint: typing.Any, fields: list[Field], types: dict[str, typing.Any]) -> typing.Any:
+        if not types:
+            return None
+        spec = []
+        for field in fields:
+            if field.name in types:
+                if field.required:
+                    spec.append((field.name, types[field.name]))
+                else:
+                    spec.append((field.name, types[field.name], field.default))
+        name = f"Params_{getattr(endpoint, '__name__', 'handler')}"
+        return msgspec.defstruct(name, spec, kw_only=True)
+
+    @staticmethod
+    def _build_body_decoder(endpoint: typing.Any, body: list[Field]) -> typing.Any:
+        if not body:
+            return None
+        if len(body) == 1 and not body[0].embed:
+            return msgspec.json.Decoder(body[0].annotation)
+        spec = [(f.name, f.annotation) if f.required else (f.name, f.annotation, f.default) for f in body]
+        name = f"Body_{getattr(endpoint, '__name__', 'handler')}"
+        return msgspec.json.Decoder(msgspec.defstruct(name, spec, kw_only=True))
+
+    # -- the per-request path -------------------------------------------------------------
+
+    def bind(self, request: Request) -> dict[str, typing.Any]:
+        """Keyword arguments for the handler; raises RequestValidationError or BadRequest."""
+        raw: dict[str, typing.Any] = {}
+        for field in self._path:
+            raw[field.name] = request.path_params[field.key]
+        if self._query:
+            self._collect(raw, self._query, request.query_params)
+        if self._header:
+            self._collect(raw, self._header, request.headers)
+        if self._cookie:
+            self._collect(raw, self._cookie, request.cookies)
+        if self._form or self._file:
+            try:
+                form = request.form()
+            except FormError as exc:
+                raise BadRequest(str(exc)) from None
+            self._collect(raw, self._form, form)
+        values = self._validate(raw) if self._model is not None else {}
+        for field in self._path:
+            request.path_params[field.key] = values[field.name]
+        if self._body_decoder is not None:
+            values.update(self._decode_body(request.body))
+        if self._file:
+            values.update(self._files(request.form().files))
+        for name in self.request_names:
+            values[name] = request
+        return values
+
+    @staticmethod
+    def _collect(raw: dict[str, typing.Any], fields: list[Field], source: typing.Any) -> None:
+        for field in fields:
+            if field.many:
+                found = source.getlist(field.key) if hasattr(source, "getlist") else (
+                    [source[field.key]] if field.key in source else [])
+                if found:
+                    raw[field.name] = found
+                continue
+            value = source.get(field.key)
+            if value is not None:
+                if field.boolean:
+                    value = _BOOL_WORDS.get(value.lower(), value)
+                raw[field.name] = value
+
+    def _validate(self, raw: dict[str, typing.Any]) -> dict[str, typing.Any]:
+        try:
+            return msgspec.structs.asdict(msgspec.convert(raw, self._model, strict=False))
+        except msgspec.ValidationError:
+            raise RequestValidationError(self._every_error(raw)) from None
+
+    def _every_error(self, raw: dict[str, typing.Any]) -> list[dict[str, typing.Any]]:
+        errors = []
+        for field in self.fields:
+            if field.name not in self._types:
+                continue
+            if field.name not in raw:
+                if field.required:
+                    errors.append(missing(field.loc))
+                continue
+            try:
+                msgspec.convert(raw[field.name], self._types[field.name], strict=False)
+            except msgspec.ValidationError as exc:
+                errors.append(describe_validation_error(str(exc), field.loc, raw[field.name]))
+        return errors
+
+    def _decode_body(self, body: bytes) -> dict[str, typing.Any]:
+        fields = self._body
+        whole = len(fields) == 1 and not fields[0].embed
+        if not body:
+            required = [f for f in fields if f.required]
+            if required:
+                raise RequestValidationError([missing(["body"] if whole else ["body", f.key]) for f in required])
+            return {f.name: f.default for f in fields}
+        try:
+            value = self._body_decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise RequestValidationError([describe_validation_error(str(exc), ["body"], _input_at(body, str(exc)))]) from None
+        except msgspec.DecodeError as exc:
+            raise RequestValidationError([{
+                "type": "json_invalid", "loc": ["body"], "msg": "JSON decode error",
+                "input": {}, "ctx": {"error": str(exc)},
+            }]) from None
+        if whole:
+            return {fields[0].name: value}
+        return {f.name: getattr(value, f.name) for f in fields}
+
+    def _files(self, files: dict[str, list[UploadFile]]) -> dict[str, typing.Any]:
+        values: dict[str, typing.Any] = {}
+        errors = []
+        for field in self._file:
+            uploads = files.get(field.key)
+            if uploads:
+                values[field.name] = uploads if field.many else uploads[0]
+            elif field.required:
+                errors.append(missing(field.loc))
+            else:
+                values[field.name] = field.default
+        if errors:
+            raise RequestValidationError(errors)
+        return values
+
+
+def _input_at(body: bytes, message: str) -> typing.Any:
+    """The offending value inside a JSON body, for the error's `input` (cold path)."""
+    from .errors import error_location
+
+    try:
+        value = msgspec.json.decode(body)
+        for part in error_location(message):
+            value = value[part]
+        return value
+    except Exception:
+        return None

@@ -1,0 +1,186 @@
+"""Response classes and their HTTP/1.1 wire encoding.
+
+A response renders its body once, at construction (in the handler's own context: the thread
+pool for `def` handlers), so the event loop only joins prepared bytes and writes them.
+"""
+from __future__ import annotations
+
+import typing
+from http import HTTPStatus
+
+import msgspec
+import orjson
+
+__all__ = [
+    "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse", "StreamingResponse",
+    "status_line", "to_response", "error_response",
+]
+
+_STATUS_LINES: dict[int, bytes] = {
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in HTTPStatus
+}
+
+
+def status_line(status_code: int) -> bytes:
+    line = _STATUS_LINES.get(status_code)
+    if line is None:
+        if not 100 <= status_code <= 999:
+            raise ValueError(f"invalid HTTP status code {status_code}")
+        line = _STATUS_LINES[status_code] = b"HTTP/1.1 %d \r\n" % status_code
+    return line
+
+
+def _encode_header(name: str, value: str) -> bytes:
+    raw = b"%s: %s\r\n" % (name.encode("latin-1"), str(value).encode("latin-1"))
+    # A CR or LF in a header would let handler-controlled data split the response.
+    if raw.count(b"\n") != 1 or raw.count(b"\r") != 1:
+        raise ValueError(f"response header {name!r} contains a line break")
+    return raw
+
+
+class Response:
+    """Bytes with a status and headers. `content` may be bytes, str or None."""
+
+    media_type: str | None = None
+    charset = "utf-8"
+    streaming = False
+
+    def __init__(
+        self,
+        content: typing.Any = None,
+        status_code: int = 200,
+        headers: typing.Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+        self.body = self.render(content)
+        self.headers: dict[str, str] = dict(headers) if headers else {}
+
+    def render(self, content: typing.Any) -> bytes:
+        if content is None:
+            return b""
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            return bytes(content)
+        return str(content).encode(self.charset)
+
+    def content_type(self) -> str | None:
+        media_type = self.media_type
+        if media_type is not None and media_type.startswith("text/") and "charset=" not in media_type:
+            return f"{media_type}; charset={self.charset}"
+        return media_type
+
+    def encode_headers(self) -> bytes:
+        """The header lines this response adds to the common ones (content-type, user headers)."""
+        lines = []
+        if "content-type" not in {k.lower() for k in self.headers}:
+            content_type = self.content_type()
+            if content_type is not None:
+                lines.append(_encode_header("content-type", content_type))
+        for name, value in self.headers.items():
+            if name.lower() in ("content-length", "transfer-encoding", "connection"):
+                continue  # framing is the server's business
+            lines.append(_encode_header(name, value))
+        return b"".join(lines)
+
+    def encode(self, common: bytes, head_only: bool = False) -> bytes:
+        """Status line, `common` (server, date, connection), own headers, framing, body."""
+        body = self.body
+        status = self.status_code
+        if status < 200 or status in (204, 304):
+            # RFC 9110 8.6: these never carry content, so no Content-Length either.
+            return b"%s%s%s\r\n" % (status_line(status), common, self.encode_headers())
+        return b"%s%scontent-length: %d\r\n%s\r\n%s" % (
+            status_line(status), common, len(body), self.encode_headers(),
+            b"" if head_only else body,
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.status_code} {len(self.body)} bytes>"
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+    _content_type_line = b"content-type: application/json\r\n"
+
+    def render(self, content: typing.Any) -> bytes:
+        return orjson.dumps(content, default=_to_builtins, option=orjson.OPT_NON_STR_KEYS)
+
+    def encode(self, common: bytes, head_only: bool = False) -> bytes:
+        # The hot path of a JSON API: no user headers means no per-header work at all.
+        if self.headers or self.media_type != "application/json":
+            return super().encode(common, head_only)
+        body = self.body
+        return b"%s%scontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+            status_line(self.status_code), common, len(body), b"" if head_only else body,
+        )
+
+
+class PlainTextResponse(Response):
+    media_type = "text/plain"
+
+
+class HTMLResponse(Response):
+    media_type = "text/html"
+
+
+ContentStream = typing.Union[
+    typing.Iterable[typing.Union[str, bytes]], typing.AsyncIterable[typing.Union[str, bytes]]
+]
+
+
+class StreamingResponse(Response):
+    """A body produced piece by piece, sent with chunked transfer coding.
+
+    A synchronous iterator is advanced in the thread pool (it may block); an asynchronous one
+    on the event loop.
+    """
+
+    streaming = True
+
+    def __init__(
+        self,
+        content: ContentStream,
+        status_code: int = 200,
+        headers: typing.Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        super().__init__(None, status_code, headers, media_type)
+        self.body_iterator = content
+
+    def encode_start(self, common: bytes) -> bytes:
+        return b"%s%stransfer-encoding: chunked\r\n%s\r\n" % (
+            status_line(self.status_code), common, self.encode_headers(),
+        )
+
+    def encode_chunk(self, chunk: str | bytes) -> bytes:
+        if isinstance(chunk, str):
+            chunk = chunk.encode(self.charset)
+        if not chunk:
+            return b""  # an empty chunk would end the body early
+        return b"%x\r\n%s\r\n" % (len(chunk), chunk)
+
+
+def _to_builtins(value: typing.Any) -> typing.Any:
+    """orjson's fallback: msgspec Structs, sets and anything else msgspec knows."""
+    try:
+        return msgspec.to_builtins(value)
+    except TypeError:
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable") from None
+
+
+def to_response(result: typing.Any) -> Response:
+    """A handler's return value as a response (DESIGN.md section 3, "Returns")."""
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, str):
+        return PlainTextResponse(result)
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return Response(result, media_type="application/octet-stream")
+    return JSONResponse(result)  # dict, list, None, Structs, dataclasses, numbers
+
+
+def error_response(status_code: int, detail: typing.Any,
+                   headers: typing.Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code, headers)

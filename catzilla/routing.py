@@ -1,0 +1,106 @@
+"""Routes and the router: path templates compiled once, matched per request."""
+from __future__ import annotations
+
+import re
+import typing
+
+from .binding import Binding
+from .handlers import HandlerKind, classify
+from .stats import RouteStats
+
+__all__ = ["Route", "Router", "compile_path"]
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(\w+))?\}")
+# A converter only chooses what a segment may match; the annotation does the conversion.
+_CONVERTERS = {"str": "[^/]+", "path": ".*", "int": "-?[0-9]+", "float": "-?[0-9.]+"}
+
+
+def compile_path(path: str) -> tuple[re.Pattern[str] | None, list[str]]:
+    """`/items/{item_id}` -> (regex with a named group per parameter, ["item_id"]).
+
+    A template without parameters gives no regex: it is matched by dict lookup."""
+    if not path.startswith("/"):
+        raise ValueError(f"route path must start with '/': {path!r}")
+    names: list[str] = []
+    pattern, position = "^", 0
+    for match in _PARAM.finditer(path):
+        name, converter = match.group(1), match.group(2) or "str"
+        if converter not in _CONVERTERS:
+            raise ValueError(f"unknown path converter {converter!r} in {path!r}")
+        if name in names:
+            raise ValueError(f"duplicate path parameter {name!r} in {path!r}")
+        names.append(name)
+        pattern += re.escape(path[position:match.start()]) + f"(?P<{name}>{_CONVERTERS[converter]})"
+        position = match.end()
+    if not names:
+        return None, []
+    return re.compile(pattern + re.escape(path[position:]) + "$"), names
+
+
+class Route:
+    """One (path, method) and everything decided about its handler at registration."""
+
+    __slots__ = ("path", "method", "endpoint", "name", "kind", "binding", "stats", "warned_awaitable")
+
+    def __init__(self, path: str, method: str, endpoint: typing.Callable[..., typing.Any],
+                 path_names: list[str], name: str | None = None) -> None:
+        self.path = path
+        self.method = method
+        self.endpoint = endpoint
+        self.name = name or getattr(endpoint, "__name__", type(endpoint).__name__)
+        self.kind = classify(endpoint)
+        self.binding = Binding(endpoint, path_names)
+        self.stats = RouteStats(f"{method} {path}", self.kind.label)
+        self.warned_awaitable = False
+
+    def __repr__(self) -> str:
+        return f"<Route {self.method} {self.path} {self.kind.label}>"
+
+
+Methods = dict[str, Route]
+
+
+class Router:
+    def __init__(self) -> None:
+        self.static: dict[str, Methods] = {}
+        self.dynamic: list[tuple[re.Pattern[str], Methods]] = []
+        self._templates: dict[str, Methods] = {}
+        self.routes: list[Route] = []
+
+    def add(self, path: str, methods: typing.Iterable[str], endpoint: typing.Callable[..., typing.Any],
+            name: str | None = None) -> list[Route]:
+        regex, names = compile_path(path)
+        table = self._templates.get(path)
+        if table is None:
+            table = self._templates[path] = {}
+            if regex is None:
+                self.static[path] = table
+            else:
+                self.dynamic.append((regex, table))
+        added = []
+        for method in methods:
+            method = method.upper()
+            if method in table:
+                raise ValueError(f"route {method} {path} is already registered")
+            route = table[method] = Route(path, method, endpoint, names, name)
+            self.routes.append(route)
+            added.append(route)
+        return added
+
+    def lookup(self, path: str) -> tuple[Methods | None, dict[str, str] | None]:
+        """The method table for `path` and its raw path parameters, or (None, None)."""
+        table = self.static.get(path)
+        if table is not None:
+            return table, None
+        for regex, table in self.dynamic:
+            match = regex.match(path)
+            if match is not None:
+                return table, match.groupdict()
+        return None, None
+
+    @staticmethod
+    def allowed(table: Methods) -> str:
+        methods = set(table)
+        if "GET" in methods:
+            methods.add("HEAD")
+        return ", ".join(sorted(methods))

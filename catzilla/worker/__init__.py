@@ -1,0 +1,1 @@
+"""The worker process: event loop, HTTP protocol, hybrid executor, thread pool."""

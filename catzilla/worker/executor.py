@@ -1,0 +1,163 @@
+"""The hybrid executor: every handler runs where its kind, decided at registration, says.
+
+- SYNC: one hop to the worker's thread pool, where the handler runs *and* its response is
+  serialised to bytes, and one hop back (the pool's batched delivery) to write them.
+- ASYNC_INLINE: a coroutine that cannot suspend is driven to completion right here, on the
+  loop, with no Task (a Task costs a scheduling round trip of its own).
+- ASYNC: a Task on the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import typing
+
+from ..background_tasks import current_request
+from ..binding import BadRequest
+from ..errors import HTTPException, RequestValidationError
+from ..handlers import HandlerKind
+from ..request import Request
+from ..responses import Response, error_response, to_response
+from ..routing import Route
+
+__all__ = ["Executor", "Outcome"]
+
+logger = logging.getLogger("catzilla.worker")
+
+# What a handler call produced: the response and, unless it streams, its encoded bytes.
+Outcome = tuple[Response, typing.Optional[bytes]]
+
+SYNC = HandlerKind.SYNC
+ASYNC_INLINE = HandlerKind.ASYNC_INLINE
+
+
+class Connection(typing.Protocol):
+    def complete(self, outcome: Outcome) -> None: ...
+
+
+def invoke(route: Route, request: Request, kwargs: dict[str, typing.Any] | None) -> typing.Any:
+    if kwargs is None:
+        return route.endpoint(request) if route.binding.pass_request else route.endpoint()
+    if route.binding.pass_request:
+        return route.endpoint(request, **kwargs)
+    return route.endpoint(**kwargs)
+
+
+def encode(response: Response, common: bytes, head_only: bool) -> Outcome:
+    return response, (None if response.streaming else response.encode(common, head_only))
+
+
+def failure(route: Route | None, exc: BaseException, common: bytes, head_only: bool = False) -> Outcome:
+    """The response for an exception out of a handler (or out of binding its parameters)."""
+    if isinstance(exc, HTTPException):
+        response = error_response(exc.status_code, exc.detail, exc.headers)
+    elif isinstance(exc, RequestValidationError):
+        response = error_response(422, exc.errors)
+    elif isinstance(exc, BadRequest):
+        response = error_response(400, str(exc))
+    else:
+        where = f"{route.method} {route.path}" if route is not None else "request"
+        logger.error("Exception in handler for %s", where, exc_info=(type(exc), exc, exc.__traceback__))
+        response = error_response(500, "Internal Server Error")
+    return encode(response, common, head_only)
+
+
+class Executor:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: typing.Any) -> None:
+        self.loop = loop
+        self.pool = pool
+
+    def start(self, conn: Connection, route: Route, request: Request, common: bytes, head_only: bool) -> None:
+        """Run `route`'s handler for `request`; `conn.complete(outcome)` follows on the loop."""
+        binding = route.binding
+        if binding.trivial:
+            kwargs = None
+        else:
+            try:
+                kwargs = binding.bind(request)
+            except (RequestValidationError, BadRequest) as exc:
+                conn.complete(failure(route, exc, common, head_only))
+                return
+        kind = route.kind
+        if kind is SYNC:
+            context = contextvars.copy_context()
+            self.pool.submit(self._pool_done(conn, route, common, head_only), context.run,
+                             _run_sync, route, request, kwargs, common, head_only)
+        elif kind is ASYNC_INLINE:
+            token = current_request.set(request)
+            try:
+                outcome = _run_inline(route, request, kwargs, common, head_only)
+            finally:
+                current_request.reset(token)
+            conn.complete(outcome)
+        else:
+            self.loop.create_task(_run_task(conn, route, request, kwargs, common, head_only))
+
+    def _pool_done(self, conn: Connection, route: Route, common: bytes,
+                   head_only: bool) -> typing.Callable[[typing.Any, BaseException | None], None]:
+        def done(outcome: typing.Any, error: BaseException | None) -> None:
+            if error is not None:  # _run_sync catches everything; this is a bug guard
+                conn.complete(failure(route, error, common, head_only))
+            elif not isinstance(outcome, tuple):
+                self._await_returned(conn, route, outcome, common, head_only)
+            else:
+                conn.complete(outcome)
+        return done
+
+    def _await_returned(self, conn: Connection, route: Route, awaitable: typing.Awaitable[typing.Any],
+                        common: bytes, head_only: bool) -> None:
+        """A `def` handler returned an awaitable: await it on the loop, and say so once."""
+        if not route.warned_awaitable:
+            route.warned_awaitable = True
+            logger.warning(
+                "handler for %s %s is a plain callable that returned an awaitable; it is awaited "
+                "on the event loop, but declaring it `async def` saves a thread pool round trip",
+                route.method, route.path)
+
+        async def finish() -> None:
+            try:
+                outcome = encode(to_response(await awaitable), common, head_only)
+            except Exception as exc:
+                outcome = failure(route, exc, common, head_only)
+            conn.complete(outcome)
+
+        self.loop.create_task(finish())
+
+
+def _run_sync(route: Route, request: Request, kwargs: dict[str, typing.Any] | None,
+              common: bytes, head_only: bool) -> typing.Any:
+    """In a pool thread, inside a copy of the loop's context."""
+    current_request.set(request)
+    try:
+        result = invoke(route, request, kwargs)
+        if inspect.isawaitable(result):
+            return result
+        return encode(to_response(result), common, head_only)
+    except Exception as exc:
+        return failure(route, exc, common, head_only)
+
+
+def _run_inline(route: Route, request: Request, kwargs: dict[str, typing.Any] | None,
+                common: bytes, head_only: bool) -> Outcome:
+    try:
+        coroutine = invoke(route, request, kwargs)
+        try:
+            coroutine.send(None)
+        except StopIteration as stop:
+            return encode(to_response(stop.value), common, head_only)
+        coroutine.close()  # unreachable for a body without await; guards a misclassification
+        raise RuntimeError(f"handler {route.name} suspended although it has no await")
+    except Exception as exc:
+        return failure(route, exc, common, head_only)
+
+
+async def _run_task(conn: Connection, route: Route, request: Request,
+                    kwargs: dict[str, typing.Any] | None, common: bytes, head_only: bool) -> None:
+    current_request.set(request)
+    try:
+        outcome = encode(to_response(await invoke(route, request, kwargs)), common, head_only)
+    except Exception as exc:
+        outcome = failure(route, exc, common, head_only)
+    conn.complete(outcome)

@@ -1,0 +1,412 @@
+"""HTTP/1.1 over one TCP connection: httptools parses, this object keeps the state.
+
+One request is handled at a time per connection. Requests a client pipelines behind a
+running one are parsed (their bodies are bounded by the body limit) and queued in order, and
+reading pauses until the queue is empty again, so a client cannot make us buffer without
+limit. Pausing costs a system call, so it happens only when a second request actually
+arrives early, never on the ordinary request-response path.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import time
+import typing
+from urllib.parse import unquote
+
+import httptools
+
+from ..datastructures import Address, Headers
+from ..request import Request
+from ..responses import Response, error_response
+from .executor import Outcome
+
+if typing.TYPE_CHECKING:
+    from .server import Worker
+
+__all__ = ["HttpProtocol", "Reception"]
+
+logger = logging.getLogger("catzilla.worker")
+
+perf_counter = time.perf_counter
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}
+
+
+class Reception(enum.Enum):
+    """Where the connection is in receiving the next request."""
+
+    IDLE = "idle"  # between requests: the keep-alive timeout applies
+    HEAD = "head"  # request line and headers arriving: the header timeout applies
+    BODY = "body"  # body arriving: must keep making progress (header timeout between reads)
+
+
+IDLE, HEAD, BODY = Reception.IDLE, Reception.HEAD, Reception.BODY
+
+
+class _Rejected(Exception):
+    """Raised inside a parser callback to stop parsing; the reason is on the protocol."""
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, worker: "Worker") -> None:
+        self.worker = worker
+        config = worker.config
+        self.max_header_size = config.max_header_size
+        self.max_body_size = config.max_body_size
+        self.router = worker.app.router
+        self.executor = worker.executor
+        self.stats = worker.stats
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client: Address | None = None
+        # Reception of the request being parsed.
+        self.reception = IDLE
+        self.head_started = 0.0
+        self.last_activity = worker.now
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_size = 0
+        self.content_length = -1
+        self.expect_continue = False
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.rejection: tuple[int, str] | None = None
+        # Handling, one request at a time.
+        self.busy = False
+        self.request: Request | None = None
+        self.route: typing.Any = None
+        self.keep_alive = True
+        self.started = 0.0
+        self.pipeline: collections.deque[typing.Any] = collections.deque()
+        self.reading_paused = False
+        self.writing_paused = False
+        self.draining_pipeline = False
+        self.write_resumed: asyncio.Future[None] | None = None
+
+    # -- transport events ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=self.worker.config.write_buffer_high)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.client = Address(peer[0], peer[1])
+        self.worker.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.connections.discard(self)
+        self.transport = None
+        self.pipeline.clear()
+        if self.write_resumed is not None and not self.write_resumed.done():
+            self.write_resumed.set_result(None)
+
+    def eof_received(self) -> bool | None:
+        # The client is done sending; answer what it already sent, then close.
+        if self.busy or self.pipeline:
+            self.keep_alive = False
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.write_resumed is not None and not self.write_resumed.done():
+            self.write_resumed.set_result(None)
+        self._run_pipeline()
+
+    def data_received(self, data: bytes) -> None:
+        if self.rejection is not None:
+            return  # the stream can no longer be trusted; we are closing
+        self.stats.bytes_in += len(data)
+        self.last_activity = self.worker.now
+        if self.reception is IDLE:
+            self.reception = HEAD
+            self.head_started = self.last_activity
+        try:
+            self.parser.feed_data(data)
+        except _Rejected:
+            self._reject()
+        except httptools.HttpParserCallbackError:
+            if self.rejection is None:
+                logger.exception("error in a parser callback")
+                self.rejection = (500, "Internal Server Error")
+            self._reject()
+        except httptools.HttpParserUpgrade:
+            pass  # we speak HTTP/1.1 only: the request is served as if Upgrade were absent
+        except httptools.HttpParserError as exc:
+            if not self.keep_alive and (self.busy or self.pipeline):
+                return  # bytes after a "Connection: close" request: ignored, we close soon
+            self.rejection = (400, f"Malformed HTTP request: {exc}")
+            self._reject()
+
+    # -- parser callbacks ------------------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.header_size += len(url)
+        if self.header_size > self.max_header_size:
+            self._refuse(431, "Request Header Fields Too Large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        self.header_size += len(name) + len(value) + 4
+        if self.header_size > self.max_header_size:
+            self._refuse(431, "Request Header Fields Too Large")
+        if len(name) == 14 and name.lower() == b"content-length":
+            # llhttp has checked the digits and refused duplicates already.
+            self.content_length = int(value)
+            if self.content_length > self.max_body_size:
+                self._refuse(413, "Content Too Large")
+        elif len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+            self.expect_continue = True
+
+    def on_headers_complete(self) -> None:
+        self.reception = BODY
+        if self.expect_continue and not self.busy and self.content_length != 0:
+            # Only when this request is next in line: a 100 must not cut into the
+            # response to an earlier pipelined request. A client that hears nothing
+            # sends the body after its own short wait (RFC 9110 10.1.1).
+            self.transport.write(CONTINUE)  # type: ignore[union-attr]
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > self.max_body_size:  # chunked bodies announce no length
+            self._refuse(413, "Content Too Large")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        method = parser.get_method()
+        path, _, query = self.url.partition(b"?")
+        if path[:1] != b"/":
+            path, query = self._absolute_form(path)
+        text_path = path.decode("latin-1")
+        if "%" in text_path:
+            text_path = unquote(text_path)
+        body = self.body
+        request = Request(
+            _METHODS.get(method) or method.decode("latin-1"),
+            text_path,
+            query.decode("latin-1"),
+            Headers(self.headers),
+            body[0] if len(body) == 1 else b"".join(body),
+            self.client,
+            parser.get_http_version(),
+        )
+        keep_alive = parser.should_keep_alive()
+        self.reception = IDLE
+        self.url = b""
+        self.headers = []
+        self.header_size = 0
+        self.content_length = -1
+        self.expect_continue = False
+        if body:
+            self.body = []
+            self.body_size = 0
+        if self.busy or self.pipeline:
+            self.pipeline.append((request, keep_alive))
+            if not self.reading_paused and self.transport is not None:
+                self.reading_paused = True
+                self.transport.pause_reading()
+        else:
+            self._handle(request, keep_alive)
+
+    def _absolute_form(self, target: bytes) -> tuple[bytes, bytes]:
+        """`http://host/path?q` (RFC 9112 3.2.2, sent to proxies) or `*` (OPTIONS)."""
+        if target == b"*":
+            return b"*", b""
+        try:
+            url = httptools.parse_url(self.url)
+        except httptools.HttpParserInvalidURLError:
+            self._refuse(400, "Invalid request target")
+        return url.path or b"/", url.query or b""
+
+    # -- handling ----------------------------------------------------------------------------
+
+    def _handle(self, request: Request, keep_alive: bool) -> None:
+        worker = self.worker
+        self.busy = True
+        self.request = request
+        self.keep_alive = keep_alive = keep_alive and not worker.draining
+        self.started = perf_counter()
+        if not keep_alive:
+            common = worker.common_close
+        elif request.http_version == "1.1":
+            common = worker.common_keep_alive
+        else:
+            common = worker.common_keep_alive_10
+        method = request.method
+        table, params = self.router.lookup(request.path)
+        if table is None:
+            self.route = None
+            self.complete((error := error_response(404, "Not Found"), error.encode(common, method == "HEAD")))
+            return
+        route = table.get(method)
+        if route is None:
+            if method == "HEAD":
+                route = table.get("GET")
+            if route is None:
+                self.route = None
+                allow = self.router.allowed(table)
+                error = error_response(405, "Method Not Allowed", {"allow": allow})
+                self.complete((error, error.encode(common, method == "HEAD")))
+                return
+        request.path_params = params if params is not None else {}
+        self.route = route
+        route.stats.in_flight += 1
+        self.executor.start(self, route, request, common, method == "HEAD")
+
+    def complete(self, outcome: Outcome) -> None:
+        """The response to the current request is ready: write it, then move on."""
+        response, data = outcome
+        route = self.route
+        if route is not None:
+            route.stats.in_flight -= 1
+            route.stats.record(perf_counter() - self.started, response.status_code)
+        transport = self.transport
+        if transport is None:  # the client went away while the handler ran
+            self.busy = False
+            self._after_response()
+            return
+        if data is None:
+            self.worker.loop.create_task(self._stream(response))
+            return
+        transport.write(data)
+        self.stats.bytes_out += len(data)
+        self._after_response()
+
+    def _after_response(self) -> None:
+        request = self.request
+        self.request = None
+        self.busy = False
+        if request is not None:
+            request.responded = True
+            if request.background:
+                self.worker.runner.run(request.background)
+        transport = self.transport
+        if transport is None:
+            return
+        if not self.keep_alive:
+            transport.close()
+            return
+        self.last_activity = self.worker.now
+        if self.pipeline:
+            self._run_pipeline()
+        elif self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()
+
+    def _run_pipeline(self) -> None:
+        if self.draining_pipeline:
+            return  # already looping further up the stack
+        self.draining_pipeline = True
+        try:
+            while self.pipeline and not self.busy and not self.writing_paused and self.transport is not None:
+                item = self.pipeline.popleft()
+                if isinstance(item, tuple):
+                    self._handle(*item)
+                else:
+                    self._send_rejection(item)
+        finally:
+            self.draining_pipeline = False
+        if not self.pipeline and not self.busy and self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    async def _stream(self, response: Response) -> None:
+        transport = self.transport
+        assert transport is not None
+        head_only = self.request is not None and self.request.method == "HEAD"
+        worker = self.worker
+        transport.write(response.encode_start(worker.common_close if not self.keep_alive
+                                              else worker.common_keep_alive))  # type: ignore[attr-defined]
+        iterator = response.body_iterator  # type: ignore[attr-defined]
+        try:
+            if not head_only:
+                if hasattr(iterator, "__aiter__"):
+                    async for chunk in iterator:
+                        await self._write_chunk(response, chunk)
+                else:
+                    iterator = iter(iterator)
+                    done = object()
+                    while True:
+                        chunk = await worker.pool.run(next, iterator, done)
+                        if chunk is done:
+                            break
+                        await self._write_chunk(response, chunk)
+            if self.transport is not None:
+                self.transport.write(b"0\r\n\r\n")
+        except Exception:
+            # The status line is gone already: all we can do is cut the response short
+            # so that the client sees it is incomplete.
+            logger.exception("error while streaming the response body")
+            self.keep_alive = False
+        self._after_response()
+
+    async def _write_chunk(self, response: Response, chunk: typing.Any) -> None:
+        if self.transport is None:
+            raise ConnectionResetError("client disconnected during a streamed response")
+        data = response.encode_chunk(chunk)  # type: ignore[attr-defined]
+        if data:
+            self.transport.write(data)
+            self.stats.bytes_out += len(data)
+        if self.writing_paused:
+            self.write_resumed = self.worker.loop.create_future()
+            await self.write_resumed
+
+    # -- errors and timeouts -------------------------------------------------------------
+
+    def _refuse(self, status: int, detail: str) -> typing.NoReturn:
+        self.rejection = (status, detail)
+        raise _Rejected()
+
+    def _reject(self) -> None:
+        """Answer a request we refuse to parse further, then close: after a framing error
+        nothing that follows on this connection can be trusted."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        if self.busy or self.pipeline:
+            self.pipeline.append(self.rejection)
+        else:
+            self._send_rejection(self.rejection)
+
+    def _send_rejection(self, rejection: tuple[int, str] | None) -> None:
+        status, detail = rejection or (400, "Bad Request")
+        logger.info("refused a request from %s: %d %s", self.client, status, detail)
+        response = error_response(status, detail)
+        if self.transport is not None:
+            self.transport.write(response.encode(self.worker.common_close))
+            self.transport.close()
+        self.pipeline.clear()
+
+    def check_timeouts(self, now: float) -> None:
+        """Called about once a second by the worker."""
+        if self.busy or self.transport is None or self.rejection is not None:
+            return
+        reception = self.reception
+        config = self.worker.config
+        if reception is IDLE:
+            if now - self.last_activity >= config.keep_alive_timeout:
+                self.transport.close()
+        elif reception is HEAD:
+            if now - self.head_started >= config.header_timeout:
+                self.rejection = (408, "Request Timeout")
+                self._reject()
+        elif now - self.last_activity >= config.header_timeout:
+            self.rejection = (408, "Request Timeout")
+            self._reject()
+
+    def close_if_idle(self) -> bool:
+        """During a graceful stop: close now unless a request is on its way or running."""
+        if self.transport is not None and not self.busy and not self.pipeline and self.reception is IDLE:
+            self.transport.close()
+            return True
+        return False

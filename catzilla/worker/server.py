@@ -1,0 +1,142 @@
+"""One worker process: a uvloop event loop serving HTTP/1.1 on the listening sockets."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import typing
+from email.utils import formatdate
+
+import uvloop
+
+from .. import core
+from ..background_tasks import BackgroundRunner
+from ..config import Config
+from ..handlers import HandlerKind
+from ..sockets import bind_tcp
+from ..stats import WorkerStats
+from .executor import Executor
+from .pool import ThreadPool
+from .protocol import HttpProtocol
+
+if typing.TYPE_CHECKING:
+    from ..app import Catzilla
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("catzilla.worker")
+
+SERVER_HEADER = b"server: catzilla\r\n"
+TICK = 1.0  # seconds: Date header resolution and the granularity of every connection timeout
+
+
+class Worker:
+    def __init__(self, app: "Catzilla", config: Config, sockets: list[socket.socket] | None = None) -> None:
+        self.app = app
+        self.config = config
+        self.sockets = sockets
+        self.connections: set[HttpProtocol] = set()
+        self.draining = False
+        self.now = 0.0
+        self.common_keep_alive = self.common_close = self.common_keep_alive_10 = b""
+        self._stop_requested: asyncio.Future[None] | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._last_tick = 0.0
+
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT, then stop gracefully. Returns the exit status."""
+        loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(self.serve())
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    async def serve(self) -> int:
+        loop = self.loop = asyncio.get_running_loop()
+        config = self.config
+        self.pool = ThreadPool(loop, config.threads)
+        self.executor = Executor(loop, self.pool)
+        self.runner = BackgroundRunner(loop, self.pool)
+        self.runner.install()
+        self.stats = WorkerStats(self.app.router.routes)
+        self.stats.pool = self.pool
+        core.install(self.stats)
+        self._stop_requested = loop.create_future()
+        self._tick()
+        await self.app.startup()
+        sockets = self.sockets or [bind_tcp(config.host, config.port, config.backlog)]
+        for sock in sockets:
+            server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=config.backlog)
+            self._servers.append(server)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop)
+        self._log_start(sockets)
+        await self._stop_requested
+        await self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        if self._stop_requested is not None and not self._stop_requested.done():
+            logger.info("stopping gracefully (pid %d): finishing in-flight requests", os.getpid())
+            self._stop_requested.set_result(None)
+
+    def _log_start(self, sockets: list[socket.socket]) -> None:
+        routes = self.app.router.routes
+        sync = sum(1 for route in routes if route.kind is HandlerKind.SYNC)
+        for sock in sockets:
+            host, port = sock.getsockname()[:2]
+            logger.info("serving on http://%s:%d (pid %d)", host, port, os.getpid())
+        logger.info("routes: %d sync, %d async (sync in a pool of %d threads, async on the event loop)",
+                    sync, len(routes) - sync, self.config.threads)
+
+    def _tick(self) -> None:
+        """Once a second: the clock, the Date header, timeouts, loop lag."""
+        loop = self.loop
+        now = loop.time()
+        if self._last_tick:
+            lag = max(0.0, now - self._last_tick - TICK)
+            self.stats.loop_lag = lag
+            self.stats.loop_lag_max = max(self.stats.loop_lag_max, lag)
+        self._last_tick = now
+        self.now = now
+        date = b"date: " + formatdate(usegmt=True).encode("ascii") + b"\r\n"
+        self.common_keep_alive = SERVER_HEADER + date
+        self.common_keep_alive_10 = SERVER_HEADER + date + b"connection: keep-alive\r\n"
+        self.common_close = SERVER_HEADER + date + b"connection: close\r\n"
+        for connection in list(self.connections):
+            connection.check_timeouts(now)
+        self.stats.tick()
+        loop.call_at(now + TICK, self._tick)
+
+    async def _shutdown(self) -> None:
+        self.draining = True
+        loop = self.loop
+        for server in self._servers:
+            server.close()
+        deadline = loop.time() + self.config.graceful_timeout
+        while loop.time() < deadline:
+            for connection in list(self.connections):
+                connection.close_if_idle()
+            if not self.connections:
+                break
+            await asyncio.sleep(0.05)
+        remaining = max(0.0, deadline - loop.time())
+        try:
+            await asyncio.wait_for(self.runner.wait_idle(), remaining)
+        except asyncio.TimeoutError:
+            logger.warning("graceful timeout: %d background tasks did not finish", self.runner.pending)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        if self.connections:
+            logger.warning("graceful timeout: closed %d connections with requests still running",
+                           len(self.connections))
+        await self.app.shutdown()
+        self.pool.shutdown(wait=False)
+        core.install(None)
+        logger.info("stopped (pid %d)", os.getpid())

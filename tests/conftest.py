@@ -1,0 +1,108 @@
+"""Test harness: every server under test is a real `python -m catzilla run` process.
+
+`run_server("module:app", *cli_args)` starts one on a free loopback port, waits until it
+accepts connections and yields a `Server`; on exit it sends SIGTERM and waits for the exit.
+Apps for the tests live in tests/apps/ (on PYTHONPATH), examples/ is on PYTHONPATH too.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "apps"
+EXAMPLES = ROOT / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, host: str, port: int, log_path: Path) -> None:
+        self.proc = proc
+        self.host = host
+        self.port = port
+        self.log_path = log_path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def connect(self, timeout: float = 5.0) -> socket.socket:
+        """A raw TCP connection to the server, for malformed input and protocol tests."""
+        return socket.create_connection((self.host, self.port), timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def wait_listening(host: str, port: int, proc: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, port), timeout=0.5).close()
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@contextlib.contextmanager
+def run_server(
+    target: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 20.0,
+) -> Iterator[Server]:
+    host, port = "127.0.0.1", free_port()
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), str(APPS), str(EXAMPLES), full_env.get("PYTHONPATH", "")]
+    )
+    full_env["PYTHONUNBUFFERED"] = "1"
+    full_env.update(env or {})
+    log = tempfile.NamedTemporaryFile(prefix="catzilla-test-", suffix=".log", delete=False)
+    cmd = [sys.executable, "-m", "catzilla", "run", target,
+           "--host", host, "--port", str(port), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(proc, host, port, Path(log.name))
+    try:
+        if not wait_listening(host, port, proc, ready_timeout):
+            server.stop(signal.SIGKILL)
+            raise RuntimeError(f"server {cmd} did not start:\n{server.logs()}")
+        yield server
+    finally:
+        server.stop()
+        log.close()
+        os.unlink(log.name)
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    """Factory fixture: `server = serve("module:app", "--threads", "8")`."""
+    with contextlib.ExitStack() as stack:
+        yield lambda target, *a, **kw: stack.enter_context(run_server(target, *a, **kw))
