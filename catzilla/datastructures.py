@@ -73,11 +73,13 @@ class Headers(typing.Mapping[str, str]):
 
     __slots__ = ("_raw", "_dict")
 
-    def __init__(self, raw: list[tuple[bytes, bytes]] | typing.Mapping[str, str] = ()) -> None:
-        if isinstance(raw, typing.Mapping):
-            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in raw.items()]
-        self._raw: list[tuple[bytes, bytes]] = list(raw)
+    def __init__(self, raw: list[tuple[bytes, bytes]] | None = None) -> None:
+        self._raw: list[tuple[bytes, bytes]] = raw if raw is not None else []
         self._dict: dict[str, str] | None = None
+
+    @classmethod
+    def from_mapping(cls, mapping: typing.Mapping[str, str]) -> "Headers":
+        return cls([(k.encode("latin-1"), v.encode("latin-1")) for k, v in mapping.items()])
 
     @property
     def raw(self) -> list[tuple[bytes, bytes]]:

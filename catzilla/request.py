@@ -17,9 +17,9 @@ class Request:
     first use and cached."""
 
     __slots__ = (
-        "method", "path", "query_string", "path_params", "headers", "body", "client",
+        "method", "path", "query_string", "path_params", "raw_headers", "body", "client",
         "http_version", "_query_params", "_cookies", "_form", "_state",
-        "background", "responded",
+        "background", "responded", "_headers",
     )
 
     def __init__(
@@ -27,7 +27,7 @@ class Request:
         method: str,
         path: str,
         query_string: str = "",
-        headers: Headers | None = None,
+        raw_headers: list[tuple[bytes, bytes]] | None = None,
         body: bytes = b"",
         client: Address | None = None,
         http_version: str = "1.1",
@@ -36,7 +36,8 @@ class Request:
         self.path = path
         self.query_string = query_string
         self.path_params: dict[str, typing.Any] = {}
-        self.headers = headers if headers is not None else Headers()
+        self.raw_headers = raw_headers if raw_headers is not None else []
+        self._headers: Headers | None = None
         self.body = body
         self.client = client
         self.http_version = http_version
@@ -46,6 +47,13 @@ class Request:
         self._state: State | None = None
         self.background: list[typing.Any] | None = None  # filled by schedule_task()
         self.responded = False
+
+    @property
+    def headers(self) -> Headers:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = Headers(self.raw_headers)
+        return headers
 
     @property
     def query_params(self) -> QueryParams:

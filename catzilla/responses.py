@@ -102,7 +102,20 @@ class Response:
 
 class JSONResponse(Response):
     media_type = "application/json"
-    _content_type_line = b"content-type: application/json\r\n"
+
+    def __init__(
+        self,
+        content: typing.Any = None,
+        status_code: int = 200,
+        headers: typing.Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        # Response.__init__ spelled out: this constructor runs once per JSON request.
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+        self.body = self.render(content)
+        self.headers = dict(headers) if headers else {}
 
     def render(self, content: typing.Any) -> bytes:
         return orjson.dumps(content, default=_to_builtins, option=orjson.OPT_NON_STR_KEYS)

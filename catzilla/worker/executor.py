@@ -88,7 +88,16 @@ class Executor:
         elif kind is ASYNC_INLINE:
             token = current_request.set(request)
             try:
-                outcome = _run_inline(route, request, kwargs, common, head_only)
+                coroutine = invoke(route, request, kwargs)
+                coroutine.send(None)
+                # Unreachable for a body without await; guards against a misclassification.
+                coroutine.close()
+                raise RuntimeError(f"handler {route.name} suspended although it has no await")
+            except StopIteration as stop:
+                response = to_response(stop.value)
+                outcome = response, (None if response.streaming else response.encode(common, head_only))
+            except Exception as exc:
+                outcome = failure(route, exc, common, head_only)
             finally:
                 current_request.reset(token)
             conn.complete(outcome)
@@ -135,20 +144,6 @@ def _run_sync(route: Route, request: Request, kwargs: dict[str, typing.Any] | No
         if inspect.isawaitable(result):
             return result
         return encode(to_response(result), common, head_only)
-    except Exception as exc:
-        return failure(route, exc, common, head_only)
-
-
-def _run_inline(route: Route, request: Request, kwargs: dict[str, typing.Any] | None,
-                common: bytes, head_only: bool) -> Outcome:
-    try:
-        coroutine = invoke(route, request, kwargs)
-        try:
-            coroutine.send(None)
-        except StopIteration as stop:
-            return encode(to_response(stop.value), common, head_only)
-        coroutine.close()  # unreachable for a body without await; guards a misclassification
-        raise RuntimeError(f"handler {route.name} suspended although it has no await")
     except Exception as exc:
         return failure(route, exc, common, head_only)
 

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from ..datastructures import Address, Headers
+from ..datastructures import Address
 from ..request import Request
 from ..responses import Response, error_response
 from .executor import Outcome
@@ -193,7 +193,7 @@ class HttpProtocol(asyncio.Protocol):
             _METHODS.get(method) or method.decode("latin-1"),
             text_path,
             query.decode("latin-1"),
-            Headers(self.headers),
+            self.headers,
             body[0] if len(body) == 1 else b"".join(body),
             self.client,
             parser.get_http_version(),
@@ -266,11 +266,11 @@ class HttpProtocol(asyncio.Protocol):
         response, data = outcome
         route = self.route
         if route is not None:
-            route.stats.in_flight -= 1
-            route.stats.record(perf_counter() - self.started, response.status_code)
+            stats = route.stats
+            stats.in_flight -= 1
+            stats.record(perf_counter() - self.started, response.status_code)
         transport = self.transport
         if transport is None:  # the client went away while the handler ran
-            self.busy = False
             self._after_response()
             return
         if data is None:
@@ -278,6 +278,15 @@ class HttpProtocol(asyncio.Protocol):
             return
         transport.write(data)
         self.stats.bytes_out += len(data)
+        request = self.request
+        if request.background is None and self.keep_alive and not self.pipeline \
+                and not self.reading_paused:  # type: ignore[union-attr]
+            # The common case, kept short: nothing to schedule, nothing queued.
+            self.request = None
+            self.busy = False
+            request.responded = True  # type: ignore[union-attr]
+            self.last_activity = self.worker.now
+            return
         self._after_response()
 
     def _after_response(self) -> None:
