@@ -98,12 +98,12 @@ class Catzilla:
         """Serve in this process until SIGTERM/SIGINT (development, or one worker).
 
         Arguments not given fall back to CATZILLA_* variables, then to the defaults."""
-        from .cli import configure_logging
         from .config import Config
+        from .logs import configure_logging
         from .worker.server import Worker
 
         config = Config.from_env(port=port, host=host, **settings)
-        configure_logging(config.log_level)
+        configure_logging(config.log_level, config.log_format, config.log_file)
         status = Worker(self, config).run()
         if status:
             raise SystemExit(status)

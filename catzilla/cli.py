@@ -10,25 +10,15 @@ import sys
 import typing
 
 from .config import Config, parse_value, setting_env
+from .logs import configure_logging
 
 __all__ = ["main", "load_app", "configure_logging", "AppLoadError"]
-
-# gunicorn's exit status for "the application could not be loaded"; operators know it.
-EXIT_APP_LOAD_ERROR = 4
 
 logger = logging.getLogger("catzilla")
 
 
 class AppLoadError(Exception):
     pass
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def load_app(target: str) -> typing.Any:
@@ -61,9 +51,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("app", help="the application, as module:attribute (e.g. myapp:app)")
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
-        run.add_argument(flag, dest=field.name, default=None, metavar=field.name.upper(),
-                         type=lambda raw, f=field: parse_value(f, raw),
-                         help=f"{field.metadata['help']} [{setting_env(field)}]")
+        help = f"{field.metadata['help']} [{setting_env(field)}]"
+        if field.metadata["flag"]:
+            run.add_argument(flag, dest=field.name, default=None, help=help,
+                             action=argparse.BooleanOptionalAction)
+            continue
+        parse = field.metadata["parse"]
+        if field.metadata["repeatable"]:
+            # One value per flag on the command line; the list form is for the environment.
+            run.add_argument(flag, dest=field.name, default=None, action="append", help=help,
+                             metavar=field.name.upper(), type=lambda raw, p=parse: p(raw)[0])
+        else:
+            run.add_argument(flag, dest=field.name, default=None, metavar=field.name.upper(),
+                             type=lambda raw, f=field: parse_value(f, raw), help=help)
     return parser
 
 
@@ -75,18 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"catzilla: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.log_level)
-    try:
-        app = load_app(args.app)
-    except AppLoadError as exc:
-        logger.error("%s", exc)
-        return EXIT_APP_LOAD_ERROR
-    except Exception:
-        logger.exception("could not load the application %r", args.app)
-        return EXIT_APP_LOAD_ERROR
-    from .worker.server import Worker
+    configure_logging(config.log_level, config.log_format, config.log_file)
+    from .master.arbiter import Master
 
-    if config.workers > 1:
-        logger.warning("--workers %d: the prefork master is not built yet; serving with one worker",
-                       config.workers)
-    return Worker(app, config).run()
+    return Master(args.app, config).run()

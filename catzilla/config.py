@@ -10,47 +10,127 @@ import dataclasses
 import os
 import typing
 
-__all__ = ["Config", "ENV_PREFIX", "setting_env"]
+__all__ = ["Config", "ENV_PREFIX", "setting_env", "parse_value", "cpu_count"]
 
 ENV_PREFIX = "CATZILLA_"
 
 
-def _setting(default: typing.Any, help: str, *, env: str | None = None) -> typing.Any:
-    return dataclasses.field(default=default, metadata={"help": help, "env": env})
+def cpu_count() -> int:
+    """CPUs this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _workers(raw: str) -> int:
+    if raw.strip().lower() == "auto":
+        return cpu_count()
+    value = int(raw)
+    if value < 1:
+        raise ValueError("workers must be at least 1 (or 'auto')")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected a boolean, got {raw!r}")
+
+
+def _choice(*choices: str) -> typing.Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return raw
+    return parse
+
+
+def _list(item: typing.Callable[[str], typing.Any]) -> typing.Callable[[str], list[typing.Any]]:
+    def parse(raw: str) -> list[typing.Any]:  # the environment form: comma or space separated
+        return [item(part) for part in raw.replace(",", " ").split()]
+    return parse
+
+
+def _optional_str(raw: str) -> str | None:
+    return raw or None
+
+
+def _setting(default: typing.Any, help: str, parse: typing.Callable[[str], typing.Any] = str,
+             *, env: str | None = None, repeatable: bool = False, flag: bool = False,
+             factory: typing.Callable[[], typing.Any] | None = None) -> typing.Any:
+    metadata = {"help": help, "env": env, "parse": parse, "repeatable": repeatable, "flag": flag}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def _default_workers() -> int:
     # WEB_CONCURRENCY is what Heroku, gunicorn and uvicorn read; Kubernetes manifests set it.
     try:
-        return max(1, int(os.environ.get("WEB_CONCURRENCY", "1")))
+        return _workers(os.environ.get("WEB_CONCURRENCY", "1"))
     except ValueError:
         return 1
 
 
 @dataclasses.dataclass
 class Config:
+    # -- where to listen
     host: str = _setting("127.0.0.1", "Address to bind; loopback unless told otherwise, so a "
                          "development server is never exposed by accident.")
-    port: int = _setting(8000, "TCP port to bind.")
-    workers: int = dataclasses.field(default_factory=_default_workers, metadata={
-        "help": "Worker processes (default: $WEB_CONCURRENCY or 1).", "env": None})
-    threads: int = _setting(40, "Threads per worker for `def` handlers: sync handlers mostly "
-                            "wait on I/O, so 40 overlapping waits per worker cost little memory.")
-    log_level: str = _setting("info", "Logging level: debug, info, warning, error, critical.")
-    keep_alive_timeout: float = _setting(5.0, "Seconds an idle keep-alive connection stays "
-                                         "open; a little above typical client reuse gaps, like uvicorn's 5 s.")
-    header_timeout: float = _setting(10.0, "Seconds a client has to send a whole request head "
-                                     "(and between reads of a body): slow-loris clients are closed.")
-    max_header_size: int = _setting(16384, "Bytes allowed for the request line plus headers "
-                                    "(431 above): 16 KiB fits large cookies, not abuse.")
-    max_body_size: int = _setting(16 * 1024 * 1024, "Bytes allowed for a request body (413 "
-                                  "above): bodies are read into memory before the handler runs.")
-    graceful_timeout: float = _setting(30.0, "Seconds a graceful stop waits for in-flight "
-                                       "requests and background tasks before giving up on them.")
+    port: int = _setting(8000, "TCP port to bind.", int)
+    bind: list[str] = _setting(None, "Bind HOST:PORT (repeatable; replaces --host/--port).",
+                               _list(str), repeatable=True, factory=list)
+    uds: str | None = _setting(None, "Also listen on this Unix domain socket path.", _optional_str)
+    fd: list[int] = _setting(None, "Serve on this already-open listening file descriptor "
+                             "(repeatable).", _list(int), repeatable=True, factory=list)
     backlog: int = _setting(2048, "Listen queue length: absorbs connection bursts while "
-                            "workers are busy (the kernel caps it at net.core.somaxconn).")
-    write_buffer_high: int = _setting(64 * 1024, "Bytes buffered for a slow client before the "
-                                      "connection stops taking new pipelined requests.")
+                            "workers are busy (the kernel caps it at net.core.somaxconn).", int)
+    # -- processes
+    workers: int = _setting(None, "Worker processes, or 'auto' for one per CPU "
+                            "(default: $WEB_CONCURRENCY or 1).", _workers, factory=_default_workers)
+    threads: int = _setting(40, "Threads per worker for `def` handlers: sync handlers mostly "
+                            "wait on I/O, so 40 overlapping waits per worker cost little memory.", int)
+    preload: bool = _setting(False, "Import the app once in the master before forking "
+                             "(faster start, shared memory; HUP then cannot pick up new code).",
+                             _bool, flag=True)
+    timeout: float = _setting(30.0, "Seconds a worker's event loop may go without running "
+                              "before the master dumps its stack and replaces it (gunicorn's 30).", float)
+    graceful_timeout: float = _setting(30.0, "Seconds a graceful stop waits for in-flight "
+                                       "requests and background tasks before giving up on them.", float)
+    max_requests: int = _setting(0, "Recycle a worker after this many requests (0: never); "
+                                 "bounds the damage of slow leaks.", int)
+    max_requests_jitter: int = _setting(0, "Add up to this many requests at random to "
+                                        "--max-requests, so workers do not all recycle at once.", int)
+    pid: str | None = _setting(None, "Write the master's pid to this file.", _optional_str)
+    # -- HTTP
+    keep_alive_timeout: float = _setting(5.0, "Seconds an idle keep-alive connection stays "
+                                         "open (uvicorn's 5 s).", float)
+    header_timeout: float = _setting(10.0, "Seconds a client has to send a whole request head "
+                                     "(and the longest pause inside a body): slow-loris clients "
+                                     "are answered 408 and closed.", float)
+    max_header_size: int = _setting(16384, "Bytes allowed for the request line plus headers "
+                                    "(431 above): 16 KiB fits large cookies, not abuse.", int)
+    max_body_size: int = _setting(16 * 1024 * 1024, "Bytes allowed for a request body (413 "
+                                  "above): bodies are read into memory before the handler runs.", int)
+    write_buffer_high: int = _setting(64 * 1024, "Bytes buffered for a slow reader before the "
+                                      "connection stops taking new pipelined requests.", int)
+    health_path: str | None = _setting(None, "Answer liveness probes here (200 while the "
+                                       "worker's loop runs), before any user route.", _optional_str)
+    ready_path: str | None = _setting(None, "Answer readiness probes here (503 while "
+                                      "draining, so a load balancer stops routing).", _optional_str)
+    # -- logs
+    log_level: str = _setting("info", "Logging level.",
+                              _choice("debug", "info", "warning", "error", "critical"))
+    log_format: str = _setting("text", "Log line format: text, or json for log collectors.",
+                               _choice("text", "json"))
+    log_file: str | None = _setting(None, "Append logs to this file instead of stderr "
+                                    "(reopened on SIGUSR1, for logrotate).", _optional_str)
+    access_log: bool = _setting(True, "Log one line per request (logger catzilla.access).",
+                                _bool, flag=True)
 
     @classmethod
     def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: typing.Any) -> "Config":
@@ -70,8 +150,7 @@ def setting_env(field: dataclasses.Field[typing.Any]) -> str:
 
 
 def parse_value(field: dataclasses.Field[typing.Any], raw: str) -> typing.Any:
-    kind = field.type if isinstance(field.type, type) else {"int": int, "float": float, "str": str}[field.type]
     try:
-        return kind(raw)
-    except ValueError:
-        raise ValueError(f"{setting_env(field)}={raw!r} is not a valid {kind.__name__}") from None
+        return field.metadata["parse"](raw)
+    except ValueError as exc:
+        raise ValueError(f"{setting_env(field)}={raw!r}: {exc}") from None

@@ -17,6 +17,6 @@ while getopts "d:c:" o; do case $o in d) opts+=(-d "$OPTARG");; c) opts+=(-c "$O
 shift $((OPTIND-1))
 [ $# -eq 0 ] && set -- socketify granian_rsgi sanic uvicorn_starlette catzilla023 fastapi fastapi=/sync raw_uvloop_pool
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-export OURS_CMD="${PYTHON:-python3} -m catzilla run loadtests.bench_app:app --port PORT --log-level warning"
+export OURS_CMD="${PYTHON:-python3} -m catzilla run loadtests.bench_app:app --port PORT --log-level warning --no-access-log"
 cd "$ROOT"
 bash "$BENCH/run.sh" "${opts[@]}" raw_uvloop ours=/json ours=/sync "ours=/items/42?q=3" "$@"

@@ -1,2 +1,5 @@
-"""The prefork master (supervision, signals, reload): see issue 3. Until it lands,
-`catzilla run` serves in one process."""
+"""The prefork master: binds the listening sockets, forks the workers, supervises them
+(respawn, heartbeat timeout, graceful stop, zero-downtime reload) and talks to systemd."""
+from .arbiter import Master
+
+__all__ = ["Master"]

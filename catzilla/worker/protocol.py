@@ -19,6 +19,7 @@ from urllib.parse import unquote
 import httptools
 
 from ..datastructures import Address
+from ..logs import access_logger
 from ..request import Request
 from ..responses import Response, error_response
 from .executor import Outcome
@@ -241,6 +242,11 @@ class HttpProtocol(asyncio.Protocol):
         else:
             common = worker.common_keep_alive_10
         method = request.method
+        if worker.probes and request.path in worker.probes:
+            self.route = None
+            probe = worker.probes[request.path]()
+            self.complete((probe, probe.encode(common, method == "HEAD")))
+            return
         table, params = self.router.lookup(request.path)
         if table is None:
             self.route = None
@@ -269,6 +275,8 @@ class HttpProtocol(asyncio.Protocol):
             stats = route.stats
             stats.in_flight -= 1
             stats.record(perf_counter() - self.started, response.status_code)
+        if self.worker.access_log:
+            self._log_access(response, data)
         transport = self.transport
         if transport is None:  # the client went away while the handler ran
             self._after_response()
@@ -288,6 +296,19 @@ class HttpProtocol(asyncio.Protocol):
             self.last_activity = self.worker.now
             return
         self._after_response()
+
+    def _log_access(self, response: Response, data: bytes | None) -> None:
+        request = self.request
+        if request is None:
+            return
+        client = f"{self.client.host}:{self.client.port}" if self.client else "-"
+        duration_ms = (perf_counter() - self.started) * 1000.0
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d %s %.1fms', client, request.method, request.path,
+            request.http_version, response.status_code, len(data) if data is not None else "-",
+            duration_ms,
+            extra={"client": client, "method": request.method, "path": request.path,
+                   "status": response.status_code, "duration_ms": round(duration_ms, 3)})
 
     def _after_response(self) -> None:
         request = self.request
@@ -413,9 +434,11 @@ class HttpProtocol(asyncio.Protocol):
             self.rejection = (408, "Request Timeout")
             self._reject()
 
-    def close_if_idle(self) -> bool:
-        """During a graceful stop: close now unless a request is on its way or running."""
-        if self.transport is not None and not self.busy and not self.pipeline and self.reception is IDLE:
+    def close_if_idle(self, idle_since: float) -> bool:
+        """During a graceful stop: close if no request is on its way or running, and none
+        has been since `idle_since`."""
+        if self.transport is not None and not self.busy and not self.pipeline \
+                and self.reception is IDLE and self.last_activity <= idle_since:
             self.transport.close()
             return True
         return False

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
+import random
 import signal
 import socket
+import sys
 import typing
 from email.utils import formatdate
 
@@ -15,7 +18,9 @@ from .. import core
 from ..background_tasks import BackgroundRunner
 from ..config import Config
 from ..handlers import HandlerKind
-from ..sockets import bind_tcp
+from ..logs import access_logger, reopen_log_files
+from ..master.listeners import describe, open_listeners
+from ..responses import JSONResponse, Response
 from ..stats import WorkerStats
 from .executor import Executor
 from .pool import ThreadPool
@@ -24,23 +29,48 @@ from .protocol import HttpProtocol
 if typing.TYPE_CHECKING:
     from ..app import Catzilla
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "Supervisor"]
 
 logger = logging.getLogger("catzilla.worker")
 
 SERVER_HEADER = b"server: catzilla\r\n"
 TICK = 1.0  # seconds: Date header resolution and the granularity of every connection timeout
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+# While draining, a keep-alive connection is closed only after this long without a request:
+# a client looping on requests gets its next answer with `connection: close` instead of
+# racing our close (which would fail that request).
+DRAIN_IDLE_GRACE = 1.0
+
+
+class Supervisor(typing.Protocol):
+    """What a worker tells the master that forked it (see catzilla.master)."""
+
+    def ready(self) -> None: ...
+    def beat(self) -> None: ...
+    def orphaned(self) -> bool: ...
 
 
 class Worker:
-    def __init__(self, app: "Catzilla", config: Config, sockets: list[socket.socket] | None = None) -> None:
+    def __init__(self, app: "Catzilla", config: Config, sockets: list[socket.socket] | None = None,
+                 supervisor: Supervisor | None = None) -> None:
         self.app = app
         self.config = config
         self.sockets = sockets
+        self.supervisor = supervisor
         self.connections: set[HttpProtocol] = set()
         self.draining = False
+        self.started = False
         self.now = 0.0
         self.common_keep_alive = self.common_close = self.common_keep_alive_10 = b""
+        self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        self.probes: dict[str, typing.Callable[[], Response]] = {}
+        if config.health_path:
+            self.probes[config.health_path] = lambda: JSONResponse({"status": "alive"})
+        if config.ready_path:
+            self.probes[config.ready_path] = self._readiness
+        self.max_requests = 0
+        if config.max_requests > 0:
+            self.max_requests = config.max_requests + random.randint(0, max(0, config.max_requests_jitter))
         self._stop_requested: asyncio.Future[None] | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._last_tick = 0.0
@@ -67,30 +97,41 @@ class Worker:
         self.stats.pool = self.pool
         core.install(self.stats)
         self._stop_requested = loop.create_future()
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, self.stop)
+        loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+        # A master that finds this loop stuck sends SIGABRT: the stack of every thread goes
+        # to the log before the process dies, to show where it was stuck.
+        faulthandler.enable(file=sys.stderr, all_threads=True)
         self._tick()
         await self.app.startup()
-        sockets = self.sockets or [bind_tcp(config.host, config.port, config.backlog)]
+        sockets = self.sockets or open_listeners(config)
         for sock in sockets:
             server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=config.backlog)
             self._servers.append(server)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stop)
+        self.started = True
         self._log_start(sockets)
+        if self.supervisor is not None:
+            self.supervisor.ready()
         await self._stop_requested
         await self._shutdown()
         return 0
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "signal") -> None:
         if self._stop_requested is not None and not self._stop_requested.done():
-            logger.info("stopping gracefully (pid %d): finishing in-flight requests", os.getpid())
+            logger.info("worker %d stopping gracefully (%s): finishing in-flight requests",
+                        os.getpid(), reason)
             self._stop_requested.set_result(None)
+
+    def _readiness(self) -> Response:
+        if self.draining or not self.started:
+            return JSONResponse({"status": "draining" if self.draining else "starting"}, 503)
+        return JSONResponse({"status": "ready"})
 
     def _log_start(self, sockets: list[socket.socket]) -> None:
         routes = self.app.router.routes
         sync = sum(1 for route in routes if route.kind is HandlerKind.SYNC)
-        for sock in sockets:
-            host, port = sock.getsockname()[:2]
-            logger.info("serving on http://%s:%d (pid %d)", host, port, os.getpid())
+        logger.info("worker %d serving on %s", os.getpid(), ", ".join(describe(s) for s in sockets))
         logger.info("routes: %d sync, %d async (sync in a pool of %d threads, async on the event loop)",
                     sync, len(routes) - sync, self.config.threads)
 
@@ -111,6 +152,13 @@ class Worker:
         for connection in list(self.connections):
             connection.check_timeouts(now)
         self.stats.tick()
+        supervisor = self.supervisor
+        if supervisor is not None:
+            supervisor.beat()
+            if supervisor.orphaned():
+                self.stop("the master process is gone")
+        if self.max_requests and self.stats.requests >= self.max_requests:
+            self.stop(f"recycling after {self.stats.requests} requests (--max-requests)")
         loop.call_at(now + TICK, self._tick)
 
     async def _shutdown(self) -> None:
@@ -120,8 +168,9 @@ class Worker:
             server.close()
         deadline = loop.time() + self.config.graceful_timeout
         while loop.time() < deadline:
+            self.now = loop.time()
             for connection in list(self.connections):
-                connection.close_if_idle()
+                connection.close_if_idle(self.now - DRAIN_IDLE_GRACE)
             if not self.connections:
                 break
             await asyncio.sleep(0.05)
@@ -139,4 +188,4 @@ class Worker:
         await self.app.shutdown()
         self.pool.shutdown(wait=False)
         core.install(None)
-        logger.info("stopped (pid %d)", os.getpid())
+        logger.info("worker %d stopped", os.getpid())

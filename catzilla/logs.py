@@ -1,0 +1,62 @@
+"""Logging set-up: text or JSON lines, to stderr or a file that SIGUSR1 reopens."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import typing
+
+import orjson
+
+__all__ = ["configure_logging", "reopen_log_files", "JSONFormatter", "access_logger"]
+
+TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+access_logger = logging.getLogger("catzilla.access")
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line; extra fields passed with `extra=` are kept."""
+
+    _standard = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, typing.Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                    + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in self._standard and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str = "info", log_format: str = "text", log_file: str | None = None) -> None:
+    handler: logging.Handler
+    if log_file:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def reopen_log_files() -> None:
+    """After logrotate moved the file away: start writing to a new one at the same path."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                handler.close()  # the next emit opens the path again
+            finally:
+                handler.release()

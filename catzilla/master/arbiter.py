@@ -1,0 +1,426 @@
+"""The master process: binds, pre-forks, supervises, reloads.
+
+Signals follow gunicorn's meanings. Handlers only record the signal (and wake the main loop
+through a pipe); the main loop acts on it, so no supervision logic runs in signal context.
+
+    TERM, INT, QUIT  graceful stop        HUP   zero-downtime reload
+    TTIN / TTOU      one worker more/less USR1  reopen log files
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import typing
+
+from ..config import Config
+from ..logs import reopen_log_files
+from .heartbeat import MAX_SLOTS, HeartbeatBoard
+from .listeners import describe, open_listeners
+from .systemd import Notifier
+
+__all__ = ["Master", "EXIT_APP_LOAD_ERROR", "EXIT_WORKER_BOOT_ERROR"]
+
+logger = logging.getLogger("catzilla.master")
+
+# gunicorn's exit statuses, which operators and init systems already know.
+EXIT_WORKER_BOOT_ERROR = 3
+EXIT_APP_LOAD_ERROR = 4
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
+                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD)
+# After SIGABRT (stack dump) or the graceful timeout, how long before SIGKILL.
+KILL_GRACE = 3.0
+# A respawn that keeps failing to boot waits this long between attempts.
+RESPAWN_BACKOFF = 1.0
+POLL = 0.25  # seconds between supervision passes when nothing wakes the master
+
+
+@dataclasses.dataclass
+class WorkerHandle:
+    pid: int
+    slot: int
+    generation: int
+    spawned: float
+    ready: bool = False
+    stopping_since: float | None = None  # SIGTERM sent (graceful stop)
+    aborted_since: float | None = None  # SIGABRT sent (heartbeat timeout)
+
+
+class _Supervision:
+    """The worker's side of the heartbeat board (see catzilla.worker.server.Supervisor)."""
+
+    def __init__(self, board: HeartbeatBoard, slot: int, master_pid: int) -> None:
+        self.board, self.slot, self.master_pid = board, slot, master_pid
+
+    def ready(self) -> None:
+        self.board.mark_ready(self.slot)
+
+    def beat(self) -> None:
+        self.board.beat(self.slot)
+
+    def orphaned(self) -> bool:
+        return os.getppid() != self.master_pid
+
+
+class Master:
+    def __init__(self, target: str, config: Config) -> None:
+        self.target = target
+        self.config = config
+        self.app: typing.Any = None  # set when --preload imported it here
+        self.workers: dict[int, WorkerHandle] = {}
+        self.target_count = config.workers
+        self.generation = 1
+        self.reload_generation: int | None = None
+        self.reload_deadline = 0.0
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.exit_status = 0
+        self.announced_ready = False
+        self.next_spawn = 0.0
+        self.signals: list[int] = []
+        self.notifier = Notifier()
+        self.last_watchdog = 0.0
+
+    # -- the main loop ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        from ..cli import AppLoadError, load_app  # the cli imports us; avoid a cycle
+
+        self.pid = os.getpid()
+        try:
+            self.sockets = open_listeners(self.config)
+        except (OSError, ValueError) as exc:
+            logger.error("cannot listen: %s", exc)
+            return EXIT_WORKER_BOOT_ERROR
+        if self.config.preload:
+            try:
+                self.app = load_app(self.target)
+            except AppLoadError as exc:
+                logger.error("%s", exc)
+                return EXIT_APP_LOAD_ERROR
+            except Exception:
+                logger.exception("could not load the application %r", self.target)
+                return EXIT_APP_LOAD_ERROR
+            if threading.active_count() > 1:
+                logger.warning("preloading %s left %d threads running in the master; threads do "
+                               "not survive fork, so workers will not have them",
+                               self.target, threading.active_count() - 1)
+        self.board = HeartbeatBoard()
+        self._write_pid()
+        self._install_signals()
+        logger.info("master %d: listening on %s, %d worker(s)", self.pid,
+                    ", ".join(describe(s) for s in self.sockets), self.target_count)
+        try:
+            while True:
+                self._handle_signals()
+                self._reap()
+                if self.stopping:
+                    if not self.workers:
+                        break
+                    self._escalate(time.monotonic())
+                else:
+                    self._supervise()
+                self._wait()
+        finally:
+            self._cleanup()
+        logger.info("master %d: stopped", self.pid)
+        return self.exit_status
+
+    def _wait(self) -> None:
+        timeout = POLL
+        if self.notifier.watchdog_interval:
+            timeout = min(timeout, self.notifier.watchdog_interval)
+        try:
+            readable, _, _ = select.select([self.wake_r], [], [], timeout)
+        except InterruptedError:
+            return
+        if readable:
+            try:
+                while os.read(self.wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        self._check_heartbeats(now)
+        self._escalate(now)
+        self._progress_reload(now)
+        self._keep_count(now)
+        if not self.announced_ready and self._ready_count(self.generation) >= self.target_count:
+            self.announced_ready = True
+            logger.info("master %d: %d worker(s) ready", self.pid, self.target_count)
+            self.notifier.ready(f"{self.target_count} workers")
+        if self.notifier.watchdog_interval and now - self.last_watchdog >= self.notifier.watchdog_interval:
+            self.last_watchdog = now
+            self.notifier.watchdog()
+
+    # -- signals -------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, self._record_signal)
+
+    def _record_signal(self, signum: int, frame: typing.Any) -> None:
+        if signum != signal.SIGCHLD:
+            self.signals.append(signum)
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            signum = self.signals.pop(0)
+            name = signal.Signals(signum).name
+            if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                self.stop(f"{name} received")
+            elif self.stopping:
+                continue
+            elif signum == signal.SIGHUP:
+                self.reload()
+            elif signum == signal.SIGTTIN:
+                if self.target_count < MAX_SLOTS:
+                    self.target_count += 1
+                logger.info("master %d: SIGTTIN: %d worker(s)", self.pid, self.target_count)
+            elif signum == signal.SIGTTOU:
+                self.target_count = max(1, self.target_count - 1)
+                logger.info("master %d: SIGTTOU: %d worker(s)", self.pid, self.target_count)
+            elif signum == signal.SIGUSR1:
+                reopen_log_files()
+                self._signal_all(signal.SIGUSR1)
+
+    # -- workers -------------------------------------------------------------------------
+
+    def spawn(self, generation: int) -> WorkerHandle | None:
+        used = {w.slot for w in self.workers.values()}
+        slot = next((s for s in range(MAX_SLOTS) if s not in used), None)
+        if slot is None:
+            logger.error("master %d: no free worker slot", self.pid)
+            return None
+        self.board.reset(slot)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            status = 1
+            try:
+                status = self._worker_main(slot)
+            except BaseException:
+                logger.exception("worker %d crashed", os.getpid())
+            finally:
+                logging.shutdown()
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except Exception:
+                        pass
+                os._exit(status)
+        handle = WorkerHandle(pid, slot, generation, time.monotonic())
+        self.workers[pid] = handle
+        logger.info("master %d: started worker %d (slot %d, generation %d)",
+                    self.pid, pid, slot, generation)
+        return handle
+
+    def _worker_main(self, slot: int) -> int:
+        from ..cli import AppLoadError, load_app
+        from ..worker.server import Worker
+
+        signal.set_wakeup_fd(-1)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        self.notifier.close()
+        app = self.app
+        if app is None:
+            try:
+                app = load_app(self.target)
+            except AppLoadError as exc:
+                logger.error("worker %d: %s", os.getpid(), exc)
+                return EXIT_APP_LOAD_ERROR
+            except Exception:
+                logger.exception("worker %d: could not load the application %r", os.getpid(), self.target)
+                return EXIT_APP_LOAD_ERROR
+        supervision = _Supervision(self.board, slot, self.pid)
+        return Worker(app, self.config, self.sockets, supervision).run()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            handle = self.workers.pop(pid, None)
+            if handle is None:
+                continue
+            self._log_death(handle, status)
+            if not handle.ready and handle.stopping_since is None and not self.stopping:
+                self._boot_failed(handle, os.waitstatus_to_exitcode(status))
+
+    def _log_death(self, handle: WorkerHandle, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            how = f"killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with status {code}"
+        expected = handle.stopping_since is not None or self.stopping
+        level = logging.INFO if expected and code == 0 else logging.WARNING
+        logger.log(level, "master %d: worker %d %s%s", self.pid, handle.pid, how,
+                   "" if expected else " unexpectedly; replacing it")
+
+    def _boot_failed(self, handle: WorkerHandle, code: int) -> None:
+        if self.reload_generation is not None and handle.generation == self.reload_generation:
+            logger.error("master %d: reload failed: a new worker did not boot (status %d); "
+                         "keeping the running workers", self.pid, code)
+            self._abort_reload()
+        elif self._ready_count(self.generation) == 0:
+            what = "could not be loaded" if code == EXIT_APP_LOAD_ERROR else "did not boot"
+            logger.error("master %d: the application %r %s (worker status %d); stopping",
+                         self.pid, self.target, what, code)
+            self.exit_status = EXIT_APP_LOAD_ERROR if code == EXIT_APP_LOAD_ERROR else EXIT_WORKER_BOOT_ERROR
+            self.stop("a worker failed to boot")
+        else:
+            self.next_spawn = time.monotonic() + RESPAWN_BACKOFF
+
+    def _ready_count(self, generation: int) -> int:
+        for handle in self.workers.values():
+            if not handle.ready and self.board.is_ready(handle.slot):
+                handle.ready = True
+        return sum(1 for w in self.workers.values()
+                   if w.generation == generation and w.ready and w.stopping_since is None)
+
+    def _keep_count(self, now: float) -> None:
+        current = [w for w in self.workers.values()
+                   if w.generation == self.generation and w.stopping_since is None
+                   and w.aborted_since is None]
+        if len(current) < self.target_count and now >= self.next_spawn:
+            for _ in range(self.target_count - len(current)):
+                self.spawn(self.generation)
+        elif len(current) > self.target_count:
+            for handle in sorted(current, key=lambda w: w.spawned)[self.target_count:]:
+                self._stop_worker(handle, "fewer workers requested")
+
+    def _stop_worker(self, handle: WorkerHandle, reason: str) -> None:
+        if handle.stopping_since is None:
+            logger.info("master %d: stopping worker %d (%s)", self.pid, handle.pid, reason)
+            handle.stopping_since = time.monotonic()
+            self._kill(handle.pid, signal.SIGTERM)
+
+    def _check_heartbeats(self, now: float) -> None:
+        for handle in list(self.workers.values()):
+            if handle.aborted_since is not None:
+                continue
+            silence = self.board.silence(handle.slot)
+            if silence > self.config.timeout:
+                logger.error("master %d: worker %d's event loop has not run for %.1f s "
+                             "(--timeout %g); dumping its stack and replacing it",
+                             self.pid, handle.pid, silence, self.config.timeout)
+                handle.aborted_since = now
+                self._kill(handle.pid, signal.SIGABRT)  # faulthandler prints every thread
+
+    def _escalate(self, now: float) -> None:
+        for handle in list(self.workers.values()):
+            if handle.aborted_since is not None and now - handle.aborted_since > KILL_GRACE:
+                self._kill(handle.pid, signal.SIGKILL)
+            elif handle.stopping_since is not None and \
+                    now - handle.stopping_since > self.config.graceful_timeout + KILL_GRACE:
+                logger.warning("master %d: worker %d did not stop within the graceful timeout; killing it",
+                               self.pid, handle.pid)
+                self._kill(handle.pid, signal.SIGKILL)
+        if self.stopping and now > self.stop_deadline:
+            for handle in self.workers.values():
+                self._kill(handle.pid, signal.SIGKILL)
+
+    def _kill(self, pid: int, signum: int) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _signal_all(self, signum: int) -> None:
+        for pid in list(self.workers):
+            self._kill(pid, signum)
+
+    # -- reload and stop -------------------------------------------------------------------
+
+    def reload(self) -> None:
+        if self.reload_generation is not None:
+            logger.info("master %d: SIGHUP: a reload is already in progress", self.pid)
+            return
+        if self.config.preload:
+            logger.warning("master %d: SIGHUP with --preload restarts workers with the app "
+                           "imported at start; restart the master to load new code", self.pid)
+        self.notifier.reloading()
+        self.reload_generation = self.generation + 1
+        self.reload_deadline = time.monotonic() + self.config.timeout
+        logger.info("master %d: SIGHUP: starting generation %d", self.pid, self.reload_generation)
+        for _ in range(self.target_count):
+            self.spawn(self.reload_generation)
+
+    def _progress_reload(self, now: float) -> None:
+        generation = self.reload_generation
+        if generation is None:
+            return
+        if self._ready_count(generation) >= self.target_count:
+            old = [w for w in self.workers.values() if w.generation < generation]
+            self.generation = generation
+            self.reload_generation = None
+            for handle in old:
+                self._stop_worker(handle, f"replaced by generation {generation}")
+            logger.info("master %d: reload complete: generation %d serving", self.pid, generation)
+            self.notifier.ready(f"{self.target_count} workers, generation {generation}")
+        elif now > self.reload_deadline:
+            logger.error("master %d: reload failed: generation %d was not ready within %g s; "
+                         "keeping the running workers", self.pid, generation, self.config.timeout)
+            self._abort_reload()
+
+    def _abort_reload(self) -> None:
+        generation = self.reload_generation
+        self.reload_generation = None
+        for handle in list(self.workers.values()):
+            if handle.generation == generation:
+                self._stop_worker(handle, "reload aborted")
+        self.notifier.ready(f"{self.target_count} workers (reload failed)")
+
+    def stop(self, reason: str) -> None:
+        if self.stopping:
+            return
+        logger.info("master %d: %s: stopping gracefully", self.pid, reason)
+        self.notifier.stopping()
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + self.config.graceful_timeout + KILL_GRACE
+        for handle in self.workers.values():
+            handle.stopping_since = handle.stopping_since or time.monotonic()
+            self._kill(handle.pid, signal.SIGTERM)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _write_pid(self) -> None:
+        if self.config.pid:
+            with open(self.config.pid, "w") as f:
+                f.write(f"{self.pid}\n")
+
+    def _cleanup(self) -> None:
+        if self.config.pid:
+            try:
+                with open(self.config.pid) as f:
+                    if f.read().strip() == str(self.pid):
+                        os.unlink(self.config.pid)
+            except OSError:
+                pass
+        for sock in self.sockets:
+            if sock.family == socket.AF_UNIX and self.config.uds:
+                try:
+                    os.unlink(self.config.uds)
+                except OSError:
+                    pass
+            sock.close()
+        self.notifier.close()

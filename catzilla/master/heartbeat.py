@@ -1,0 +1,44 @@
+"""Heartbeats from workers to the master through a shared memory board.
+
+The board is an anonymous shared mapping created before the first fork: one slot of two
+doubles per worker (state, time of the last beat on CLOCK_MONOTONIC, which all processes
+share). A worker writes its slot from a callback of its own event loop, so a loop that is
+blocked stops beating even if other threads run. Aligned 8-byte stores are atomic on the
+machines we run on, so the master never reads a torn time.
+"""
+from __future__ import annotations
+
+import mmap
+import struct
+import time
+
+__all__ = ["HeartbeatBoard", "BOOTING", "READY", "MAX_SLOTS"]
+
+MAX_SLOTS = 1024  # far above any core count; TTIN beyond it is refused
+BOOTING, READY = 0.0, 1.0
+_SLOT = struct.Struct("dd")
+
+
+class HeartbeatBoard:
+    def __init__(self, slots: int = MAX_SLOTS) -> None:
+        self.slots = slots
+        self._map = mmap.mmap(-1, slots * _SLOT.size)
+        self._view = memoryview(self._map).cast("d")
+
+    def reset(self, slot: int) -> None:
+        self._view[slot * 2] = BOOTING
+        self._view[slot * 2 + 1] = time.monotonic()
+
+    def beat(self, slot: int) -> None:
+        self._view[slot * 2 + 1] = time.monotonic()
+
+    def mark_ready(self, slot: int) -> None:
+        self.beat(slot)
+        self._view[slot * 2] = READY
+
+    def is_ready(self, slot: int) -> bool:
+        return self._view[slot * 2] == READY
+
+    def silence(self, slot: int) -> float:
+        """Seconds since the worker in `slot` last beat."""
+        return time.monotonic() - self._view[slot * 2 + 1]

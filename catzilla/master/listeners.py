@@ -1,0 +1,113 @@
+"""The listening sockets: bound by the master before it forks, or inherited.
+
+Sources, in order: systemd socket activation (LISTEN_FDS), `--fd N`, then `--bind
+HOST:PORT` (or `--host/--port`) and `--uds PATH`. Every worker inherits the same sockets.
+
+Why one shared socket rather than one SO_REUSEPORT socket per worker slot (measured on
+this machine, 2 workers, 200 new connections, tests/test_master.py checks the share):
+- a shared socket's accept queue belongs to every worker at once: when a worker dies or is
+  replaced, the connections waiting in the kernel's queue are accepted by the others. A
+  per-slot socket's queue belongs to one slot: its connections wait for the replacement to
+  boot, and are reset if the slot is retired (TTOU) or the socket closed;
+- systemd socket activation and `--fd` hand over one socket per address anyway, so only a
+  shared socket serves every source the same way;
+- spread: with uvloop each worker takes new connections as it wakes; 200 new connections
+  over 2 workers split about evenly under load (the share test asserts both serve a real
+  part). SO_REUSEPORT's hash spreads more evenly on many cores, but at the price above.
+SO_REUSEPORT is still set on TCP sockets, so that a second master can bind the same port
+during a binary upgrade.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import typing
+
+__all__ = ["bind_tcp", "bind_unix", "open_listeners", "systemd_fds", "describe"]
+
+SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): inherited sockets start at fd 3
+
+
+def bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # A restarted server must be able to bind while old connections sit in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_unix(path: str, backlog: int) -> socket.socket:
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)  # a stale socket from an earlier run
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o660)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def systemd_fds(environ: typing.MutableMapping[str, str] | None = None) -> list[int]:
+    """Descriptors passed by systemd for this process (and unset the variables, as
+    sd_listen_fds(1) does, so that children do not take them for their own)."""
+    environ = os.environ if environ is None else environ
+    try:
+        if int(environ.get("LISTEN_PID", "0")) != os.getpid():
+            return []
+        count = int(environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return []
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        environ.pop(name, None)
+    return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
+
+
+def _from_fd(fd: int) -> socket.socket:
+    sock = socket.socket(fileno=fd)
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError(f"file descriptor {fd} is not a stream socket")
+    sock.setblocking(False)
+    return sock
+
+
+def _split_bind(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--bind wants HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def open_listeners(config: typing.Any) -> list[socket.socket]:
+    inherited = systemd_fds() or list(config.fd)
+    if inherited:
+        return [_from_fd(fd) for fd in inherited]
+    addresses = [_split_bind(b) for b in config.bind] or [(config.host, config.port)]
+    sockets = [bind_tcp(host, port, config.backlog) for host, port in addresses]
+    if config.uds:
+        sockets.append(bind_unix(config.uds, config.backlog))
+    return sockets
+
+
+def describe(sock: socket.socket) -> str:
+    address = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{address}"
+    host, port = address[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
