@@ -122,6 +122,15 @@ class Config:
                                        "worker's loop runs), before any user route.", _optional_str)
     ready_path: str | None = _setting(None, "Answer readiness probes here (503 while "
                                       "draining, so a load balancer stops routing).", _optional_str)
+    # -- statistics
+    stats: bool = _setting(True, "Count requests per route and worker in shared memory "
+                           "(catzilla.core, --metrics-path, `catzilla stats`).", _bool, flag=True)
+    stats_routes: int = _setting(128, "Routes per worker the stats block has room for when "
+                                 "the app is not preloaded (with --preload: exactly the app's).", int)
+    metrics_path: str | None = _setting(None, "Serve Prometheus metrics here, before any user "
+                                        "route (e.g. /metrics).", _optional_str)
+    loop_block_threshold: float = _setting(0.1, "Warn when an async handler keeps the event "
+                                           "loop busy longer than this many seconds (0: off).", float)
     # -- logs
     log_level: str = _setting("info", "Logging level.",
                               _choice("debug", "info", "warning", "error", "critical"))

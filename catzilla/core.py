@@ -1,74 +1,101 @@
-"""Live statistics of the running server (DESIGN.md, "Stats contract")."""
+"""Live statistics of the running server (DESIGN.md, "Stats contract"), summed over all
+workers from the shared stats block, readable from any handler of any worker."""
 from __future__ import annotations
 
+import collections
+import time
 import typing
 
-from .stats import BUCKETS, WorkerStats, percentile
+from .stats import BUCKETS, StatsBoard, bucket_upper_ms, merge_routes, percentile
 
-__all__ = ["get_handler_stats", "get_performance_metrics"]
+__all__ = ["get_handler_stats", "get_performance_metrics", "StatsReader"]
 
-_current: WorkerStats | None = None
-
-
-def install(stats: WorkerStats | None) -> None:
-    """Called by the worker at start-up: the process whose numbers the functions report."""
-    global _current
-    _current = stats
+# requests per second is averaged over this many seconds of once-a-second samples
+RATE_WINDOW = 10
 
 
-def _workers() -> list[WorkerStats]:
-    return [_current] if _current is not None else []
+class StatsReader:
+    """The current process's view of the board, with a short history for rates."""
+
+    def __init__(self, board: StatsBoard) -> None:
+        self.board = board
+        self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=RATE_WINDOW + 1)
+
+    def sample(self) -> None:
+        """Once a second, from the worker's loop."""
+        self.samples.append((time.monotonic(), self.board.totals()[0]))
+
+    def requests_per_second(self) -> float:
+        if len(self.samples) < 2:
+            return 0.0
+        (t0, r0), (t1, r1) = self.samples[0], self.samples[-1]
+        return (r1 - r0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+_reader: StatsReader | None = None
+
+
+def install(reader: StatsReader | None) -> None:
+    """Called by the worker at start-up."""
+    global _reader
+    _reader = reader
+
+
+def _snapshot() -> dict[str, typing.Any]:
+    if _reader is None:
+        return {"slots": [], "retired_routes": [], "retired": {
+            "requests": 0, "errors": 0, "bytes_in": 0, "bytes_out": 0}}
+    return _reader.board.snapshot()
+
+
+def handler_stats(snapshot: dict[str, typing.Any]) -> dict[str, typing.Any]:
+    slots = snapshot["slots"]
+    by_kind = {kind: {"requests": 0, "errors": 0, "in_flight": 0} for kind in ("sync", "async")}
+    routes = {}
+    for key, totals in merge_routes(snapshot).items():
+        kind = by_kind[totals.kind]
+        kind["requests"] += totals.requests
+        kind["errors"] += totals.errors
+        kind["in_flight"] += totals.in_flight
+        routes[key] = {
+            "kind": totals.kind, "requests": totals.requests, "errors": totals.errors,
+            "in_flight": totals.in_flight, "loop_blocked": totals.blocked,
+            "p50_ms": percentile(totals.histogram, 0.50),
+            "p99_ms": percentile(totals.histogram, 0.99),
+        }
+    return {
+        "workers": len(slots),
+        "requests": snapshot["retired"]["requests"] + sum(s["requests"] for s in slots),
+        "by_kind": by_kind,
+        "routes": routes,
+        "per_worker": [{"pid": s["pid"], "requests": s["requests"], "in_flight": s["in_flight"]}
+                       for s in slots],
+        "thread_pool": {
+            "size": sum(s["pool_size"] for s in slots),
+            "busy": sum(s["pool_busy"] for s in slots),
+            "queued": sum(s["pool_queued"] for s in slots),
+        },
+    }
 
 
 def get_handler_stats() -> dict[str, typing.Any]:
-    workers = _workers()
-    by_kind = {kind: {"requests": 0, "errors": 0, "in_flight": 0} for kind in ("sync", "async")}
-    routes: dict[str, dict[str, typing.Any]] = {}
-    pool = {"size": 0, "busy": 0, "queued": 0}
-    for worker in workers:
-        for route in worker.routes:
-            kind = by_kind[route.kind]
-            kind["requests"] += route.requests
-            kind["errors"] += route.errors
-            kind["in_flight"] += route.in_flight
-            entry = routes.setdefault(route.key, {
-                "kind": route.kind, "requests": 0, "errors": 0, "histogram": [0] * BUCKETS})
-            entry["requests"] += route.requests
-            entry["errors"] += route.errors
-            entry["histogram"] = [a + b for a, b in zip(entry["histogram"], route.histogram)]
-        if worker.pool is not None:
-            for key, value in worker.pool.snapshot().items():
-                pool[key] += value
-    for entry in routes.values():
-        histogram = entry.pop("histogram")
-        entry["p50_ms"] = percentile(histogram, 0.50)
-        entry["p99_ms"] = percentile(histogram, 0.99)
-    return {
-        "workers": len(workers),
-        "requests": sum(w.requests for w in workers),
-        "by_kind": by_kind,
-        "routes": routes,
-        "per_worker": [{"pid": w.pid, "requests": w.requests, "in_flight": w.in_flight} for w in workers],
-        "thread_pool": pool,
-    }
+    return handler_stats(_snapshot())
 
 
 def get_performance_metrics() -> dict[str, typing.Any]:
-    workers = _workers()
-    stats = get_handler_stats()
-    histograms = {}
-    for worker in workers:
-        for route in worker.routes:
-            merged = histograms.setdefault(route.key, [0] * BUCKETS)
-            histograms[route.key] = [a + b for a, b in zip(merged, route.histogram)]
-    stats["latency_histograms"] = {
-        key: {"bucket_upper_bounds_ms": [(1 << i) / 1000.0 for i in range(BUCKETS)], "counts": counts}
-        for key, counts in histograms.items() if any(counts)
+    snapshot = _snapshot()
+    metrics = handler_stats(snapshot)
+    slots = snapshot["slots"]
+    retired = snapshot["retired"]
+    metrics["latency_histograms"] = {
+        key: {"bucket_upper_bounds_ms": [bucket_upper_ms(b) for b in range(BUCKETS)],
+              "counts": totals.histogram,
+              "mean_ms": round(totals.duration_us / totals.requests / 1000.0, 3) if totals.requests else None}
+        for key, totals in merge_routes(snapshot).items() if totals.requests
     }
-    stats["requests_per_second"] = sum(w.requests_per_second() for w in workers)
-    stats["loop_lag_ms"] = max((w.loop_lag * 1000.0 for w in workers), default=0.0)
-    stats["loop_lag_max_ms"] = max((w.loop_lag_max * 1000.0 for w in workers), default=0.0)
-    stats["bytes_in"] = sum(w.bytes_in for w in workers)
-    stats["bytes_out"] = sum(w.bytes_out for w in workers)
-    stats["uptime_s"] = max((w.uptime() for w in workers), default=0.0) if workers else 0.0
-    return stats
+    metrics["requests_per_second"] = round(_reader.requests_per_second(), 2) if _reader else 0.0
+    metrics["loop_lag_ms"] = max((s["loop_lag_us"] / 1000.0 for s in slots), default=0.0)
+    metrics["loop_lag_max_ms"] = max((s["loop_lag_max_us"] / 1000.0 for s in slots), default=0.0)
+    metrics["bytes_in"] = retired["bytes_in"] + sum(s["bytes_in"] for s in slots)
+    metrics["bytes_out"] = retired["bytes_out"] + sum(s["bytes_out"] for s in slots)
+    return metrics

@@ -6,7 +6,6 @@ import typing
 
 from .binding import Binding
 from .handlers import HandlerKind, classify
-from .stats import RouteStats
 
 __all__ = ["Route", "Router", "compile_path"]
 
@@ -40,18 +39,22 @@ def compile_path(path: str) -> tuple[re.Pattern[str] | None, list[str]]:
 class Route:
     """One (path, method) and everything decided about its handler at registration."""
 
-    __slots__ = ("path", "method", "endpoint", "name", "kind", "binding", "stats", "warned_awaitable")
+    __slots__ = ("path", "method", "endpoint", "name", "kind", "binding", "index", "warned_awaitable")
 
     def __init__(self, path: str, method: str, endpoint: typing.Callable[..., typing.Any],
-                 path_names: list[str], name: str | None = None) -> None:
+                 path_names: list[str], name: str | None = None, index: int = 0) -> None:
         self.path = path
         self.method = method
         self.endpoint = endpoint
         self.name = name or getattr(endpoint, "__name__", type(endpoint).__name__)
         self.kind = classify(endpoint)
         self.binding = Binding(endpoint, path_names)
-        self.stats = RouteStats(f"{method} {path}", self.kind.label)
+        self.index = index  # this route's row in the stats block
         self.warned_awaitable = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
 
     def __repr__(self) -> str:
         return f"<Route {self.method} {self.path} {self.kind.label}>"
@@ -82,7 +85,7 @@ class Router:
             method = method.upper()
             if method in table:
                 raise ValueError(f"route {method} {path} is already registered")
-            route = table[method] = Route(path, method, endpoint, names, name)
+            route = table[method] = Route(path, method, endpoint, names, name, len(self.routes))
             self.routes.append(route)
             added.append(route)
         return added

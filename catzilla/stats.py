@@ -1,37 +1,131 @@
-"""Request counters of this worker process.
+"""Request statistics across all workers, in a shared-memory block (see ext/stats.c).
 
-Counters are plain integer attributes bumped on the event loop thread (the only writer), so
-they need no lock. Latency goes into a log2 histogram of microseconds: 32 buckets cover 1 µs
-to over an hour with a fixed, tiny cost per request.
+The master creates the block before it forks (a file in /dev/shm, so `catzilla stats` can
+open it from outside); `app.listen()` makes a private one. Each worker writes its own slot
+from C; anyone reads the sums.
 """
 from __future__ import annotations
 
+import glob
+import mmap
 import os
-import time
+import tempfile
 import typing
 
-__all__ = ["RouteStats", "WorkerStats", "percentile"]
+from ._native import STATS_BUCKETS, StatsBlock, WorkerSlot
 
-BUCKETS = 32
+__all__ = ["StatsBoard", "RouteTotals", "percentile", "BUCKETS", "WorkerSlot", "board_path"]
+
+BUCKETS = STATS_BUCKETS
+# Routes ever seen, across reloads, that the retired totals can tell apart.
+RETIRED_FACTOR = 4
 
 
-class RouteStats:
-    __slots__ = ("key", "kind", "requests", "errors", "in_flight", "histogram")
+def _directory() -> str:
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def board_path(master_pid: int) -> str:
+    return os.path.join(_directory(), f"catzilla-{master_pid}.stats")
+
+
+def find_boards() -> list[str]:
+    """Stats files of running servers, newest first."""
+    paths = glob.glob(os.path.join(_directory(), "catzilla-*.stats"))
+    return sorted(paths, key=os.path.getmtime, reverse=True)
+
+
+class StatsBoard:
+    def __init__(self, mapping: mmap.mmap, block: StatsBlock, path: str | None) -> None:
+        self._mapping = mapping
+        self.block = block
+        self.path = path
+
+    @classmethod
+    def create(cls, nslots: int, nroutes: int, path: str | None = None) -> "StatsBoard":
+        nroutes = max(1, nroutes)
+        size = StatsBlock.size(nslots, nroutes, nroutes * RETIRED_FACTOR)
+        if path is None:
+            mapping = mmap.mmap(-1, size)
+        else:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.ftruncate(fd, size)
+                mapping = mmap.mmap(fd, size)
+            finally:
+                os.close(fd)
+        block = StatsBlock(mapping, nslots, nroutes, nroutes * RETIRED_FACTOR, True)
+        return cls(mapping, block, path)
+
+    @classmethod
+    def open(cls, path: str) -> "StatsBoard":
+        fd = os.open(path, os.O_RDWR)
+        try:
+            mapping = mmap.mmap(fd, 0)
+        finally:
+            os.close(fd)
+        return cls(mapping, StatsBlock(mapping), path)
+
+    @property
+    def nslots(self) -> int:
+        return self.block.nslots
+
+    def attach(self, slot: int, generation: int, routes: list[tuple[str, bool]]) -> WorkerSlot:
+        return self.block.attach(slot, os.getpid(), generation, routes)
+
+    def retire(self, slot: int) -> None:
+        if slot < self.block.nslots:
+            self.block.retire(slot)
+
+    def snapshot(self) -> dict[str, typing.Any]:
+        return self.block.snapshot()
+
+    def totals(self) -> tuple[int, int, int, int]:
+        return self.block.totals()
+
+    def unlink(self) -> None:
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+class RouteTotals:
+    """One route's counts summed over workers (live and retired)."""
+
+    __slots__ = ("key", "kind", "requests", "errors", "in_flight", "blocked", "duration_us", "histogram")
 
     def __init__(self, key: str, kind: str) -> None:
-        self.key = key
-        self.kind = kind
-        self.requests = 0
-        self.errors = 0
-        self.in_flight = 0
+        self.key, self.kind = key, kind
+        self.requests = self.errors = self.in_flight = self.blocked = self.duration_us = 0
         self.histogram = [0] * BUCKETS
 
-    def record(self, seconds: float, status: int) -> None:
-        self.requests += 1
-        if status >= 500:
-            self.errors += 1
-        bucket = int(seconds * 1_000_000).bit_length()
-        self.histogram[bucket if bucket < BUCKETS else BUCKETS - 1] += 1
+    def add(self, row: tuple[typing.Any, ...]) -> None:
+        _, _, requests, errors, in_flight, blocked, duration_us, histogram = row
+        self.requests += requests
+        self.errors += errors
+        self.in_flight += in_flight
+        self.blocked += blocked
+        self.duration_us += duration_us
+        self.histogram = [a + b for a, b in zip(self.histogram, histogram)]
+
+
+def merge_routes(snapshot: dict[str, typing.Any]) -> dict[str, RouteTotals]:
+    routes: dict[str, RouteTotals] = {}
+    rows = [row for slot in snapshot["slots"] for row in slot["routes"]] + snapshot["retired_routes"]
+    for row in rows:
+        key = row[0]
+        totals = routes.get(key)
+        if totals is None:
+            totals = routes[key] = RouteTotals(key, "async" if row[1] else "sync")
+        totals.add(row)
+    return routes
+
+
+def bucket_upper_ms(bucket: int) -> float:
+    """Bucket b holds latencies below 2**b µs."""
+    return (1 << bucket) / 1000.0
 
 
 def percentile(histogram: typing.Sequence[int], fraction: float) -> float | None:
@@ -44,44 +138,5 @@ def percentile(histogram: typing.Sequence[int], fraction: float) -> float | None
     for bucket, count in enumerate(histogram):
         seen += count
         if seen >= rank:
-            return (1 << bucket) / 1000.0
-    return (1 << (len(histogram) - 1)) / 1000.0
-
-
-class WorkerStats:
-    """Everything this process counts; `snapshot()` is the stats contract's raw material."""
-
-    def __init__(self, routes: typing.Iterable[typing.Any] = ()) -> None:
-        self.pid = os.getpid()
-        self.started = time.time()
-        self.routes: list[RouteStats] = [route.stats for route in routes]
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.loop_lag = 0.0  # seconds, the last measured scheduling delay of the loop
-        self.loop_lag_max = 0.0
-        self.pool: typing.Any = None  # the worker's ThreadPool, for size/busy/queued
-        self._second_counts: list[tuple[int, int]] = []  # (unix second, total requests)
-
-    @property
-    def requests(self) -> int:
-        return sum(route.requests for route in self.routes)
-
-    @property
-    def in_flight(self) -> int:
-        return sum(route.in_flight for route in self.routes)
-
-    def uptime(self) -> float:
-        return time.time() - self.started
-
-    def tick(self) -> None:
-        """Once a second, from the loop: remember totals for requests-per-second."""
-        self._second_counts.append((int(time.time()), self.requests))
-        del self._second_counts[:-61]
-
-    def requests_per_second(self, window: int = 10) -> float:
-        counts = self._second_counts
-        if len(counts) < 2:
-            return 0.0
-        first = counts[max(0, len(counts) - 1 - window)]
-        last = counts[-1]
-        return (last[1] - first[1]) / max(1, last[0] - first[0])
+            return bucket_upper_ms(bucket)
+    return bucket_upper_ms(len(histogram) - 1)

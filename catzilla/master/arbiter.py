@@ -21,6 +21,7 @@ import typing
 
 from ..config import Config
 from ..logs import reopen_log_files
+from ..stats import StatsBoard, board_path
 from .heartbeat import MAX_SLOTS, HeartbeatBoard
 from .listeners import describe, open_listeners
 from .systemd import Notifier
@@ -54,16 +55,18 @@ class WorkerHandle:
 
 
 class _Supervision:
-    """The worker's side of the heartbeat board (see catzilla.worker.server.Supervisor)."""
+    """What a worker gets from its master (see catzilla.worker.server.Supervisor)."""
 
-    def __init__(self, board: HeartbeatBoard, slot: int, master_pid: int) -> None:
-        self.board, self.slot, self.master_pid = board, slot, master_pid
+    def __init__(self, heartbeats: HeartbeatBoard, board: StatsBoard | None, slot: int,
+                 generation: int, master_pid: int) -> None:
+        self.heartbeats, self.board = heartbeats, board
+        self.slot, self.generation, self.master_pid = slot, generation, master_pid
 
     def ready(self) -> None:
-        self.board.mark_ready(self.slot)
+        self.heartbeats.mark_ready(self.slot)
 
     def beat(self) -> None:
-        self.board.beat(self.slot)
+        self.heartbeats.beat(self.slot)
 
     def orphaned(self) -> bool:
         return os.getppid() != self.master_pid
@@ -113,6 +116,7 @@ class Master:
                                "not survive fork, so workers will not have them",
                                self.target, threading.active_count() - 1)
         self.board = HeartbeatBoard()
+        self.stats = self._create_stats()
         self._write_pid()
         self._install_signals()
         logger.info("master %d: listening on %s, %d worker(s)", self.pid,
@@ -132,6 +136,20 @@ class Master:
             self._cleanup()
         logger.info("master %d: stopped", self.pid)
         return self.exit_status
+
+    def _create_stats(self) -> StatsBoard | None:
+        """The shared stats block, mapped before the first fork so every worker shares it."""
+        if not self.config.stats:
+            return None
+        # Room for two generations side by side during a reload, and a few respawns.
+        nslots = max(16, 2 * self.target_count + 8)
+        nroutes = len(self.app.router.routes) if self.app is not None else self.config.stats_routes
+        try:
+            return StatsBoard.create(nslots, nroutes, board_path(self.pid))
+        except OSError as exc:
+            logger.warning("master %d: no shared stats block (%s); statistics are per worker",
+                           self.pid, exc)
+            return None
 
     def _wait(self) -> None:
         timeout = POLL
@@ -204,6 +222,7 @@ class Master:
             logger.error("master %d: no free worker slot", self.pid)
             return None
         self.board.reset(slot)
+        self.spawning_generation = generation
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         pid = os.fork()
@@ -247,7 +266,9 @@ class Master:
             except Exception:
                 logger.exception("worker %d: could not load the application %r", os.getpid(), self.target)
                 return EXIT_APP_LOAD_ERROR
-        supervision = _Supervision(self.board, slot, self.pid)
+        handle = self.workers.get(os.getpid())
+        generation = handle.generation if handle is not None else self.spawning_generation
+        supervision = _Supervision(self.board, self.stats, slot, generation, self.pid)
         return Worker(app, self.config, self.sockets, supervision).run()
 
     def _reap(self) -> None:
@@ -261,6 +282,8 @@ class Master:
             handle = self.workers.pop(pid, None)
             if handle is None:
                 continue
+            if self.stats is not None:
+                self.stats.retire(handle.slot)  # its counts live on in the totals
             self._log_death(handle, status)
             if not handle.ready and handle.stopping_since is None and not self.stopping:
                 self._boot_failed(handle, os.waitstatus_to_exitcode(status))
@@ -423,4 +446,6 @@ class Master:
                 except OSError:
                     pass
             sock.close()
+        if self.stats is not None:
+            self.stats.unlink()
         self.notifier.close()

@@ -22,7 +22,7 @@ from ..datastructures import Address
 from ..logs import access_logger
 from ..request import Request
 from ..responses import Response, error_response
-from .executor import Outcome
+from .executor import Outcome, failure
 
 if typing.TYPE_CHECKING:
     from .server import Worker
@@ -59,7 +59,8 @@ class HttpProtocol(asyncio.Protocol):
         self.max_body_size = config.max_body_size
         self.router = worker.app.router
         self.executor = worker.executor
-        self.stats = worker.stats
+        self.slot = worker.slot  # this worker's stats slot, or None with --no-stats
+        self.bytes_in = 0
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client: Address | None = None
@@ -123,7 +124,7 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.rejection is not None:
             return  # the stream can no longer be trusted; we are closing
-        self.stats.bytes_in += len(data)
+        self.bytes_in += len(data)
         self.last_activity = self.worker.now
         if self.reception is IDLE:
             self.reception = HEAD
@@ -234,48 +235,57 @@ class HttpProtocol(asyncio.Protocol):
         self.busy = True
         self.request = request
         self.keep_alive = keep_alive = keep_alive and not worker.draining
-        self.started = perf_counter()
         if not keep_alive:
             common = worker.common_close
         elif request.http_version == "1.1":
             common = worker.common_keep_alive
         else:
             common = worker.common_keep_alive_10
-        method = request.method
-        if worker.probes and request.path in worker.probes:
-            self.route = None
-            probe = worker.probes[request.path]()
-            self.complete((probe, probe.encode(common, method == "HEAD")))
+        head_only = request.method == "HEAD"
+        try:
+            route, params, refusal = self._resolve(request)
+        except Exception as exc:  # a probe or the router failed: still one answer per request
+            route, params, refusal = None, None, None
+            error = exc
+        self.route = route
+        slot = self.slot
+        self.started = perf_counter() if slot is None else slot.begin(-1 if route is None else route.index)
+        if route is None:
+            if refusal is None:
+                self.complete(failure(None, error, common, head_only))
+            else:
+                self.complete((refusal, refusal.encode(common, head_only)))
             return
+        request.path_params = params if params is not None else {}
+        self.executor.start(self, route, request, common, head_only)
+
+    def _resolve(self, request: Request) -> tuple[typing.Any, dict[str, str] | None, Response | None]:
+        """(route, raw path parameters, None), or (None, None, the response that refuses)."""
+        worker = self.worker
+        if worker.probes and request.path in worker.probes:
+            return None, None, worker.probes[request.path]()
         table, params = self.router.lookup(request.path)
         if table is None:
-            self.route = None
-            self.complete((error := error_response(404, "Not Found"), error.encode(common, method == "HEAD")))
-            return
-        route = table.get(method)
+            return None, None, error_response(404, "Not Found")
+        route = table.get(request.method)
+        if route is None and request.method == "HEAD":
+            route = table.get("GET")
         if route is None:
-            if method == "HEAD":
-                route = table.get("GET")
-            if route is None:
-                self.route = None
-                allow = self.router.allowed(table)
-                error = error_response(405, "Method Not Allowed", {"allow": allow})
-                self.complete((error, error.encode(common, method == "HEAD")))
-                return
-        request.path_params = params if params is not None else {}
-        self.route = route
-        route.stats.in_flight += 1
-        self.executor.start(self, route, request, common, method == "HEAD")
+            allow = self.router.allowed(table)
+            return None, None, error_response(405, "Method Not Allowed", {"allow": allow})
+        return route, params, None
 
     def complete(self, outcome: Outcome) -> None:
         """The response to the current request is ready: write it, then move on."""
         response, data = outcome
-        route = self.route
-        if route is not None:
-            stats = route.stats
-            stats.in_flight -= 1
-            stats.record(perf_counter() - self.started, response.status_code)
-        if self.worker.access_log:
+        worker = self.worker
+        worker.handled += 1
+        if self.slot is not None:
+            route = self.route
+            self.slot.end(-1 if route is None else route.index, self.started, response.status_code,
+                          self.bytes_in, 0 if data is None else len(data))
+            self.bytes_in = 0
+        if worker.access_log:
             self._log_access(response, data)
         transport = self.transport
         if transport is None:  # the client went away while the handler ran
@@ -285,7 +295,6 @@ class HttpProtocol(asyncio.Protocol):
             self.worker.loop.create_task(self._stream(response))
             return
         transport.write(data)
-        self.stats.bytes_out += len(data)
         request = self.request
         if request.background is None and self.keep_alive and not self.pipeline \
                 and not self.reading_paused:  # type: ignore[union-attr]
@@ -384,7 +393,6 @@ class HttpProtocol(asyncio.Protocol):
         data = response.encode_chunk(chunk)  # type: ignore[attr-defined]
         if data:
             self.transport.write(data)
-            self.stats.bytes_out += len(data)
         if self.writing_paused:
             self.write_resumed = self.worker.loop.create_future()
             await self.write_resumed

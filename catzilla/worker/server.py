@@ -21,7 +21,10 @@ from ..handlers import HandlerKind
 from ..logs import access_logger, reopen_log_files
 from ..master.listeners import describe, open_listeners
 from ..responses import JSONResponse, Response
-from ..stats import WorkerStats
+from ..responses import PlainTextResponse
+from ..stats import StatsBoard
+from .metrics import render_prometheus
+from .monitor import LoopMonitor
 from .executor import Executor
 from .pool import ThreadPool
 from .protocol import HttpProtocol
@@ -44,6 +47,10 @@ DRAIN_IDLE_GRACE = 1.0
 
 class Supervisor(typing.Protocol):
     """What a worker tells the master that forked it (see catzilla.master)."""
+
+    board: StatsBoard | None  # the shared stats block, when the master made one
+    slot: int
+    generation: int
 
     def ready(self) -> None: ...
     def beat(self) -> None: ...
@@ -68,6 +75,13 @@ class Worker:
             self.probes[config.health_path] = lambda: JSONResponse({"status": "alive"})
         if config.ready_path:
             self.probes[config.ready_path] = self._readiness
+        if config.metrics_path:
+            self.probes[config.metrics_path] = self._metrics
+        self.slot: typing.Any = None  # this worker's WorkerSlot in the stats block
+        self.reader: core.StatsReader | None = None
+        self.handled = 0  # requests answered, for --max-requests
+        self.loop_lag = 0.0
+        self.monitor: LoopMonitor | None = None
         self.max_requests = 0
         if config.max_requests > 0:
             self.max_requests = config.max_requests + random.randint(0, max(0, config.max_requests_jitter))
@@ -93,9 +107,7 @@ class Worker:
         self.executor = Executor(loop, self.pool)
         self.runner = BackgroundRunner(loop, self.pool)
         self.runner.install()
-        self.stats = WorkerStats(self.app.router.routes)
-        self.stats.pool = self.pool
-        core.install(self.stats)
+        self._attach_stats()
         self._stop_requested = loop.create_future()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stop)
@@ -110,6 +122,9 @@ class Worker:
             server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=config.backlog)
             self._servers.append(server)
         self.started = True
+        if config.loop_block_threshold > 0:
+            self.monitor = LoopMonitor(loop, self.app.router.routes, config.loop_block_threshold, self.slot)
+            self.monitor.start()
         self._log_start(sockets)
         if self.supervisor is not None:
             self.supervisor.ready()
@@ -122,6 +137,34 @@ class Worker:
             logger.info("worker %d stopping gracefully (%s): finishing in-flight requests",
                         os.getpid(), reason)
             self._stop_requested.set_result(None)
+
+    def _attach_stats(self) -> None:
+        routes = self.app.router.routes
+        supervisor = self.supervisor
+        board = supervisor.board if supervisor is not None else None
+        if board is None:  # app.listen(): a private block sized for exactly this app
+            board = StatsBoard.create(1, len(routes))
+            index, generation = 0, 1
+        else:
+            index, generation = supervisor.slot, supervisor.generation  # type: ignore[union-attr]
+        self.reader = core.StatsReader(board)
+        core.install(self.reader)
+        if not self.config.stats:
+            return
+        if index >= board.nslots:
+            logger.warning("worker %d has no stats slot (slot %d of %d); its requests are not counted",
+                           os.getpid(), index, board.nslots)
+            return
+        try:
+            self.slot = board.attach(index, generation, [(r.key, r.kind is not HandlerKind.SYNC) for r in routes])
+        except ValueError as exc:
+            logger.warning("stats off for worker %d: %s (raise --stats-routes)", os.getpid(), exc)
+
+    def _metrics(self) -> Response:
+        if self.reader is None:
+            return PlainTextResponse("", 503)
+        return PlainTextResponse(render_prometheus(self.reader.board.snapshot()),
+                                 media_type="text/plain; version=0.0.4")
 
     def _readiness(self) -> Response:
         if self.draining or not self.started:
@@ -140,9 +183,7 @@ class Worker:
         loop = self.loop
         now = loop.time()
         if self._last_tick:
-            lag = max(0.0, now - self._last_tick - TICK)
-            self.stats.loop_lag = lag
-            self.stats.loop_lag_max = max(self.stats.loop_lag_max, lag)
+            self.loop_lag = max(0.0, now - self._last_tick - TICK)
         self._last_tick = now
         self.now = now
         date = b"date: " + formatdate(usegmt=True).encode("ascii") + b"\r\n"
@@ -151,14 +192,18 @@ class Worker:
         self.common_close = SERVER_HEADER + date + b"connection: close\r\n"
         for connection in list(self.connections):
             connection.check_timeouts(now)
-        self.stats.tick()
+        if self.reader is not None:
+            self.reader.sample()
+        if self.slot is not None:
+            pool = self.pool.snapshot()
+            self.slot.gauges(pool["size"], pool["busy"], pool["queued"], int(self.loop_lag * 1e6))
         supervisor = self.supervisor
         if supervisor is not None:
             supervisor.beat()
             if supervisor.orphaned():
                 self.stop("the master process is gone")
-        if self.max_requests and self.stats.requests >= self.max_requests:
-            self.stop(f"recycling after {self.stats.requests} requests (--max-requests)")
+        if self.max_requests and self.handled >= self.max_requests:
+            self.stop(f"recycling after {self.handled} requests (--max-requests)")
         loop.call_at(now + TICK, self._tick)
 
     async def _shutdown(self) -> None:
@@ -186,6 +231,8 @@ class Worker:
             logger.warning("graceful timeout: closed %d connections with requests still running",
                            len(self.connections))
         await self.app.shutdown()
+        if self.monitor is not None:
+            self.monitor.stop()
         self.pool.shutdown(wait=False)
         core.install(None)
         logger.info("worker %d stopped", os.getpid())

@@ -1,0 +1,74 @@
+"""The stats block in Prometheus' text exposition format (version 0.0.4)."""
+from __future__ import annotations
+
+import typing
+
+from ..stats import merge_routes
+
+__all__ = ["render_prometheus"]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _bound(bucket: int) -> str:
+    return repr((1 << bucket) / 1_000_000)  # bucket b holds latencies below 2**b µs
+
+
+def render_prometheus(snapshot: dict[str, typing.Any]) -> str:
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help: str) -> None:
+        lines.append(f"# HELP {name} {help}")
+        lines.append(f"# TYPE {name} {kind}")
+
+    routes = merge_routes(snapshot)
+    labels = {}
+    for key, totals in routes.items():
+        method, _, path = key.partition(" ")
+        labels[key] = f'route="{_escape(path)}",method="{_escape(method)}",kind="{totals.kind}"'
+
+    family("catzilla_requests_total", "counter", "Requests answered, per route.")
+    for key, totals in routes.items():
+        lines.append(f"catzilla_requests_total{{{labels[key]}}} {totals.requests}")
+    family("catzilla_request_errors_total", "counter", "Requests answered with a 5xx status.")
+    for key, totals in routes.items():
+        lines.append(f"catzilla_request_errors_total{{{labels[key]}}} {totals.errors}")
+    family("catzilla_requests_in_flight", "gauge", "Requests being handled right now.")
+    for key, totals in routes.items():
+        lines.append(f"catzilla_requests_in_flight{{{labels[key]}}} {totals.in_flight}")
+    family("catzilla_loop_blocked_total", "counter",
+           "Times an async handler kept the event loop busy past the threshold.")
+    for key, totals in routes.items():
+        lines.append(f"catzilla_loop_blocked_total{{{labels[key]}}} {totals.blocked}")
+    family("catzilla_request_duration_seconds", "histogram", "Time from request to response.")
+    for key, totals in routes.items():
+        cumulative = 0
+        last = max((b for b, count in enumerate(totals.histogram) if count), default=0)
+        for bucket in range(last + 1):
+            cumulative += totals.histogram[bucket]
+            lines.append(f'catzilla_request_duration_seconds_bucket{{{labels[key]},le="{_bound(bucket)}"}} {cumulative}')
+        lines.append(f'catzilla_request_duration_seconds_bucket{{{labels[key]},le="+Inf"}} {totals.requests}')
+        lines.append(f"catzilla_request_duration_seconds_sum{{{labels[key]}}} {totals.duration_us / 1e6}")
+        lines.append(f"catzilla_request_duration_seconds_count{{{labels[key]}}} {totals.requests}")
+
+    slots = snapshot["slots"]
+    retired = snapshot["retired"]
+    family("catzilla_workers", "gauge", "Worker processes counting into this block.")
+    lines.append(f"catzilla_workers {len(slots)}")
+    for name, field, help in (
+        ("catzilla_thread_pool_threads", "pool_size", "Threads for def handlers, all workers."),
+        ("catzilla_thread_pool_busy", "pool_busy", "Pool threads running a handler."),
+        ("catzilla_thread_pool_queued", "pool_queued", "Sync calls waiting for a pool thread."),
+    ):
+        family(name, "gauge", help)
+        lines.append(f"{name} {sum(s[field] for s in slots)}")
+    family("catzilla_event_loop_lag_seconds", "gauge", "Scheduling delay of each worker's loop.")
+    for s in slots:
+        lines.append(f'catzilla_event_loop_lag_seconds{{pid="{s["pid"]}"}} {s["loop_lag_us"] / 1e6}')
+    family("catzilla_received_bytes_total", "counter", "Request bytes read.")
+    lines.append(f"catzilla_received_bytes_total {retired['bytes_in'] + sum(s['bytes_in'] for s in slots)}")
+    family("catzilla_sent_bytes_total", "counter", "Response bytes written.")
+    lines.append(f"catzilla_sent_bytes_total {retired['bytes_out'] + sum(s['bytes_out'] for s in slots)}")
+    return "\n".join(lines) + "\n"

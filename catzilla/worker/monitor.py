@@ -1,0 +1,83 @@
+"""The blocked-loop detector: notices an `async def` handler that keeps the event loop busy.
+
+A side thread asks the loop to run a no-op every `threshold` seconds. When the no-op has not
+run by the next look, the loop is stuck: the thread reads the loop thread's Python stack
+(sys._current_frames), finds the handler it is in and the line it is blocked at, logs that
+once per episode and counts it for the route. The request path does nothing for it: the cost
+is one wake-up of the loop per threshold.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+import typing
+
+from ..handlers import HandlerKind, _target
+
+__all__ = ["LoopMonitor"]
+
+logger = logging.getLogger("catzilla.worker")
+
+
+class LoopMonitor:
+    def __init__(self, loop: asyncio.AbstractEventLoop, routes: typing.Iterable[typing.Any],
+                 threshold: float, slot: typing.Any) -> None:
+        self.loop = loop
+        self.threshold = threshold
+        self.slot = slot
+        self.loop_thread = threading.get_ident()
+        self.by_code: dict[typing.Any, typing.Any] = {}
+        for route in routes:
+            if route.kind is not HandlerKind.SYNC:
+                code = getattr(_target(route.endpoint), "__code__", None)
+                if code is not None:
+                    self.by_code[code] = route
+        self._answered = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="catzilla-loop-monitor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.is_set():
+            self._answered.clear()
+            try:
+                self.loop.call_soon_threadsafe(self._answered.set)
+            except RuntimeError:  # the loop is closed
+                return
+            if self._answered.wait(self.threshold):
+                self._stopped.wait(self.threshold)
+                continue
+            self._report(time.monotonic())
+            while not self._answered.wait(self.threshold):  # one report per episode
+                if self._stopped.is_set():
+                    return
+
+    def _report(self, since: float) -> None:
+        frame = sys._current_frames().get(self.loop_thread)
+        innermost = frame
+        route = None
+        handler_frame = None
+        while frame is not None:
+            route = self.by_code.get(frame.f_code)
+            if route is not None:
+                handler_frame = frame
+                break
+            frame = frame.f_back
+        if route is None or innermost is None or handler_frame is None:
+            return  # the loop is busy, but not inside an async handler (our own code, a Task)
+        where = f"{innermost.f_code.co_filename}:{innermost.f_lineno} in {innermost.f_code.co_name}"
+        logger.warning(
+            "async handler for %s %s has blocked the event loop for over %.0f ms at %s "
+            "(handler line %d); every other request of this worker waits meanwhile. Make the "
+            "handler a plain `def` to run it in the thread pool, or await a non-blocking call.",
+            route.method, route.path, self.threshold * 1000, where, handler_frame.f_lineno)
+        if self.slot is not None:
+            self.slot.blocked(route.index)

@@ -1,0 +1,7 @@
+#include "native.h"
+
+int
+catzilla_headers_init(PyObject *module)
+{
+    return 0;
+}

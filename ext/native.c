@@ -1,0 +1,24 @@
+#include "native.h"
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "catzilla._native",
+    .m_doc = "C parts of Catzilla's request path: header parsing and shared-memory stats.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    PyObject *module = PyModule_Create(&native_module);
+    if (module == NULL)
+        return NULL;
+    if (catzilla_headers_init(module) < 0)
+        goto error;
+    if (catzilla_stats_init(module) < 0)
+        goto error;
+    return module;
+error:
+    Py_DECREF(module);
+    return NULL;
+}

@@ -1,0 +1,669 @@
+/* Live request statistics in a shared-memory block.
+ *
+ * The master maps one block before it forks. Each worker owns one slot and is its only
+ * writer on the request path (the event loop thread), so a counter update is a relaxed
+ * atomic load and store: no lock, no system call, no locked instruction. Readers (any
+ * process) load every 64-bit word atomically, so no value is ever torn.
+ *
+ * When a worker is gone, the master folds its slot into the retired totals and frees the
+ * slot. The fold runs under a sequence counter (odd while folding): a reader that saw the
+ * counter change retries, so it never counts a worker twice or not at all, and totals
+ * never go backwards.
+ *
+ * Layout (all 64-bit words):
+ *   header | slot 0 | slot 1 | ... | retired
+ *   slot    = slot header | route[0] ... route[nroutes-1]
+ *   retired = route[0] ... route[nretired-1] (keyed by route name)
+ *   route   = name (KEY_BYTES) | kind | requests | errors | in_flight | blocked | duration_us
+ *             | histogram
+ */
+#include "native.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define STATS_MAGIC 0x5354415453435a31ULL /* "CZSTATS1" */
+#define KEY_BYTES 96                       /* "METHOD /path" beyond this is cut */
+#define BUCKETS 32                         /* log2(µs): 1 µs .. over an hour */
+
+typedef uint64_t word;
+
+typedef struct {
+    word magic, nslots, nroutes, nretired, sequence;
+    word retired_requests, retired_errors, retired_bytes_in, retired_bytes_out;
+    word reserved[7];
+} BlockHeader;
+
+typedef struct {
+    char key[KEY_BYTES];
+    word kind; /* 0 sync, 1 async */
+    word requests, errors, in_flight, blocked;
+    word duration_us; /* sum of latencies, for Prometheus' _sum */
+    word histogram[BUCKETS];
+} RouteCounters;
+
+typedef struct {
+    word active, pid, generation, nroutes;
+    word requests, errors, in_flight, bytes_in, bytes_out;
+    word pool_size, pool_busy, pool_queued, loop_lag_us, loop_lag_max_us;
+    word reserved[2];
+} SlotHeader;
+
+
+static inline word load(const word *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void store(word *p, word v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+/* Single-writer increment: plain load and store, each atomic on its own. */
+static inline void bump(word *p, word by) { store(p, load(p) + by); }
+
+static size_t
+slot_bytes(word nroutes)
+{
+    return sizeof(SlotHeader) + (size_t)nroutes * sizeof(RouteCounters);
+}
+
+static size_t
+block_bytes(word nslots, word nroutes, word nretired)
+{
+    return sizeof(BlockHeader) + (size_t)nslots * slot_bytes(nroutes)
+        + (size_t)nretired * sizeof(RouteCounters);
+}
+
+/* ---- StatsBlock: a view over the shared buffer --------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    BlockHeader *header;
+    int has_view;
+} StatsBlock;
+
+static PyTypeObject StatsBlock_Type;
+static PyTypeObject WorkerSlot_Type;
+
+static SlotHeader *
+block_slot(StatsBlock *self, word index)
+{
+    char *base = (char *)self->header + sizeof(BlockHeader);
+    return (SlotHeader *)(base + (size_t)index * slot_bytes(self->header->nroutes));
+}
+
+static RouteCounters *
+slot_routes(SlotHeader *slot)
+{
+    return (RouteCounters *)((char *)slot + sizeof(SlotHeader));
+}
+
+static RouteCounters *
+block_retired(StatsBlock *self)
+{
+    return (RouteCounters *)((char *)self->header + sizeof(BlockHeader)
+                             + (size_t)self->header->nslots * slot_bytes(self->header->nroutes));
+}
+
+static int
+StatsBlock_init(StatsBlock *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"buffer", "nslots", "nroutes", "nretired", "create", NULL};
+    PyObject *buffer;
+    unsigned long long nslots = 0, nroutes = 0, nretired = 0;
+    int create = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|KKKp", kwlist, &buffer, &nslots,
+                                     &nroutes, &nretired, &create))
+        return -1;
+    if (self->has_view) {
+        PyBuffer_Release(&self->view);
+        self->has_view = 0;
+    }
+    if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0)
+        return -1;
+    self->has_view = 1;
+    if (((uintptr_t)self->view.buf & 7) != 0) {
+        PyErr_SetString(PyExc_ValueError, "stats buffer must be 8-byte aligned");
+        return -1;
+    }
+    if ((size_t)self->view.len < sizeof(BlockHeader)) {
+        PyErr_SetString(PyExc_ValueError, "stats buffer too small");
+        return -1;
+    }
+    self->header = (BlockHeader *)self->view.buf;
+    if (create) {
+        if (nslots == 0 || nslots > 4096 || nroutes == 0 || nroutes > 65536 || nretired == 0
+            || nretired > 1 << 20) {
+            PyErr_SetString(PyExc_ValueError, "stats block dimensions out of range");
+            return -1;
+        }
+        if ((size_t)self->view.len < block_bytes(nslots, nroutes, nretired)) {
+            PyErr_Format(PyExc_ValueError, "stats buffer needs %zu bytes",
+                         block_bytes(nslots, nroutes, nretired));
+            return -1;
+        }
+        memset(self->view.buf, 0, block_bytes(nslots, nroutes, nretired));
+        self->header->nslots = nslots;
+        self->header->nroutes = nroutes;
+        self->header->nretired = nretired;
+        __atomic_store_n(&self->header->magic, STATS_MAGIC, __ATOMIC_RELEASE);
+        return 0;
+    }
+    if (__atomic_load_n(&self->header->magic, __ATOMIC_ACQUIRE) != STATS_MAGIC) {
+        PyErr_SetString(PyExc_ValueError, "not a Catzilla stats block");
+        return -1;
+    }
+    if ((size_t)self->view.len < block_bytes(self->header->nslots, self->header->nroutes,
+                                             self->header->nretired)) {
+        PyErr_SetString(PyExc_ValueError, "stats block is truncated");
+        return -1;
+    }
+    return 0;
+}
+
+static void
+StatsBlock_dealloc(StatsBlock *self)
+{
+    if (self->has_view)
+        PyBuffer_Release(&self->view);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+StatsBlock_size(PyObject *cls, PyObject *args)
+{
+    unsigned long long nslots, nroutes, nretired;
+    if (!PyArg_ParseTuple(args, "KKK", &nslots, &nroutes, &nretired))
+        return NULL;
+    return PyLong_FromSize_t(block_bytes(nslots, nroutes, nretired));
+}
+
+static int
+write_key(char *dest, PyObject *key)
+{
+    Py_ssize_t length;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(key, &length);
+    if (utf8 == NULL)
+        return -1;
+    if (length > KEY_BYTES - 1)
+        length = KEY_BYTES - 1;
+    memset(dest, 0, KEY_BYTES);
+    memcpy(dest, utf8, (size_t)length);
+    return 0;
+}
+
+/* ---- WorkerSlot: one worker's writer handle --------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    StatsBlock *block; /* keeps the mapping alive */
+    SlotHeader *slot;
+    RouteCounters *routes;
+    word nroutes;
+    word index;
+} WorkerSlot;
+
+static PyObject *
+StatsBlock_attach(StatsBlock *self, PyObject *args)
+{
+    unsigned long long index, pid, generation;
+    PyObject *routes;
+    if (!PyArg_ParseTuple(args, "KKKO!", &index, &pid, &generation, &PyList_Type, &routes))
+        return NULL;
+    if (index >= self->header->nslots) {
+        PyErr_SetString(PyExc_IndexError, "no such stats slot");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(routes);
+    if ((word)count > self->header->nroutes) {
+        PyErr_Format(PyExc_ValueError, "the app has %zd routes, the stats block holds %llu",
+                     count, (unsigned long long)self->header->nroutes);
+        return NULL;
+    }
+    SlotHeader *slot = block_slot(self, index);
+    memset(slot, 0, slot_bytes(self->header->nroutes));
+    RouteCounters *counters = slot_routes(slot);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(routes, i);
+        PyObject *key;
+        int kind;
+        if (!PyArg_ParseTuple(item, "Up", &key, &kind))
+            return NULL;
+        if (write_key(counters[i].key, key) < 0)
+            return NULL;
+        counters[i].kind = (word)kind;
+    }
+    slot->pid = pid;
+    slot->generation = generation;
+    slot->nroutes = (word)count;
+    __atomic_store_n(&slot->active, 1, __ATOMIC_RELEASE);
+
+    WorkerSlot *handle = PyObject_New(WorkerSlot, &WorkerSlot_Type);
+    if (handle == NULL)
+        return NULL;
+    Py_INCREF(self);
+    handle->block = self;
+    handle->slot = slot;
+    handle->routes = counters;
+    handle->nroutes = (word)count;
+    handle->index = index;
+    return (PyObject *)handle;
+}
+
+static double
+monotonic_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+/* begin(route) -> start time: one more request in flight. */
+static PyObject *
+WorkerSlot_begin(WorkerSlot *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "begin(route_index)");
+        return NULL;
+    }
+    Py_ssize_t route = PyLong_AsSsize_t(args[0]);
+    if (route == -1 && PyErr_Occurred())
+        return NULL;
+    bump(&self->slot->in_flight, 1);
+    if (route >= 0 && (word)route < self->nroutes)
+        bump(&self->routes[route].in_flight, 1);
+    return PyFloat_FromDouble(monotonic_seconds());
+}
+
+/* end(route, start, status, bytes_in, bytes_out): the request is answered. */
+static PyObject *
+WorkerSlot_end(WorkerSlot *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "end(route_index, start, status, bytes_in, bytes_out)");
+        return NULL;
+    }
+    Py_ssize_t route = PyLong_AsSsize_t(args[0]);
+    double start = PyFloat_AsDouble(args[1]);
+    long status = PyLong_AsLong(args[2]);
+    long long bytes_in = PyLong_AsLongLong(args[3]);
+    long long bytes_out = PyLong_AsLongLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    SlotHeader *slot = self->slot;
+    int error = status >= 500;
+    bump(&slot->requests, 1);
+    bump(&slot->in_flight, (word)-1);
+    if (error)
+        bump(&slot->errors, 1);
+    if (bytes_in > 0)
+        bump(&slot->bytes_in, (word)bytes_in);
+    if (bytes_out > 0)
+        bump(&slot->bytes_out, (word)bytes_out);
+    if (route >= 0 && (word)route < self->nroutes) {
+        RouteCounters *counters = &self->routes[route];
+        double elapsed = monotonic_seconds() - start;
+        word micros = elapsed > 0 ? (word)(elapsed * 1e6) : 0;
+        int bucket = micros ? 64 - __builtin_clzll(micros) : 0;
+        if (bucket >= BUCKETS)
+            bucket = BUCKETS - 1;
+        bump(&counters->requests, 1);
+        bump(&counters->in_flight, (word)-1);
+        if (error)
+            bump(&counters->errors, 1);
+        bump(&counters->histogram[bucket], 1);
+        bump(&counters->duration_us, micros);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+WorkerSlot_blocked(WorkerSlot *self, PyObject *arg)
+{
+    Py_ssize_t route = PyLong_AsSsize_t(arg);
+    if (route == -1 && PyErr_Occurred())
+        return NULL;
+    if (route >= 0 && (word)route < self->nroutes)
+        __atomic_fetch_add(&self->routes[route].blocked, 1, __ATOMIC_RELAXED);
+    Py_RETURN_NONE;
+}
+
+/* gauges(pool_size, pool_busy, pool_queued, loop_lag_us): once a second, from the loop. */
+static PyObject *
+WorkerSlot_gauges(WorkerSlot *self, PyObject *args)
+{
+    unsigned long long size, busy, queued, lag;
+    if (!PyArg_ParseTuple(args, "KKKK", &size, &busy, &queued, &lag))
+        return NULL;
+    SlotHeader *slot = self->slot;
+    store(&slot->pool_size, size);
+    store(&slot->pool_busy, busy);
+    store(&slot->pool_queued, queued);
+    store(&slot->loop_lag_us, lag);
+    if (lag > load(&slot->loop_lag_max_us))
+        store(&slot->loop_lag_max_us, lag);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+WorkerSlot_get_index(WorkerSlot *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(self->index);
+}
+
+static void
+WorkerSlot_dealloc(WorkerSlot *self)
+{
+    Py_XDECREF(self->block);
+    PyObject_Free(self);
+}
+
+static PyMethodDef WorkerSlot_methods[] = {
+    {"begin", (PyCFunction)(void (*)(void))WorkerSlot_begin, METH_FASTCALL,
+     "begin(route_index) -> start: count a request in flight."},
+    {"end", (PyCFunction)(void (*)(void))WorkerSlot_end, METH_FASTCALL,
+     "end(route_index, start, status, bytes_in, bytes_out): count an answered request."},
+    {"blocked", (PyCFunction)WorkerSlot_blocked, METH_O,
+     "blocked(route_index): the route's handler blocked the event loop once more."},
+    {"gauges", (PyCFunction)WorkerSlot_gauges, METH_VARARGS,
+     "gauges(pool_size, pool_busy, pool_queued, loop_lag_us)."},
+    {NULL},
+};
+
+static PyGetSetDef WorkerSlot_getset[] = {
+    {"index", (getter)WorkerSlot_get_index, NULL, "the slot this worker writes", NULL},
+    {NULL},
+};
+
+static PyTypeObject WorkerSlot_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "catzilla._native.WorkerSlot",
+    .tp_basicsize = sizeof(WorkerSlot),
+    .tp_dealloc = (destructor)WorkerSlot_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One worker's writer handle on its stats slot.",
+    .tp_methods = WorkerSlot_methods,
+    .tp_getset = WorkerSlot_getset,
+};
+
+/* ---- retiring a slot and reading the block ------------------------------------------ */
+
+static RouteCounters *
+retired_entry(StatsBlock *self, const char *key)
+{
+    RouteCounters *retired = block_retired(self);
+    word n = self->header->nretired;
+    for (word i = 0; i < n; i++) {
+        if (retired[i].key[0] == '\0') {
+            memcpy(retired[i].key, key, KEY_BYTES);
+            return &retired[i];
+        }
+        if (memcmp(retired[i].key, key, KEY_BYTES) == 0)
+            return &retired[i];
+    }
+    return &retired[n - 1]; /* full: the last entry absorbs the rest */
+}
+
+static PyObject *
+StatsBlock_retire(StatsBlock *self, PyObject *arg)
+{
+    unsigned long long index = PyLong_AsUnsignedLongLong(arg);
+    if (PyErr_Occurred())
+        return NULL;
+    if (index >= self->header->nslots) {
+        PyErr_SetString(PyExc_IndexError, "no such stats slot");
+        return NULL;
+    }
+    SlotHeader *slot = block_slot(self, index);
+    if (!__atomic_load_n(&slot->active, __ATOMIC_ACQUIRE))
+        Py_RETURN_NONE;
+    BlockHeader *header = self->header;
+    __atomic_fetch_add(&header->sequence, 1, __ATOMIC_ACQ_REL); /* odd: folding */
+    bump(&header->retired_requests, load(&slot->requests));
+    bump(&header->retired_errors, load(&slot->errors));
+    bump(&header->retired_bytes_in, load(&slot->bytes_in));
+    bump(&header->retired_bytes_out, load(&slot->bytes_out));
+    RouteCounters *routes = slot_routes(slot);
+    word nroutes = load(&slot->nroutes);
+    if (nroutes > header->nroutes)
+        nroutes = header->nroutes;
+    for (word r = 0; r < nroutes; r++) {
+        RouteCounters *into = retired_entry(self, routes[r].key);
+        store(&into->kind, routes[r].kind);
+        bump(&into->requests, load(&routes[r].requests));
+        bump(&into->errors, load(&routes[r].errors));
+        bump(&into->blocked, load(&routes[r].blocked));
+        bump(&into->duration_us, load(&routes[r].duration_us));
+        for (int b = 0; b < BUCKETS; b++)
+            bump(&into->histogram[b], load(&routes[r].histogram[b]));
+    }
+    __atomic_store_n(&slot->active, 0, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&header->sequence, 1, __ATOMIC_ACQ_REL); /* even: consistent */
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+route_tuple(RouteCounters *route, int live)
+{
+    char key[KEY_BYTES];
+    memcpy(key, route->key, KEY_BYTES); /* written once, before the slot went active */
+    key[KEY_BYTES - 1] = '\0';
+    PyObject *histogram = PyTuple_New(BUCKETS);
+    if (histogram == NULL)
+        return NULL;
+    for (int b = 0; b < BUCKETS; b++) {
+        PyObject *count = PyLong_FromUnsignedLongLong(load(&route->histogram[b]));
+        if (count == NULL) {
+            Py_DECREF(histogram);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(histogram, b, count);
+    }
+    return Py_BuildValue("(s#KKKKKKN)", key, (Py_ssize_t)strnlen(key, KEY_BYTES),
+                         (unsigned long long)load(&route->kind),
+                         (unsigned long long)load(&route->requests),
+                         (unsigned long long)load(&route->errors),
+                         (unsigned long long)(live ? load(&route->in_flight) : 0),
+                         (unsigned long long)load(&route->blocked),
+                         (unsigned long long)load(&route->duration_us), histogram);
+}
+
+static PyObject *
+slot_dict(SlotHeader *slot, word index, word capacity)
+{
+    word nroutes = load(&slot->nroutes);
+    if (nroutes > capacity)
+        nroutes = capacity;
+    RouteCounters *routes = slot_routes(slot);
+    PyObject *route_list = PyList_New((Py_ssize_t)nroutes);
+    if (route_list == NULL)
+        return NULL;
+    for (word r = 0; r < nroutes; r++) {
+        PyObject *item = route_tuple(&routes[r], 1);
+        if (item == NULL) {
+            Py_DECREF(route_list);
+            return NULL;
+        }
+        PyList_SET_ITEM(route_list, (Py_ssize_t)r, item);
+    }
+    return Py_BuildValue(
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsN}",
+        "slot", (unsigned long long)index, "pid", (unsigned long long)load(&slot->pid),
+        "generation", (unsigned long long)load(&slot->generation),
+        "requests", (unsigned long long)load(&slot->requests),
+        "errors", (unsigned long long)load(&slot->errors),
+        "in_flight", (unsigned long long)load(&slot->in_flight),
+        "bytes_in", (unsigned long long)load(&slot->bytes_in),
+        "bytes_out", (unsigned long long)load(&slot->bytes_out),
+        "pool_size", (unsigned long long)load(&slot->pool_size),
+        "pool_busy", (unsigned long long)load(&slot->pool_busy),
+        "pool_queued", (unsigned long long)load(&slot->pool_queued),
+        "loop_lag_us", (unsigned long long)load(&slot->loop_lag_us),
+        "loop_lag_max_us", (unsigned long long)load(&slot->loop_lag_max_us),
+        "routes", route_list);
+}
+
+static PyObject *
+read_snapshot(StatsBlock *self)
+{
+    BlockHeader *header = self->header;
+    PyObject *slots = NULL, *retired = NULL, *result = NULL;
+    slots = PyList_New(0);
+    retired = PyList_New(0);
+    if (slots == NULL || retired == NULL)
+        goto cleanup;
+    for (word s = 0; s < header->nslots; s++) {
+        SlotHeader *slot = block_slot(self, s);
+        if (!__atomic_load_n(&slot->active, __ATOMIC_ACQUIRE))
+            continue;
+        PyObject *entry = slot_dict(slot, s, header->nroutes);
+        if (entry == NULL || PyList_Append(slots, entry) < 0) {
+            Py_XDECREF(entry);
+            goto cleanup;
+        }
+        Py_DECREF(entry);
+    }
+    RouteCounters *retired_routes = block_retired(self);
+    for (word r = 0; r < header->nretired && retired_routes[r].key[0]; r++) {
+        PyObject *item = route_tuple(&retired_routes[r], 0);
+        if (item == NULL || PyList_Append(retired, item) < 0) {
+            Py_XDECREF(item);
+            goto cleanup;
+        }
+        Py_DECREF(item);
+    }
+    result = Py_BuildValue("{sOsOs{sKsKsKsK}}", "slots", slots, "retired_routes", retired,
+                           "retired", "requests", (unsigned long long)load(&header->retired_requests),
+                           "errors", (unsigned long long)load(&header->retired_errors),
+                           "bytes_in", (unsigned long long)load(&header->retired_bytes_in),
+                           "bytes_out", (unsigned long long)load(&header->retired_bytes_out));
+cleanup:
+    Py_XDECREF(slots);
+    Py_XDECREF(retired);
+    return result;
+}
+
+/* Read in place; if a fold ran meanwhile (the sequence moved), read again. */
+static PyObject *
+StatsBlock_snapshot(StatsBlock *self, PyObject *unused)
+{
+    word *sequence = &self->header->sequence;
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        word before = __atomic_load_n(sequence, __ATOMIC_ACQUIRE);
+        if (before & 1)
+            continue;
+        PyObject *result = read_snapshot(self);
+        if (result == NULL)
+            return NULL;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(sequence, __ATOMIC_ACQUIRE) == before)
+            return result;
+        Py_DECREF(result);
+    }
+    PyErr_SetString(PyExc_RuntimeError, "stats block kept changing while being read");
+    return NULL;
+}
+
+/* totals() -> (requests, errors, bytes_in, bytes_out) over every worker, live and gone:
+ * cheap enough to sample once a second for requests per second. */
+static PyObject *
+StatsBlock_totals(StatsBlock *self, PyObject *unused)
+{
+    BlockHeader *header = self->header;
+    word *sequence = &header->sequence;
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        word before = __atomic_load_n(sequence, __ATOMIC_ACQUIRE);
+        if (before & 1)
+            continue;
+        word requests = load(&header->retired_requests), errors = load(&header->retired_errors);
+        word bytes_in = load(&header->retired_bytes_in), bytes_out = load(&header->retired_bytes_out);
+        for (word s = 0; s < header->nslots; s++) {
+            SlotHeader *slot = block_slot(self, s);
+            if (!__atomic_load_n(&slot->active, __ATOMIC_ACQUIRE))
+                continue;
+            requests += load(&slot->requests);
+            errors += load(&slot->errors);
+            bytes_in += load(&slot->bytes_in);
+            bytes_out += load(&slot->bytes_out);
+        }
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(sequence, __ATOMIC_ACQUIRE) == before)
+            return Py_BuildValue("(KKKK)", (unsigned long long)requests, (unsigned long long)errors,
+                                 (unsigned long long)bytes_in, (unsigned long long)bytes_out);
+    }
+    PyErr_SetString(PyExc_RuntimeError, "stats block kept changing while being read");
+    return NULL;
+}
+
+static PyObject *
+StatsBlock_get_nslots(StatsBlock *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(self->header->nslots);
+}
+
+static PyObject *
+StatsBlock_get_nroutes(StatsBlock *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(self->header->nroutes);
+}
+
+static PyObject *
+StatsBlock_free_slot(StatsBlock *self, PyObject *unused)
+{
+    for (word s = 0; s < self->header->nslots; s++) {
+        if (!__atomic_load_n(&block_slot(self, s)->active, __ATOMIC_ACQUIRE))
+            return PyLong_FromUnsignedLongLong(s);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef StatsBlock_methods[] = {
+    {"size", (PyCFunction)StatsBlock_size, METH_VARARGS | METH_CLASS,
+     "size(nslots, nroutes, nretired) -> bytes the block needs."},
+    {"attach", (PyCFunction)StatsBlock_attach, METH_VARARGS,
+     "attach(slot, pid, generation, [(key, is_async), ...]) -> WorkerSlot."},
+    {"retire", (PyCFunction)StatsBlock_retire, METH_O,
+     "retire(slot): fold a gone worker's counts into the retired totals, free the slot."},
+    {"snapshot", (PyCFunction)StatsBlock_snapshot, METH_NOARGS,
+     "snapshot() -> every active slot and the retired totals, read consistently."},
+    {"totals", (PyCFunction)StatsBlock_totals, METH_NOARGS,
+     "totals() -> (requests, errors, bytes_in, bytes_out) summed over every worker."},
+    {"free_slot", (PyCFunction)StatsBlock_free_slot, METH_NOARGS,
+     "free_slot() -> index of an inactive slot, or None."},
+    {NULL},
+};
+
+static PyGetSetDef StatsBlock_getset[] = {
+    {"nslots", (getter)StatsBlock_get_nslots, NULL, "worker slots", NULL},
+    {"nroutes", (getter)StatsBlock_get_nroutes, NULL, "routes per slot", NULL},
+    {NULL},
+};
+
+static PyTypeObject StatsBlock_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "catzilla._native.StatsBlock",
+    .tp_basicsize = sizeof(StatsBlock),
+    .tp_dealloc = (destructor)StatsBlock_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "StatsBlock(buffer, nslots=0, nroutes=0, nretired=0, create=False)",
+    .tp_methods = StatsBlock_methods,
+    .tp_getset = StatsBlock_getset,
+    .tp_init = (initproc)StatsBlock_init,
+    .tp_new = PyType_GenericNew,
+};
+
+int
+catzilla_stats_init(PyObject *module)
+{
+    if (PyType_Ready(&StatsBlock_Type) < 0 || PyType_Ready(&WorkerSlot_Type) < 0)
+        return -1;
+    Py_INCREF(&StatsBlock_Type);
+    if (PyModule_AddObject(module, "StatsBlock", (PyObject *)&StatsBlock_Type) < 0) {
+        Py_DECREF(&StatsBlock_Type);
+        return -1;
+    }
+    Py_INCREF(&WorkerSlot_Type);
+    if (PyModule_AddObject(module, "WorkerSlot", (PyObject *)&WorkerSlot_Type) < 0) {
+        Py_DECREF(&WorkerSlot_Type);
+        return -1;
+    }
+    if (PyModule_AddIntConstant(module, "STATS_BUCKETS", BUCKETS) < 0)
+        return -1;
+    return 0;
+}

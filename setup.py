@@ -1,0 +1,15 @@
+"""Build configuration for the C extension; everything else is in pyproject.toml."""
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "catzilla._native",
+            sources=["ext/native.c", "ext/headers.c", "ext/stats.c"],
+            depends=["ext/native.h"],
+            include_dirs=["ext"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                                "-Wno-missing-field-initializers"],
+        )
+    ]
+)
