@@ -64,11 +64,20 @@ def _parser() -> argparse.ArgumentParser:
         else:
             run.add_argument(flag, dest=field.name, default=None, metavar=field.name.upper(),
                              type=lambda raw, f=field: parse_value(f, raw), help=help)
+    stats = commands.add_parser("stats", help="live table of a running server's statistics")
+    stats.add_argument("--pid", type=int, help="the master's pid (default: the newest server)")
+    stats.add_argument("--file", help="the stats block file (/dev/shm/catzilla-PID.stats)")
+    stats.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    stats.add_argument("--once", action="store_true", help="print one table and exit")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "stats":
+        from .top import run_top
+
+        return run_top(args.pid, args.file, args.interval, args.once)
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}
     try:
         config = Config.from_env(**settings)
