@@ -6,27 +6,15 @@ its headers never pays for them.
 from __future__ import annotations
 
 import typing
-from urllib.parse import unquote_plus
 
-__all__ = ["Address", "Headers", "QueryParams", "State", "UploadFile", "parse_query"]
+from ._native import parse_query
+
+__all__ = ["Address", "Headers", "QueryParams", "State", "UploadFile"]
 
 
 class Address(typing.NamedTuple):
     host: str
     port: int
-
-
-def parse_query(query: str) -> list[tuple[str, str]]:
-    """`a=1&b=x+y&a=2` -> [("a", "1"), ("b", "x y"), ("a", "2")]; blank values kept."""
-    pairs = []
-    for field in query.split("&"):
-        if not field:
-            continue
-        name, _, value = field.partition("=")
-        if "%" in field or "+" in field:
-            name, value = unquote_plus(name), unquote_plus(value)
-        pairs.append((name, value))
-    return pairs
 
 
 class MultiDict(typing.Mapping[str, str]):
@@ -64,37 +52,44 @@ class QueryParams(MultiDict):
     __slots__ = ()
 
     @classmethod
-    def from_string(cls, query: str) -> "QueryParams":
+    def from_string(cls, query: str | bytes) -> "QueryParams":
+        """`a=1&b=x+y` -> {"a": "1", "b": "x y"}, percent-decoded as UTF-8."""
         return cls(parse_query(query))
 
 
 class Headers(typing.Mapping[str, str]):
-    """Case-insensitive, read-only request headers; repeated fields stay available."""
+    """Case-insensitive, read-only request headers; repeated fields stay available.
 
-    __slots__ = ("_raw", "_dict")
+    The server builds both views as the header lines arrive (ext/headers.c): `items`, every
+    field in order with its name lower-cased, and the map with repeated fields combined
+    (RFC 9110 5.3; Cookie pairs joined with "; "). Built by hand, the map is derived once.
+    """
 
-    def __init__(self, raw: list[tuple[bytes, bytes]] | None = None) -> None:
-        self._raw: list[tuple[bytes, bytes]] = raw if raw is not None else []
-        self._dict: dict[str, str] | None = None
+    __slots__ = ("_items", "_map")
+
+    def __init__(self, items: typing.Iterable[tuple[str, str]] | None = None,
+                 mapping: dict[str, str] | None = None) -> None:
+        self._items: list[tuple[str, str]] = list(items) if items is not None else []
+        self._map = mapping
 
     @classmethod
     def from_mapping(cls, mapping: typing.Mapping[str, str]) -> "Headers":
-        return cls([(k.encode("latin-1"), v.encode("latin-1")) for k, v in mapping.items()])
+        return cls(mapping.items())
 
-    @property
-    def raw(self) -> list[tuple[bytes, bytes]]:
-        return self._raw
+    def multi_items(self) -> list[tuple[str, str]]:
+        return list(self._items)
 
     def _mapping(self) -> dict[str, str]:
-        mapping = self._dict
+        mapping = self._map
         if mapping is None:
             mapping = {}
-            for name, value in self._raw:
-                key = name.decode("latin-1").lower()
-                text = value.decode("latin-1")
-                # RFC 9110 5.3: repeated fields combine into one comma-separated list.
-                mapping[key] = f"{mapping[key]}, {text}" if key in mapping else text
-            self._dict = mapping
+            for name, value in self._items:
+                key = name.lower()
+                if key in mapping:
+                    mapping[key] = f"{mapping[key]}{'; ' if key == 'cookie' else ', '}{value}"
+                else:
+                    mapping[key] = value
+            self._map = mapping
         return mapping
 
     def __getitem__(self, key: str) -> str:
@@ -113,8 +108,8 @@ class Headers(typing.Mapping[str, str]):
         return len(self._mapping())
 
     def getlist(self, key: str) -> list[str]:
-        wanted = key.lower().encode("latin-1")
-        return [v.decode("latin-1") for k, v in self._raw if k.lower() == wanted]
+        wanted = key.lower()
+        return [value for name, value in self._items if name.lower() == wanted]
 
     def __repr__(self) -> str:
         return f"Headers({self._mapping()!r})"

@@ -5,9 +5,10 @@ multipart parser works on one bytes object instead of a stream.
 """
 from __future__ import annotations
 
-from .datastructures import Headers, MultiDict, UploadFile, parse_query
+from ._native import parse_content_type, parse_query
+from .datastructures import Headers, MultiDict, UploadFile
 
-__all__ = ["FormError", "FormData", "parse_content_type", "parse_form"]
+__all__ = ["FormError", "FormData", "parse_form"]
 
 # A form with more parts than this is an attack on the parser, not a form.
 MAX_PARTS = 1000
@@ -27,48 +28,10 @@ class FormData(MultiDict):
         self.files = files
 
 
-def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
-    """`multipart/form-data; boundary="x"` -> ("multipart/form-data", {"boundary": "x"})."""
-    media_type, _, rest = value.partition(";")
-    params: dict[str, str] = {}
-    for item in _split_params(rest):
-        key, sep, val = item.partition("=")
-        if not sep:
-            continue
-        val = val.strip()
-        if len(val) >= 2 and val[0] == val[-1] == '"':
-            val = val[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        params[key.strip().lower()] = val
-    return media_type.strip().lower(), params
-
-
-def _split_params(text: str) -> list[str]:
-    """Split on `;` outside quoted strings (a filename may contain `;`)."""
-    items, current, quoted, escaped = [], [], False, False
-    for ch in text:
-        if escaped:
-            escaped = False
-        elif ch == "\\" and quoted:
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == ";" and not quoted:
-            items.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    items.append("".join(current))
-    return [item for item in items if item.strip()]
-
-
 def parse_form(content_type: str | None, body: bytes) -> FormData:
     media_type, params = parse_content_type(content_type or "")
     if media_type == "application/x-www-form-urlencoded":
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise FormError("form body is not valid UTF-8") from None
-        return FormData(parse_query(text), {})
+        return FormData(parse_query(body), {})
     if media_type == "multipart/form-data":
         boundary = params.get("boundary")
         if not boundary:
@@ -113,7 +76,7 @@ def _add_part(part: bytes, fields: list[tuple[str, str]], files: dict[str, list[
         name, colon, value = line.partition(b":")
         if not colon:
             raise FormError("malformed multipart part header")
-        raw_headers.append((name.strip(), value.strip()))
+        raw_headers.append((name.strip().decode("latin-1").lower(), value.strip().decode("latin-1")))
     headers = Headers(raw_headers)
     disposition, disposition_params = parse_content_type(headers.get("content-disposition", ""))
     if disposition != "form-data" or "name" not in disposition_params:

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import typing
-from http.cookies import SimpleCookie
 
 import orjson
 
+from ._native import parse_cookies
 from .datastructures import Address, Headers, QueryParams, State
 from .forms import FormData, parse_form
 
@@ -17,9 +17,9 @@ class Request:
     first use and cached."""
 
     __slots__ = (
-        "method", "path", "query_string", "path_params", "raw_headers", "body", "client",
-        "http_version", "_query_params", "_cookies", "_form", "_state",
-        "background", "responded", "_headers",
+        "method", "path", "query_string", "path_params", "body", "client", "http_version",
+        "_header_items", "_header_map", "_headers", "_query_params", "_cookies", "_form",
+        "_state", "background", "responded",
     )
 
     def __init__(
@@ -27,17 +27,23 @@ class Request:
         method: str,
         path: str,
         query_string: str = "",
-        raw_headers: list[tuple[bytes, bytes]] | None = None,
+        headers: "list[tuple[str, str]] | typing.Mapping[str, str] | None" = None,
         body: bytes = b"",
         client: Address | None = None,
         http_version: str = "1.1",
+        header_map: dict[str, str] | None = None,
     ) -> None:
+        # The server passes the collector's items and map (ext/headers.c); the Headers
+        # object around them is made only if the handler looks.
         self.method = method
         self.path = path
         self.query_string = query_string
         self.path_params: dict[str, typing.Any] = {}
-        self.raw_headers = raw_headers if raw_headers is not None else []
+        self._header_items = headers
+        self._header_map = header_map
         self._headers: Headers | None = None
+        if headers is not None and type(headers) is not list:
+            self._adopt_headers(headers)
         self.body = body
         self.client = client
         self.http_version = http_version
@@ -48,11 +54,18 @@ class Request:
         self.background: list[typing.Any] | None = None  # filled by schedule_task()
         self.responded = False
 
+    def _adopt_headers(self, headers: "Headers | typing.Mapping[str, str]") -> None:
+        """A Request built by hand (tests, adapters) with a Headers object or a mapping."""
+        if isinstance(headers, Headers):
+            self._headers = headers
+        else:
+            self._header_items = list(headers.items())
+
     @property
     def headers(self) -> Headers:
         headers = self._headers
         if headers is None:
-            headers = self._headers = Headers(self.raw_headers)
+            headers = self._headers = Headers(self._header_items, self._header_map)
         return headers
 
     @property
@@ -66,14 +79,8 @@ class Request:
     def cookies(self) -> dict[str, str]:
         cookies = self._cookies
         if cookies is None:
-            cookies = {}
-            for header in self.headers.getlist("cookie"):
-                jar: SimpleCookie = SimpleCookie()
-                try:
-                    jar.load(header)
-                except Exception:  # a malformed cookie header must not fail the request
-                    continue
-                cookies.update({name: morsel.value for name, morsel in jar.items()})
+            header = self.headers.get("cookie")
+            cookies = parse_cookies(header) if header else {}
             self._cookies = cookies
         return cookies
 

@@ -16,8 +16,12 @@ __all__ = [
     "status_line", "to_response", "error_response",
 ]
 
+# RFC 9110 renamed a few reason phrases that Python's HTTPStatus still spells the old way.
+_RFC9110_PHRASES = {413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
+                    422: "Unprocessable Content"}
 _STATUS_LINES: dict[int, bytes] = {
-    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in HTTPStatus
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, _RFC9110_PHRASES.get(s.value, s.phrase).encode("ascii"))
+    for s in HTTPStatus
 }
 
 

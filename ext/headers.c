@@ -1,7 +1,827 @@
+/* Request-head parsing on the hot path.
+ *
+ * httptools calls `on_url` and `on_header` once per fragment and per header line; a bound
+ * method of HeaderCollector takes those calls directly, so no Python frame runs per header.
+ * The collector validates each field (RFC 9110 5.1 token names; no CR, LF or NUL in
+ * values), lower-cases the name (common names come from a table of interned strings),
+ * enforces the header-block and body limits, and builds the items list and the
+ * case-folded map that `Headers` wraps as they arrive, so `take()` only hands them over.
+ *
+ * parse_query, parse_cookies and parse_content_type are the parsers behind
+ * Request.query_params, Request.cookies and form handling.
+ *
+ * catzilla/headerparse.py is the reference implementation of every function here;
+ * tests/test_headerparse.py checks that the two agree on random and adversarial input.
+ */
 #include "native.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* Bytes a header line costs against the limit beyond name and value: ": " and CRLF. */
+#define LINE_OVERHEAD 4
+/* A Content-Length of more than 18 digits cannot fit an int64; no body is that large. */
+#define MAX_LENGTH_DIGITS 18
+/* Targets up to this size are collected without a heap allocation. */
+#define INLINE_TARGET 256
+
+/* Field names browsers and proxies send most, pre-built and interned: a request's names
+ * are then shared objects instead of fresh strings. */
+static const char *const KNOWN_NAMES[] = {
+    "host", "user-agent", "accept", "accept-language", "accept-encoding", "connection",
+    "cookie", "content-type", "content-length", "referer", "origin", "cache-control",
+    "pragma", "authorization", "upgrade-insecure-requests", "if-none-match",
+    "if-modified-since", "sec-fetch-dest", "sec-fetch-mode", "sec-fetch-site",
+    "sec-fetch-user", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform", "dnt", "te",
+    "transfer-encoding", "expect", "x-forwarded-for", "x-forwarded-proto",
+    "x-forwarded-host", "x-real-ip", "x-request-id", "priority", "range", "keep-alive",
+};
+#define NKNOWN (sizeof(KNOWN_NAMES) / sizeof(KNOWN_NAMES[0]))
+
+typedef struct {
+    PyObject *HeaderError;        /* catzilla.headerparse.HeaderError */
+    PyObject *known[NKNOWN];      /* interned str for each KNOWN_NAMES entry */
+    Py_ssize_t known_len[NKNOWN];
+    PyObject *name_content_length; /* borrowed from `known` */
+    PyObject *name_expect;
+    PyObject *name_cookie;
+    PyObject *comma;              /* ", " and "; ": separators of combined fields */
+    PyObject *semicolon;
+} HeaderState;
+
+static HeaderState state;
+
+/* RFC 9110 5.6.2 tchar. */
+static uint8_t token_char[256];
+/* RFC 9110 5.5: bytes a field value may not contain. */
+static uint8_t forbidden_in_value[256];
+
+static inline int
+ows(Py_UCS4 c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static inline unsigned char
+ascii_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+}
+
+static inline int
+hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode `src` into `dst` (at least n bytes); with `plus`, '+' is a space. A '%'
+ * that starts no valid escape is kept, as urllib.parse.unquote_to_bytes does. */
+static Py_ssize_t
+unescape(const char *src, Py_ssize_t n, char *dst, int plus)
+{
+    Py_ssize_t out = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c == '%' && i + 2 < n) {
+            int hi = hex_value((unsigned char)src[i + 1]);
+            int lo = hi < 0 ? -1 : hex_value((unsigned char)src[i + 2]);
+            if (lo >= 0) {
+                dst[out++] = (char)(hi * 16 + lo);
+                i += 2;
+                continue;
+            }
+        }
+        dst[out++] = (plus && c == '+') ? ' ' : (char)c;
+    }
+    return out;
+}
+
+/* A path or query component as text: percent-decoded bytes read as UTF-8 (invalid
+ * sequences replaced). `scratch` holds at least n bytes. */
+static PyObject *
+decode_component(const char *src, Py_ssize_t n, char *scratch, int plus)
+{
+    if (memchr(src, '%', (size_t)n) == NULL && (!plus || memchr(src, '+', (size_t)n) == NULL))
+        return PyUnicode_DecodeUTF8(src, n, "replace");
+    Py_ssize_t len = unescape(src, n, scratch, plus);
+    return PyUnicode_DecodeUTF8(scratch, len, "replace");
+}
+
+/* ---- HeaderCollector ------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t max_header_size;
+    long long max_body_size;
+    Py_ssize_t size;          /* bytes of target and header lines so far */
+    long long content_length; /* -1: none announced */
+    char expect_continue;
+    char *target;             /* target_inline, or a heap buffer once it outgrows it */
+    Py_ssize_t target_len, target_cap;
+    PyObject *items;          /* list of (name, value), created on the first header */
+    PyObject *map;            /* dict name -> value, repeated fields combined */
+    char target_inline[INLINE_TARGET];
+} HeaderCollector;
+
+static PyObject *
+refuse(int status, const char *reason)
+{
+    PyObject *exc = PyObject_CallFunction(state.HeaderError, "is", status, reason);
+    if (exc != NULL) {
+        PyErr_SetObject(state.HeaderError, exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+static void
+collector_clear_head(HeaderCollector *self)
+{
+    self->size = 0;
+    self->content_length = -1;
+    self->expect_continue = 0;
+    self->target_len = 0;
+    Py_CLEAR(self->items);
+    Py_CLEAR(self->map);
+}
+
+static int
+collector_init(HeaderCollector *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"max_header_size", "max_body_size", NULL};
+    Py_ssize_t max_header_size;
+    long long max_body_size;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "nL", kwlist, &max_header_size, &max_body_size))
+        return -1;
+    if (max_header_size < 0 || max_body_size < 0) {
+        PyErr_SetString(PyExc_ValueError, "limits must not be negative");
+        return -1;
+    }
+    self->max_header_size = max_header_size;
+    self->max_body_size = max_body_size;
+    if (self->target == NULL) {
+        self->target = self->target_inline;
+        self->target_cap = INLINE_TARGET;
+    }
+    collector_clear_head(self);
+    return 0;
+}
+
+static void
+collector_dealloc(HeaderCollector *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->items);
+    Py_CLEAR(self->map);
+    if (self->target != NULL && self->target != self->target_inline)
+        PyMem_Free(self->target);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+collector_traverse(HeaderCollector *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->items);
+    Py_VISIT(self->map);
+    return 0;
+}
+
+static int
+collector_clear(HeaderCollector *self)
+{
+    Py_CLEAR(self->items);
+    Py_CLEAR(self->map);
+    return 0;
+}
+
+static int
+grow_target(HeaderCollector *self, Py_ssize_t needed)
+{
+    Py_ssize_t cap = self->target_cap * 2;
+    while (cap < needed)
+        cap *= 2;
+    char *buffer;
+    if (self->target == self->target_inline) {
+        buffer = PyMem_Malloc((size_t)cap);
+        if (buffer != NULL)
+            memcpy(buffer, self->target, (size_t)self->target_len);
+    }
+    else {
+        buffer = PyMem_Realloc(self->target, (size_t)cap);
+    }
+    if (buffer == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->target = buffer;
+    self->target_cap = cap;
+    return 0;
+}
+
+static PyObject *
+collector_on_url(HeaderCollector *self, PyObject *fragment)
+{
+    char *data;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(fragment, &data, &n) < 0)
+        return NULL;
+    self->size += n;
+    if (self->size > self->max_header_size)
+        return refuse(431, "Request Header Fields Too Large");
+    if (self->target_len + n > self->target_cap && grow_target(self, self->target_len + n) < 0)
+        return NULL;
+    memcpy(self->target + self->target_len, data, (size_t)n);
+    self->target_len += n;
+    Py_RETURN_NONE;
+}
+
+/* The lower-cased name as a str: an interned one when it is a known name. */
+static PyObject *
+lowered_name(const unsigned char *name, Py_ssize_t n)
+{
+    for (size_t k = 0; k < NKNOWN; k++) {
+        if (state.known_len[k] != n)
+            continue;
+        const unsigned char *known = (const unsigned char *)KNOWN_NAMES[k];
+        Py_ssize_t i = 0;
+        while (i < n && ascii_lower(name[i]) == known[i])
+            i++;
+        if (i == n) {
+            Py_INCREF(state.known[k]);
+            return state.known[k];
+        }
+    }
+    PyObject *text = PyUnicode_New(n, 127);
+    if (text == NULL)
+        return NULL;
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = ascii_lower(name[i]);
+    return text;
+}
+
+static int
+parse_content_length(HeaderCollector *self, const unsigned char *value, Py_ssize_t n)
+{
+    if (self->content_length >= 0) {
+        refuse(400, "Duplicate Content-Length");
+        return -1;
+    }
+    if (n == 0 || n > MAX_LENGTH_DIGITS) {
+        refuse(400, "Invalid Content-Length");
+        return -1;
+    }
+    long long length = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (value[i] < '0' || value[i] > '9') {
+            refuse(400, "Invalid Content-Length");
+            return -1;
+        }
+        length = length * 10 + (value[i] - '0');
+    }
+    self->content_length = length;
+    if (length > self->max_body_size) {
+        refuse(413, "Content Too Large");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+is_100_continue(const unsigned char *value, Py_ssize_t n)
+{
+    static const char expected[] = "100-continue";
+    if (n != (Py_ssize_t)(sizeof(expected) - 1))
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (ascii_lower(value[i]) != (unsigned char)expected[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Add the field to the map, combining a repeated one into a list (RFC 9110 5.3); Cookie
+ * pairs are joined with "; " instead (RFC 9113 8.2.3). */
+static int
+combine(PyObject *map, PyObject *key, PyObject *text)
+{
+    PyObject *previous = PyDict_GetItemWithError(map, key);
+    if (previous == NULL)
+        return PyErr_Occurred() ? -1 : PyDict_SetItem(map, key, text);
+    PyObject *separator = key == state.name_cookie ? state.semicolon : state.comma;
+    PyObject *joined = PyUnicode_Concat(previous, separator);
+    if (joined == NULL)
+        return -1;
+    PyObject *combined = PyUnicode_Concat(joined, text);
+    Py_DECREF(joined);
+    if (combined == NULL)
+        return -1;
+    int status = PyDict_SetItem(map, key, combined);
+    Py_DECREF(combined);
+    return status;
+}
+
+static PyObject *
+collector_on_header(HeaderCollector *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *key = NULL, *text = NULL, *item = NULL, *result = NULL;
+    char *raw_name, *raw_value;
+    Py_ssize_t name_len, value_len;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "on_header(name, value) takes two bytes arguments");
+        return NULL;
+    }
+    if (PyBytes_AsStringAndSize(args[0], &raw_name, &name_len) < 0
+        || PyBytes_AsStringAndSize(args[1], &raw_value, &value_len) < 0)
+        return NULL;
+    const unsigned char *name = (const unsigned char *)raw_name;
+    const unsigned char *value = (const unsigned char *)raw_value;
+
+    self->size += name_len + value_len + LINE_OVERHEAD;
+    if (self->size > self->max_header_size)
+        return refuse(431, "Request Header Fields Too Large");
+    if (name_len == 0)
+        return refuse(400, "Invalid header name");
+    for (Py_ssize_t i = 0; i < name_len; i++) {
+        if (!token_char[name[i]])
+            return refuse(400, "Invalid header name");
+    }
+    for (Py_ssize_t i = 0; i < value_len; i++) {
+        if (forbidden_in_value[value[i]])
+            return refuse(400, "Invalid header value");
+    }
+    while (value_len > 0 && ows(value[0])) {
+        value++;
+        value_len--;
+    }
+    while (value_len > 0 && ows(value[value_len - 1]))
+        value_len--;
+
+    key = lowered_name(name, name_len);
+    if (key == NULL)
+        goto cleanup;
+    if (key == state.name_content_length) {
+        if (parse_content_length(self, value, value_len) < 0)
+            goto cleanup;
+    }
+    else if (key == state.name_expect && is_100_continue(value, value_len)) {
+        self->expect_continue = 1;
+    }
+    text = PyUnicode_DecodeLatin1((const char *)value, value_len, NULL);
+    if (text == NULL)
+        goto cleanup;
+    if (self->items == NULL && (self->items = PyList_New(0)) == NULL)
+        goto cleanup;
+    if (self->map == NULL && (self->map = PyDict_New()) == NULL)
+        goto cleanup;
+    item = PyTuple_Pack(2, key, text);
+    if (item == NULL || PyList_Append(self->items, item) < 0)
+        goto cleanup;
+    if (combine(self->map, key, text) < 0)
+        goto cleanup;
+    result = Py_None;
+    Py_INCREF(result);
+cleanup:
+    Py_XDECREF(item);
+    Py_XDECREF(text);
+    Py_XDECREF(key);
+    return result;
+}
+
+/* (path, query, items, map) for an origin-form target; (None, target, items, map) for
+ * any other form (absolute URI, "*"), which the caller parses on its cold path. */
+static PyObject *
+collector_take(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *path = NULL, *query = NULL, *items = NULL, *map = NULL, *result = NULL;
+    char *scratch = NULL;
+    const char *target = self->target;
+    Py_ssize_t n = self->target_len;
+
+    items = self->items != NULL ? self->items : PyList_New(0);
+    map = self->map != NULL ? self->map : PyDict_New();
+    self->items = self->map = NULL; /* ownership moves to the result */
+    if (items == NULL || map == NULL)
+        goto cleanup;
+
+    if (n > 0 && target[0] == '/') {
+        const char *mark = memchr(target, '?', (size_t)n);
+        Py_ssize_t path_len = mark != NULL ? mark - target : n;
+        if (memchr(target, '%', (size_t)path_len) != NULL) {
+            scratch = PyMem_Malloc((size_t)path_len);
+            if (scratch == NULL) {
+                PyErr_NoMemory();
+                goto cleanup;
+            }
+        }
+        path = decode_component(target, path_len, scratch, 0);
+        if (path == NULL)
+            goto cleanup;
+        if (mark != NULL)
+            query = PyUnicode_DecodeLatin1(mark + 1, n - path_len - 1, NULL);
+        else
+            query = PyUnicode_New(0, 0);
+    }
+    else {
+        path = Py_None;
+        Py_INCREF(path);
+        query = PyUnicode_DecodeLatin1(target, n, NULL);
+    }
+    if (query == NULL)
+        goto cleanup;
+    result = PyTuple_Pack(4, path, query, items, map);
+cleanup:
+    PyMem_Free(scratch);
+    Py_XDECREF(path);
+    Py_XDECREF(query);
+    Py_XDECREF(items);
+    Py_XDECREF(map);
+    collector_clear_head(self);
+    return result;
+}
+
+static PyObject *
+collector_reset(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
+{
+    collector_clear_head(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+collector_get_target(HeaderCollector *self, void *closure)
+{
+    return PyBytes_FromStringAndSize(self->target, self->target_len);
+}
+
+static PyObject *
+collector_get_expect_continue(HeaderCollector *self, void *closure)
+{
+    return PyBool_FromLong(self->expect_continue);
+}
+
+static PyObject *
+collector_get_content_length(HeaderCollector *self, void *closure)
+{
+    return PyLong_FromLongLong(self->content_length);
+}
+
+static PyObject *
+collector_get_size(HeaderCollector *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->size);
+}
+
+static PyMethodDef collector_methods[] = {
+    {"on_url", (PyCFunction)collector_on_url, METH_O,
+     "on_url(fragment: bytes): a piece of the request target (httptools callback)."},
+    {"on_header", (PyCFunction)(void (*)(void))collector_on_header, METH_FASTCALL,
+     "on_header(name: bytes, value: bytes): one header field (httptools callback)."},
+    {"take", (PyCFunction)collector_take, METH_NOARGS,
+     "take() -> (path | None, query, items, map), and reset for the next request."},
+    {"reset", (PyCFunction)collector_reset, METH_NOARGS, "Forget the head collected so far."},
+    {NULL},
+};
+
+static PyGetSetDef collector_getset[] = {
+    {"target", (getter)collector_get_target, NULL, "The request target so far.", NULL},
+    {"content_length", (getter)collector_get_content_length, NULL,
+     "The announced Content-Length, or -1.", NULL},
+    {"expect_continue", (getter)collector_get_expect_continue, NULL,
+     "True when the client sent Expect: 100-continue.", NULL},
+    {"size", (getter)collector_get_size, NULL, "Bytes of the head counted so far.", NULL},
+    {NULL},
+};
+
+static PyTypeObject HeaderCollectorType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "catzilla._native.HeaderCollector",
+    .tp_doc = "HeaderCollector(max_header_size, max_body_size): one request head from "
+              "httptools' callbacks, validated and decoded.",
+    .tp_basicsize = sizeof(HeaderCollector),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)collector_init,
+    .tp_dealloc = (destructor)collector_dealloc,
+    .tp_traverse = (traverseproc)collector_traverse,
+    .tp_clear = (inquiry)collector_clear,
+    .tp_methods = collector_methods,
+    .tp_getset = collector_getset,
+};
+
+/* ---- parse_query ------------------------------------------------------------------------ */
+
+/* The bytes a query string stands for: a str from the server holds them as latin-1
+ * (one byte per character); a str built by hand with wider characters means UTF-8. */
+static int
+query_bytes(PyObject *query, const char **data, Py_ssize_t *n)
+{
+    if (PyBytes_Check(query)) {
+        *data = PyBytes_AS_STRING(query);
+        *n = PyBytes_GET_SIZE(query);
+        return 0;
+    }
+    if (!PyUnicode_Check(query)) {
+        PyErr_SetString(PyExc_TypeError, "parse_query() takes str or bytes");
+        return -1;
+    }
+    if (PyUnicode_KIND(query) == PyUnicode_1BYTE_KIND) {
+        *data = (const char *)PyUnicode_1BYTE_DATA(query);
+        *n = PyUnicode_GET_LENGTH(query);
+        return 0;
+    }
+    *data = PyUnicode_AsUTF8AndSize(query, n);
+    return *data == NULL ? -1 : 0;
+}
+
+static PyObject *
+parse_query(PyObject *module, PyObject *query)
+{
+    const char *data;
+    Py_ssize_t n;
+    PyObject *pairs = NULL, *name = NULL, *value = NULL, *pair = NULL;
+    char *scratch = NULL;
+
+    if (query_bytes(query, &data, &n) < 0)
+        return NULL;
+    pairs = PyList_New(0);
+    if (pairs == NULL)
+        return NULL;
+    if (n > 0 && (scratch = PyMem_Malloc((size_t)n)) == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    const char *end = data + n;
+    for (const char *field = data; field < end;) {
+        const char *stop = memchr(field, '&', (size_t)(end - field));
+        if (stop == NULL)
+            stop = end;
+        if (stop > field) {
+            const char *equals = memchr(field, '=', (size_t)(stop - field));
+            const char *name_end = equals != NULL ? equals : stop;
+            const char *value_start = equals != NULL ? equals + 1 : stop;
+            name = decode_component(field, name_end - field, scratch, 1);
+            if (name == NULL)
+                goto error;
+            value = decode_component(value_start, stop - value_start, scratch, 1);
+            if (value == NULL)
+                goto error;
+            pair = PyTuple_Pack(2, name, value);
+            if (pair == NULL || PyList_Append(pairs, pair) < 0)
+                goto error;
+            Py_CLEAR(name);
+            Py_CLEAR(value);
+            Py_CLEAR(pair);
+        }
+        field = stop + 1;
+    }
+    PyMem_Free(scratch);
+    return pairs;
+error:
+    PyMem_Free(scratch);
+    Py_XDECREF(name);
+    Py_XDECREF(value);
+    Py_XDECREF(pair);
+    Py_XDECREF(pairs);
+    return NULL;
+}
+
+/* ---- parse_cookies ---------------------------------------------------------------------- */
+
+static PyObject *
+parse_cookies(PyObject *module, PyObject *header)
+{
+    if (!PyUnicode_Check(header)) {
+        PyErr_SetString(PyExc_TypeError, "parse_cookies() takes a str");
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(header);
+    const void *data = PyUnicode_DATA(header);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(header);
+    PyObject *cookies = PyDict_New(), *name = NULL, *value = NULL;
+    if (cookies == NULL)
+        return NULL;
+
+    for (Py_ssize_t start = 0; start <= n;) {
+        Py_ssize_t stop = start, equals = -1;
+        while (stop < n && PyUnicode_READ(kind, data, stop) != ';') {
+            if (equals < 0 && PyUnicode_READ(kind, data, stop) == '=')
+                equals = stop;
+            stop++;
+        }
+        if (equals >= 0) {
+            Py_ssize_t name_start = start, name_end = equals;
+            while (name_start < name_end && ows(PyUnicode_READ(kind, data, name_start)))
+                name_start++;
+            while (name_end > name_start && ows(PyUnicode_READ(kind, data, name_end - 1)))
+                name_end--;
+            if (name_end > name_start) {
+                name = PyUnicode_Substring(header, name_start, name_end);
+                if (name == NULL)
+                    goto error;
+                int seen = PyDict_Contains(cookies, name);
+                if (seen < 0)
+                    goto error;
+                if (!seen) {
+                    Py_ssize_t value_start = equals + 1, value_end = stop;
+                    while (value_start < value_end && ows(PyUnicode_READ(kind, data, value_start)))
+                        value_start++;
+                    while (value_end > value_start && ows(PyUnicode_READ(kind, data, value_end - 1)))
+                        value_end--;
+                    if (value_end - value_start >= 2
+                        && PyUnicode_READ(kind, data, value_start) == '"'
+                        && PyUnicode_READ(kind, data, value_end - 1) == '"') {
+                        value_start++;
+                        value_end--;
+                    }
+                    value = PyUnicode_Substring(header, value_start, value_end);
+                    if (value == NULL || PyDict_SetItem(cookies, name, value) < 0)
+                        goto error;
+                    Py_CLEAR(value);
+                }
+                Py_CLEAR(name);
+            }
+        }
+        start = stop + 1;
+    }
+    return cookies;
+error:
+    Py_XDECREF(name);
+    Py_XDECREF(value);
+    Py_DECREF(cookies);
+    return NULL;
+}
+
+/* ---- parse_content_type ----------------------------------------------------------------- */
+
+/* str of chars [start, end) of `text`, ASCII letters lower-cased. */
+static PyObject *
+lowered_slice(int kind, const void *data, Py_ssize_t start, Py_ssize_t end, Py_UCS4 *scratch)
+{
+    for (Py_ssize_t i = start; i < end; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        scratch[i - start] = (c >= 'A' && c <= 'Z') ? c + 32 : c;
+    }
+    return PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, scratch, end - start);
+}
+
+static PyObject *
+parse_content_type(PyObject *module, PyObject *value)
+{
+    if (!PyUnicode_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "parse_content_type() takes a str");
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(value);
+    const void *data = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    PyObject *params = NULL, *media_type = NULL, *name = NULL, *text = NULL, *result = NULL;
+    Py_UCS4 *scratch = PyMem_Malloc(sizeof(Py_UCS4) * (size_t)(n > 0 ? n : 1));
+    if (scratch == NULL)
+        return PyErr_NoMemory();
+
+    Py_ssize_t semicolon = 0;
+    while (semicolon < n && PyUnicode_READ(kind, data, semicolon) != ';')
+        semicolon++;
+    Py_ssize_t type_start = 0, type_end = semicolon;
+    while (type_start < type_end && ows(PyUnicode_READ(kind, data, type_start)))
+        type_start++;
+    while (type_end > type_start && ows(PyUnicode_READ(kind, data, type_end - 1)))
+        type_end--;
+    media_type = lowered_slice(kind, data, type_start, type_end, scratch);
+    params = PyDict_New();
+    if (media_type == NULL || params == NULL)
+        goto cleanup;
+
+    Py_ssize_t position = semicolon + 1, end = n;
+    while (position < end) {
+        Py_ssize_t start = position;
+        while (position < end) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, position);
+            if (c == '=' || c == ';')
+                break;
+            position++;
+        }
+        Py_ssize_t name_start = start, name_end = position;
+        while (name_start < name_end && ows(PyUnicode_READ(kind, data, name_start)))
+            name_start++;
+        while (name_end > name_start && ows(PyUnicode_READ(kind, data, name_end - 1)))
+            name_end--;
+        if (position >= end || PyUnicode_READ(kind, data, position) == ';') {
+            position++;
+            continue;
+        }
+        position++; /* '=' */
+        while (position < end && ows(PyUnicode_READ(kind, data, position)))
+            position++;
+        if (position < end && PyUnicode_READ(kind, data, position) == '"') {
+            Py_ssize_t length = 0;
+            position++;
+            while (position < end && PyUnicode_READ(kind, data, position) != '"') {
+                if (PyUnicode_READ(kind, data, position) == '\\' && position + 1 < end)
+                    position++; /* quoted-pair: the next character stands for itself */
+                scratch[length++] = PyUnicode_READ(kind, data, position);
+                position++;
+            }
+            text = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, scratch, length);
+            while (position < end && PyUnicode_READ(kind, data, position) != ';')
+                position++; /* anything after the closing quote is ignored */
+        }
+        else {
+            Py_ssize_t value_start = position;
+            while (position < end && PyUnicode_READ(kind, data, position) != ';')
+                position++;
+            Py_ssize_t value_end = position;
+            while (value_end > value_start && ows(PyUnicode_READ(kind, data, value_end - 1)))
+                value_end--;
+            text = PyUnicode_Substring(value, value_start, value_end);
+        }
+        if (text == NULL)
+            goto cleanup;
+        position++;
+        if (name_end > name_start) {
+            name = lowered_slice(kind, data, name_start, name_end, scratch);
+            if (name == NULL || PyDict_SetItem(params, name, text) < 0)
+                goto cleanup;
+            Py_CLEAR(name);
+        }
+        Py_CLEAR(text);
+    }
+    result = PyTuple_Pack(2, media_type, params);
+cleanup:
+    PyMem_Free(scratch);
+    Py_XDECREF(name);
+    Py_XDECREF(text);
+    Py_XDECREF(media_type);
+    Py_XDECREF(params);
+    return result;
+}
+
+/* ---- module wiring ---------------------------------------------------------------------- */
+
+static PyMethodDef header_functions[] = {
+    {"parse_query", (PyCFunction)parse_query, METH_O,
+     "parse_query(query: str | bytes) -> list of (name, value), percent- and plus-decoded."},
+    {"parse_cookies", (PyCFunction)parse_cookies, METH_O,
+     "parse_cookies(header: str) -> dict; the first of repeated names wins."},
+    {"parse_content_type", (PyCFunction)parse_content_type, METH_O,
+     "parse_content_type(value: str) -> (media type, parameters)."},
+    {NULL},
+};
+
+static void
+init_tables(void)
+{
+    static const char tchar_extra[] = "!#$%&'*+-.^_`|~";
+    for (int c = '0'; c <= '9'; c++)
+        token_char[c] = 1;
+    for (int c = 'a'; c <= 'z'; c++)
+        token_char[c] = token_char[c - 32] = 1;
+    for (const char *p = tchar_extra; *p; p++)
+        token_char[(unsigned char)*p] = 1;
+    forbidden_in_value['\r'] = forbidden_in_value['\n'] = forbidden_in_value[0] = 1;
+}
 
 int
 catzilla_headers_init(PyObject *module)
 {
-    return 0;
+    PyObject *reference = NULL;
+    init_tables();
+    for (size_t k = 0; k < NKNOWN; k++) {
+        state.known[k] = PyUnicode_InternFromString(KNOWN_NAMES[k]);
+        if (state.known[k] == NULL)
+            return -1;
+        state.known_len[k] = (Py_ssize_t)strlen(KNOWN_NAMES[k]);
+        if (strcmp(KNOWN_NAMES[k], "content-length") == 0)
+            state.name_content_length = state.known[k];
+        else if (strcmp(KNOWN_NAMES[k], "expect") == 0)
+            state.name_expect = state.known[k];
+        else if (strcmp(KNOWN_NAMES[k], "cookie") == 0)
+            state.name_cookie = state.known[k];
+    }
+    state.comma = PyUnicode_InternFromString(", ");
+    state.semicolon = PyUnicode_InternFromString("; ");
+    if (state.comma == NULL || state.semicolon == NULL)
+        return -1;
+    /* One exception class for both implementations: the reference module defines it. */
+    reference = PyImport_ImportModule("catzilla.headerparse");
+    if (reference == NULL)
+        return -1;
+    state.HeaderError = PyObject_GetAttrString(reference, "HeaderError");
+    Py_DECREF(reference);
+    if (state.HeaderError == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(module, "HeaderError", state.HeaderError) < 0)
+        return -1;
+    if (PyType_Ready(&HeaderCollectorType) < 0)
+        return -1;
+    if (PyModule_AddObjectRef(module, "HeaderCollector", (PyObject *)&HeaderCollectorType) < 0)
+        return -1;
+    return PyModule_AddFunctions(module, header_functions);
 }

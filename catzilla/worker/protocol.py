@@ -14,11 +14,11 @@ import enum
 import logging
 import time
 import typing
-from urllib.parse import unquote
-
 import httptools
 
+from .._native import HeaderCollector
 from ..datastructures import Address
+from ..headerparse import HeaderError, decode_component
 from ..logs import access_logger
 from ..request import Request
 from ..responses import Response, error_response
@@ -55,12 +55,15 @@ class HttpProtocol(asyncio.Protocol):
     def __init__(self, worker: "Worker") -> None:
         self.worker = worker
         config = worker.config
-        self.max_header_size = config.max_header_size
         self.max_body_size = config.max_body_size
         self.router = worker.app.router
         self.executor = worker.executor
         self.slot = worker.slot  # this worker's stats slot, or None with --no-stats
         self.bytes_in = 0
+        # httptools calls the C collector for every URL piece and header line directly.
+        self.head = HeaderCollector(config.max_header_size, self.max_body_size)
+        self.on_url = self.head.on_url
+        self.on_header = self.head.on_header
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client: Address | None = None
@@ -68,11 +71,6 @@ class HttpProtocol(asyncio.Protocol):
         self.reception = IDLE
         self.head_started = 0.0
         self.last_activity = worker.now
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.header_size = 0
-        self.content_length = -1
-        self.expect_continue = False
         self.body: list[bytes] = []
         self.body_size = 0
         self.rejection: tuple[int, str] | None = None
@@ -133,8 +131,11 @@ class HttpProtocol(asyncio.Protocol):
             self.parser.feed_data(data)
         except _Rejected:
             self._reject()
-        except httptools.HttpParserCallbackError:
-            if self.rejection is None:
+        except httptools.HttpParserCallbackError as exc:
+            refusal = exc.__context__
+            if isinstance(refusal, HeaderError):
+                self.rejection = (refusal.status, refusal.reason)
+            elif self.rejection is None:
                 logger.exception("error in a parser callback")
                 self.rejection = (500, "Internal Server Error")
             self._reject()
@@ -148,28 +149,12 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- parser callbacks ------------------------------------------------------------------
 
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        self.header_size += len(url)
-        if self.header_size > self.max_header_size:
-            self._refuse(431, "Request Header Fields Too Large")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-        self.header_size += len(name) + len(value) + 4
-        if self.header_size > self.max_header_size:
-            self._refuse(431, "Request Header Fields Too Large")
-        if len(name) == 14 and name.lower() == b"content-length":
-            # llhttp has checked the digits and refused duplicates already.
-            self.content_length = int(value)
-            if self.content_length > self.max_body_size:
-                self._refuse(413, "Content Too Large")
-        elif len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
-            self.expect_continue = True
+    # on_url and on_header are the collector's (see __init__).
 
     def on_headers_complete(self) -> None:
         self.reception = BODY
-        if self.expect_continue and not self.busy and self.content_length != 0:
+        head = self.head
+        if head.expect_continue and not self.busy and head.content_length != 0:
             # Only when this request is next in line: a 100 must not cut into the
             # response to an earlier pipelined request. A client that hears nothing
             # sends the body after its own short wait (RFC 9110 10.1.1).
@@ -184,29 +169,22 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         parser = self.parser
         method = parser.get_method()
-        path, _, query = self.url.partition(b"?")
-        if path[:1] != b"/":
-            path, query = self._absolute_form(path)
-        text_path = path.decode("latin-1")
-        if "%" in text_path:
-            text_path = unquote(text_path)
+        path, query, header_items, header_map = self.head.take()
+        if path is None:
+            path, query = self._absolute_form(query)
         body = self.body
         request = Request(
             _METHODS.get(method) or method.decode("latin-1"),
-            text_path,
-            query.decode("latin-1"),
-            self.headers,
+            path,
+            query,
+            header_items,
             body[0] if len(body) == 1 else b"".join(body),
             self.client,
             parser.get_http_version(),
+            header_map,
         )
         keep_alive = parser.should_keep_alive()
         self.reception = IDLE
-        self.url = b""
-        self.headers = []
-        self.header_size = 0
-        self.content_length = -1
-        self.expect_continue = False
         if body:
             self.body = []
             self.body_size = 0
@@ -218,15 +196,15 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._handle(request, keep_alive)
 
-    def _absolute_form(self, target: bytes) -> tuple[bytes, bytes]:
+    def _absolute_form(self, target: str) -> tuple[str, str]:
         """`http://host/path?q` (RFC 9112 3.2.2, sent to proxies) or `*` (OPTIONS)."""
-        if target == b"*":
-            return b"*", b""
+        if target == "*":
+            return "*", ""
         try:
-            url = httptools.parse_url(self.url)
+            url = httptools.parse_url(target.encode("latin-1"))
         except httptools.HttpParserInvalidURLError:
             self._refuse(400, "Invalid request target")
-        return url.path or b"/", url.query or b""
+        return decode_component(url.path or b"/"), (url.query or b"").decode("latin-1")
 
     # -- handling ----------------------------------------------------------------------------
 
@@ -418,7 +396,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def _send_rejection(self, rejection: tuple[int, str] | None) -> None:
         status, detail = rejection or (400, "Bad Request")
-        logger.info("refused a request from %s: %d %s", self.client, status, detail)
+        client = f"{self.client.host}:{self.client.port}" if self.client else "-"
+        logger.info("refused a request from %s: %d %s", client, status, detail)
         response = error_response(status, detail)
         if self.transport is not None:
             self.transport.write(response.encode(self.worker.common_close))
