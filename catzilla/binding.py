@@ -23,8 +23,12 @@ __all__ = ["Binding", "BadRequest"]
 
 _NoneType = type(None)
 _SEQUENCES = (list, tuple, set, frozenset, typing.Sequence, typing.List)
-# pydantic accepts these words for booleans; msgspec's lax mode only true/false/1/0.
-_BOOL_WORDS = {"yes": "true", "on": "true", "no": "false", "off": "false", "y": "true", "n": "false"}
+# The words pydantic (so FastAPI) reads as booleans, any case; msgspec's lax mode knows
+# only true/false/1/0.
+_BOOL_WORDS = {word: "true" for word in ("1", "t", "true", "y", "yes", "on")}
+_BOOL_WORDS.update({word: "false" for word in ("0", "f", "false", "n", "no", "off")})
+# FastAPI reports form fields and uploads under "body", where they travel.
+_LOC_PREFIX = {"form": "body", "file": "body"}
 
 
 class BadRequest(Exception):
@@ -41,6 +45,7 @@ class Field:
     many: bool = False  # a sequence type: every value of a repeated key
     boolean: bool = False
     embed: bool = False  # a lone body parameter still nested under its name
+    constraints: dict[str, typing.Any] = dataclasses.field(default_factory=dict)
 
     @property
     def required(self) -> bool:
@@ -48,7 +53,7 @@ class Field:
 
     @property
     def loc(self) -> list[str]:
-        return [self.source, self.key]
+        return [_LOC_PREFIX.get(self.source, self.source), self.key]
 
 
 def _strip_optional(annotation: typing.Any) -> tuple[typing.Any, bool]:
@@ -153,12 +158,11 @@ class Binding:
             source, key = "query", name
         if default is inspect.Parameter.empty:
             default = ...
-        if source == "header":
-            key = key.lower()
         base, _ = _strip_optional(annotation)
         return Field(name, source, key, annotation, default,
                      many=source != "body" and _is_sequence(annotation), boolean=base is bool,
-                     embed=marker is not None and marker.embed)
+                     embed=marker is not None and marker.embed,
+                     constraints=marker.constraints() if marker is not None else {})
 
     @staticmethod
     def _build_model(endpoint: typing.Any, fields: list[Field], types: dict[str, typing.Any]) -> typing.Any:
@@ -203,13 +207,28 @@ class Binding:
             except FormError as exc:
                 raise BadRequest(str(exc)) from None
             self._collect(raw, self._form, form)
-        values = self._validate(raw) if self._model is not None else {}
+        # Every group is checked even after one failed, so that one 422 lists every error.
+        errors: list[dict[str, typing.Any]] = []
+        values: dict[str, typing.Any] = {}
+        if self._model is not None:
+            try:
+                values = self._validate(raw)
+            except RequestValidationError as exc:
+                errors.extend(exc.errors)
+        if self._body_decoder is not None:
+            try:
+                values.update(self._decode_body(request.body))
+            except RequestValidationError as exc:
+                errors.extend(exc.errors)
+        if self._file:
+            try:
+                values.update(self._files(request.form().files))
+            except RequestValidationError as exc:
+                errors.extend(exc.errors)
+        if errors:
+            raise RequestValidationError(errors)
         for field in self._path:
             request.path_params[field.key] = values[field.name]
-        if self._body_decoder is not None:
-            values.update(self._decode_body(request.body))
-        if self._file:
-            values.update(self._files(request.form().files))
         for name in self.request_names:
             values[name] = request
         return values
@@ -225,7 +244,7 @@ class Binding:
                 continue
             value = source.get(field.key)
             if value is not None:
-                if field.boolean:
+                if field.boolean and isinstance(value, str):
                     value = _BOOL_WORDS.get(value.lower(), value)
                 raw[field.name] = value
 
@@ -247,7 +266,7 @@ class Binding:
             try:
                 msgspec.convert(raw[field.name], self._types[field.name], strict=False)
             except msgspec.ValidationError as exc:
-                errors.append(describe_validation_error(str(exc), field.loc, raw[field.name]))
+                errors.append(describe_validation_error(str(exc), field.loc, raw[field.name], field.constraints))
         return errors
 
     def _decode_body(self, body: bytes) -> dict[str, typing.Any]:
@@ -261,7 +280,7 @@ class Binding:
         try:
             value = self._body_decoder.decode(body)
         except msgspec.ValidationError as exc:
-            raise RequestValidationError([describe_validation_error(str(exc), ["body"], _input_at(body, str(exc)))]) from None
+            raise RequestValidationError(self._every_body_error(body, exc, whole)) from None
         except msgspec.DecodeError as exc:
             raise RequestValidationError([{
                 "type": "json_invalid", "loc": ["body"], "msg": "JSON decode error",
@@ -270,6 +289,19 @@ class Binding:
         if whole:
             return {fields[0].name: value}
         return {f.name: getattr(value, f.name) for f in fields}
+
+    def _every_body_error(self, body: bytes, first: msgspec.ValidationError, whole: bool) -> list[dict[str, typing.Any]]:
+        """The decoder stops at the first bad field; FastAPI lists them all (cold path)."""
+        fallback = [describe_validation_error(str(first), ["body"], _input_at(body, str(first)))]
+        try:
+            document = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return fallback
+        if whole:
+            errors = _object_errors(document, self._body[0].annotation, ["body"])
+        else:
+            errors = _object_errors(document, None, ["body"], self._body)
+        return errors or fallback
 
     def _files(self, files: dict[str, list[UploadFile]]) -> dict[str, typing.Any]:
         values: dict[str, typing.Any] = {}
@@ -285,6 +317,36 @@ class Binding:
         if errors:
             raise RequestValidationError(errors)
         return values
+
+
+def _object_errors(document: typing.Any, annotation: typing.Any, loc: list[typing.Any],
+                   fields: list[Field] | None = None) -> list[dict[str, typing.Any]]:
+    """Validate an object field by field: (name on the wire, type, required) from a Struct,
+    a dataclass, or the embedded body parameters of a handler."""
+    if fields is not None:
+        spec = [(f.key, f.annotation, f.required) for f in fields]
+    elif inspect.isclass(annotation) and issubclass(annotation, msgspec.Struct):
+        spec = [(f.encode_name, f.type, f.required) for f in msgspec.structs.fields(annotation)]
+    elif inspect.isclass(annotation) and dataclasses.is_dataclass(annotation):
+        hints = typing.get_type_hints(annotation)
+        spec = [(f.name, hints.get(f.name, typing.Any),
+                 f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                for f in dataclasses.fields(annotation)]
+    else:
+        return []
+    if not isinstance(document, dict):
+        return []
+    errors = []
+    for name, field_type, required in spec:
+        if name not in document:
+            if required:
+                errors.append(missing(loc + [name]))
+            continue
+        try:
+            msgspec.convert(document[name], field_type)
+        except msgspec.ValidationError as exc:
+            errors.append(describe_validation_error(str(exc), loc + [name], document[name]))
+    return errors
 
 
 def _input_at(body: bytes, message: str) -> typing.Any:

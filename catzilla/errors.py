@@ -94,12 +94,30 @@ def error_location(message: str) -> list[typing.Any]:
     return loc
 
 
+# msgspec states integer bounds inclusively (`gt=0` becomes `>= 1`); the user's own
+# constraint says which one to report.
+_EXCLUSIVE = {"greater_than_equal": ("gt", "greater_than"), "less_than_equal": ("lt", "less_than")}
+
+
+def _value_at(value: typing.Any, inner: list[typing.Any]) -> typing.Any:
+    for part in inner:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return value
+    return value
+
+
 def describe_validation_error(
-    message: str, loc: list[typing.Any], value: typing.Any
+    message: str, loc: list[typing.Any], value: typing.Any,
+    constraints: typing.Mapping[str, typing.Any] | None = None,
 ) -> dict[str, typing.Any]:
-    """One msgspec error message as one FastAPI/pydantic error entry at `loc`."""
+    """One msgspec error message as one FastAPI/pydantic error entry at `loc`; `constraints`
+    are the parameter's own (`Query(gt=0)`), reported as written."""
     message = str(message)
     inner = error_location(message)
+    if inner and isinstance(value, (list, dict)):
+        value = _value_at(value, inner)
     missing_field = _MISSING.match(message)
     if missing_field:
         return missing(loc + inner + [missing_field.group(1)])
@@ -107,6 +125,13 @@ def describe_validation_error(
         found = pattern.match(message)
         if found:
             limit = parse(found.group(1))
+            if constraints:
+                exclusive = _EXCLUSIVE.get(kind)
+                if exclusive and _CTX_KEYS[kind] not in constraints and exclusive[0] in constraints:
+                    kind, text = exclusive[1], ("Input should be greater than {}" if exclusive[0] == "gt"
+                                                else "Input should be less than {}")
+                if constraints.get(_CTX_KEYS[kind]) is not None:
+                    limit = constraints[_CTX_KEYS[kind]]
             return {"type": kind, "loc": loc + inner, "msg": text.format(limit),
                     "input": value, "ctx": {_CTX_KEYS[kind]: limit}}
     expected = _EXPECTED.match(message)

@@ -29,8 +29,14 @@ def upload_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(upload_dir):
-    env = {"CATZILLA_EXAMPLE_UPLOADS": str(upload_dir)}
+def server_tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("server-tmp")
+
+
+@pytest.fixture(scope="module")
+def server(upload_dir, server_tmp):
+    # TMPDIR: the example's save_report_to_file() writes with tempfile.mkstemp()
+    env = {"CATZILLA_EXAMPLE_UPLOADS": str(upload_dir), "TMPDIR": str(server_tmp)}
     with run_server("hybrid:app", "--workers", "2", "--threads", "8", env=env) as s:
         yield s
 
@@ -199,7 +205,8 @@ def test_analyze_user(client):
     }
 
 
-def test_process_report(client):
+def test_process_report(client, server_tmp):
+    before = set(server_tmp.glob("catzilla-report-*.json"))
     r = client.post("/process-report", json={"values": [1, 2, "skip", 3, 4.0]})
     assert r.status_code == 200
     processed = [1.5, 3.0, 4.5, 6.0]
@@ -209,6 +216,8 @@ def test_process_report(client):
         "processed_items": 4,
         "handler_type": "sync",
     }
+    (report,) = set(server_tmp.glob("catzilla-report-*.json")) - before
+    assert json.loads(report.read_text()) == processed
 
 
 def test_process_report_body_must_be_an_object(client):

@@ -1,0 +1,114 @@
+"""The per-request Python cost of the worker, without sockets or a load generator.
+
+Drives one HttpProtocol with an in-memory transport: each iteration feeds a wrk-like request
+and waits for the response bytes, so what is measured is parsing, routing, parameter
+binding, the handler and response encoding, stats included. Use it to profile before
+optimising (the machine's noise hardly matters: the numbers are CPU time of one thread).
+
+    python loadtests/profile_request.py                 # µs per request, per route
+    python loadtests/profile_request.py --no-stats      # the same without the stats slot
+    python loadtests/profile_request.py --profile /json # cProfile of one route
+    valgrind --tool=callgrind python loadtests/profile_request.py --count 2000 /json
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_app import app  # noqa: E402
+
+from catzilla.config import Config  # noqa: E402
+from catzilla.worker.protocol import HttpProtocol  # noqa: E402
+from catzilla.worker.server import Worker  # noqa: E402
+
+ROUTES = {"/json": b"/json", "/sync": b"/sync", "/items": b"/items/42?q=3"}
+
+
+class Transport:
+    """Just enough of asyncio.Transport for HttpProtocol."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.waiter: asyncio.Future[None] | None = None
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+    def is_closing(self) -> bool:
+        return False
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def close(self) -> None: ...
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+async def drive(worker: Worker, target: bytes, count: int) -> float:
+    """Seconds per request, over `count` sequential keep-alive requests."""
+    request = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"
+    protocol = HttpProtocol(worker)
+    transport = Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+    for _ in range(count):
+        transport.written.clear()
+        protocol.data_received(request)
+        if not transport.written:  # answered later (thread pool, Task): wait for it
+            transport.waiter = loop.create_future()
+            await transport.waiter
+    elapsed = time.perf_counter() - started
+    assert transport.written[0].startswith(b"HTTP/1.1 200"), transport.written[0][:60]
+    return elapsed / count
+
+
+async def main(args: argparse.Namespace) -> None:
+    config = Config(stats=args.stats, access_log=False, loop_block_threshold=0)
+    worker = Worker(app, config)
+    worker.loop = loop = asyncio.get_running_loop()
+    from catzilla.worker.executor import Executor
+    from catzilla.worker.pool import ThreadPool
+    from catzilla.background_tasks import BackgroundRunner
+    worker.pool = ThreadPool(loop, config.threads)
+    worker.executor = Executor(loop, worker.pool)
+    worker.runner = BackgroundRunner(loop, worker.pool)
+    worker._attach_stats()
+    worker._tick()
+    routes = [args.route] if args.route else list(ROUTES)
+    for route in routes:
+        target = ROUTES.get(route, route.encode())
+        await drive(worker, target, 200)  # warm up
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            await drive(worker, target, args.count)
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            continue
+        runs = [await drive(worker, target, args.count) for _ in range(args.repeat)]
+        print(f"{route:8s} {statistics.median(runs) * 1e6:6.2f} µs per request "
+              f"(median of {args.repeat}, stats {'on' if args.stats else 'off'})")
+    worker.pool.shutdown(wait=False)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("route", nargs="?", help="one of /json, /sync, /items, or a request target")
+    parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--stats", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--profile", action="store_true")
+    uvloop.run(main(parser.parse_args()))
