@@ -3,17 +3,22 @@
 Sources, in order: systemd socket activation (LISTEN_FDS), `--fd N`, then `--bind
 HOST:PORT` (or `--host/--port`) and `--uds PATH`. Every worker inherits the same sockets.
 
-Why one shared socket rather than one SO_REUSEPORT socket per worker slot (measured on
-this machine, 2 workers, 200 new connections, tests/test_master.py checks the share):
-- a shared socket's accept queue belongs to every worker at once: when a worker dies or is
-  replaced, the connections waiting in the kernel's queue are accepted by the others. A
-  per-slot socket's queue belongs to one slot: its connections wait for the replacement to
-  boot, and are reset if the slot is retired (TTOU) or the socket closed;
+Why one shared socket rather than one SO_REUSEPORT socket per worker slot, measured with
+`python loadtests/accept_spread.py` (2 uvloop workers, 200 new connections, this 2-core
+machine, 2026-11-25; the master holds every socket open in both modes, as ours does):
+
+    mode       sequential   concurrent   one worker stopped: 40 new connections
+    shared     93 / 107     94 / 106     all 40 answered by the other worker
+    per-slot   94 / 106     88 / 112     23 answered, 17 stalled (hashed to the stopped slot)
+
+- the spread is the same: with uvloop each worker accepts as it wakes, and the share test
+  in tests/test_master.py checks both workers serve a real part of 200 connections;
+- a shared accept queue belongs to every worker at once: while a worker is stuck, dying or
+  being replaced, the others take its connections. A per-slot queue belongs to its slot:
+  its connections wait for the replacement to boot (or until the client gives up), and are
+  reset when the slot is retired (TTOU);
 - systemd socket activation and `--fd` hand over one socket per address anyway, so only a
-  shared socket serves every source the same way;
-- spread: with uvloop each worker takes new connections as it wakes; 200 new connections
-  over 2 workers split about evenly under load (the share test asserts both serve a real
-  part). SO_REUSEPORT's hash spreads more evenly on many cores, but at the price above.
+  shared socket serves every source the same way.
 SO_REUSEPORT is still set on TCP sockets, so that a second master can bind the same port
 during a binary upgrade.
 """
