@@ -68,6 +68,9 @@ class _Supervision:
     def beat(self) -> None:
         self.heartbeats.beat(self.slot)
 
+    def retiring(self) -> None:
+        self.heartbeats.mark_retiring(self.slot)
+
     def orphaned(self) -> bool:
         return os.getppid() != self.master_pid
 
@@ -169,6 +172,7 @@ class Master:
     def _supervise(self) -> None:
         now = time.monotonic()
         self._check_heartbeats(now)
+        self._notice_retiring(now)
         self._escalate(now)
         self._progress_reload(now)
         self._keep_count(now)
@@ -285,7 +289,8 @@ class Master:
             if self.stats is not None:
                 self.stats.retire(handle.slot)  # its counts live on in the totals
             self._log_death(handle, status)
-            if not handle.ready and handle.stopping_since is None and not self.stopping:
+            booted = handle.ready or self.board.is_ready(handle.slot)
+            if not booted and handle.stopping_since is None and not self.stopping:
                 self._boot_failed(handle, os.waitstatus_to_exitcode(status))
 
     def _log_death(self, handle: WorkerHandle, status: int) -> None:
@@ -294,7 +299,7 @@ class Master:
             how = f"killed by {signal.Signals(-code).name}"
         else:
             how = f"exited with status {code}"
-        expected = handle.stopping_since is not None or self.stopping
+        expected = handle.stopping_since is not None or self.stopping or self.board.is_retiring(handle.slot)
         level = logging.INFO if expected and code == 0 else logging.WARNING
         logger.log(level, "master %d: worker %d %s%s", self.pid, handle.pid, how,
                    "" if expected else " unexpectedly; replacing it")
@@ -319,6 +324,15 @@ class Master:
                 handle.ready = True
         return sum(1 for w in self.workers.values()
                    if w.generation == generation and w.ready and w.stopping_since is None)
+
+    def _notice_retiring(self, now: float) -> None:
+        """A worker stopping on its own (--max-requests) is replaced at once, while it
+        finishes its last requests, not after it is gone."""
+        for handle in self.workers.values():
+            if handle.stopping_since is None and self.board.is_retiring(handle.slot):
+                logger.info("master %d: worker %d is retiring; starting its replacement", self.pid, handle.pid)
+                handle.ready = True
+                handle.stopping_since = now
 
     def _keep_count(self, now: float) -> None:
         current = [w for w in self.workers.values()

@@ -12,10 +12,12 @@ import mmap
 import struct
 import time
 
-__all__ = ["HeartbeatBoard", "BOOTING", "READY", "MAX_SLOTS"]
+__all__ = ["HeartbeatBoard", "BOOTING", "READY", "RETIRING", "MAX_SLOTS"]
 
 MAX_SLOTS = 1024  # far above any core count; TTIN beyond it is refused
-BOOTING, READY = 0.0, 1.0
+# A worker's state: booting, serving, or serving its last requests before it exits on
+# its own (--max-requests, or its master is gone), which the master must not take for a crash.
+BOOTING, READY, RETIRING = 0.0, 1.0, 2.0
 _SLOT = struct.Struct("dd")
 
 
@@ -36,8 +38,15 @@ class HeartbeatBoard:
         self.beat(slot)
         self._view[slot * 2] = READY
 
+    def mark_retiring(self, slot: int) -> None:
+        self._view[slot * 2] = RETIRING
+
     def is_ready(self, slot: int) -> bool:
-        return self._view[slot * 2] == READY
+        """Has the worker in `slot` booted (it may be retiring since)?"""
+        return self._view[slot * 2] >= READY
+
+    def is_retiring(self, slot: int) -> bool:
+        return self._view[slot * 2] == RETIRING
 
     def silence(self, slot: int) -> float:
         """Seconds since the worker in `slot` last beat."""

@@ -258,6 +258,8 @@ class HttpProtocol(asyncio.Protocol):
         response, data = outcome
         worker = self.worker
         worker.handled += 1
+        if worker.handled == worker.max_requests:  # max_requests 0: never
+            worker.retire()
         if self.slot is not None:
             route = self.route
             self.slot.end(-1 if route is None else route.index, self.started, response.status_code,

@@ -54,6 +54,7 @@ class Supervisor(typing.Protocol):
 
     def ready(self) -> None: ...
     def beat(self) -> None: ...
+    def retiring(self) -> None: ...
     def orphaned(self) -> bool: ...
 
 
@@ -132,10 +133,14 @@ class Worker:
         await self._shutdown()
         return 0
 
-    def stop(self, reason: str = "signal") -> None:
+    def stop(self, reason: str = "signal", retiring: bool = False) -> None:
+        """Stop gracefully; `retiring` when the worker decides itself (not told by a signal),
+        so that the master replaces it at once and does not take its exit for a crash."""
         if self._stop_requested is not None and not self._stop_requested.done():
             logger.info("worker %d stopping gracefully (%s): finishing in-flight requests",
                         os.getpid(), reason)
+            if retiring and self.supervisor is not None:
+                self.supervisor.retiring()
             self._stop_requested.set_result(None)
 
     def _attach_stats(self) -> None:
@@ -201,10 +206,11 @@ class Worker:
         if supervisor is not None:
             supervisor.beat()
             if supervisor.orphaned():
-                self.stop("the master process is gone")
-        if self.max_requests and self.handled >= self.max_requests:
-            self.stop(f"recycling after {self.handled} requests (--max-requests)")
+                self.stop("the master process is gone", retiring=True)
         loop.call_at(now + TICK, self._tick)
+
+    def retire(self) -> None:
+        self.stop(f"recycling after {self.handled} requests (--max-requests)", retiring=True)
 
     async def _shutdown(self) -> None:
         self.draining = True
@@ -214,8 +220,10 @@ class Worker:
         deadline = loop.time() + self.config.graceful_timeout
         while loop.time() < deadline:
             self.now = loop.time()
+            # Activity is stamped with the tick clock, up to TICK behind the real time.
+            idle_since = self.now - DRAIN_IDLE_GRACE - TICK
             for connection in list(self.connections):
-                connection.close_if_idle(self.now - DRAIN_IDLE_GRACE)
+                connection.close_if_idle(idle_since)
             if not self.connections:
                 break
             await asyncio.sleep(0.05)
