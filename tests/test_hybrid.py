@@ -25,7 +25,9 @@ TIMEOUT = httpx.Timeout(15.0)
 
 @pytest.fixture(scope="module")
 def server():
-    with run_server("hybrid_app:app", "--threads", "10") as s:
+    # A short graceful timeout only so that a connection left hanging by a failing test
+    # cannot stall the teardown.
+    with run_server("hybrid_app:app", "--threads", "10", "--graceful-timeout", "3") as s:
         yield s
 
 
@@ -243,6 +245,37 @@ def test_handler_exception_leaves_the_server_serving(server, path, message):
     assert sync_after.status_code == 200 and async_after.status_code == 200
     assert sync_after.json()["pid"] == pid_before == async_after.json()["pid"]
     assert server.proc.poll() is None
+
+
+@pytest.mark.parametrize("path", ["/sync/unserialisable", "/async/unserialisable",
+                                  "/async/unserialisable-inline"])
+def test_unserialisable_return_value_is_a_500(server, path):
+    pid_before = get(server, "/sync/where").json()["pid"]
+    try:
+        response = httpx.get(server.url + path, timeout=3.0)
+    except httpx.ReadTimeout:
+        pytest.fail(f"GET {path}: no response at all (the connection hangs)")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal Server Error"}
+    assert "Opaque" not in response.text
+    logs = wait_for_log(server, f"Exception in handler for GET {path}")
+    assert f"Exception in handler for GET {path}" in logs
+    assert get(server, "/sync/where").json()["pid"] == pid_before
+
+
+# Kept last among the tests of the shared server: when they fail, the worker is replaced.
+@pytest.mark.parametrize("path", ["/sync/exit", "/async/exit"])
+def test_system_exit_in_a_handler_is_a_500_not_a_dead_worker(server, path):
+    pid_before = get(server, "/sync/where").json()["pid"]
+    try:
+        response = httpx.get(server.url + path, timeout=3.0)
+    except httpx.HTTPError as exc:
+        pytest.fail(f"GET {path}: no response ({exc!r})")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal Server Error"}
+    after = httpx.get(server.url + "/sync/where", timeout=10.0)  # waits out a respawn
+    assert after.status_code == 200
+    assert after.json()["pid"] == pid_before, "the worker died and was replaced"
 
 
 # -- pool size -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import email.utils
 import re
 import signal
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,9 +25,10 @@ TIMEOUT = httpx.Timeout(10.0)
 
 @pytest.fixture(scope="module")
 def server():
-    """Default timeouts (keep-alive 5 s, header 10 s), small size limits."""
+    """Default timeouts (keep-alive 5 s, header 10 s), small size limits. (A short graceful
+    timeout only so that a connection left hanging by a failure cannot stall the teardown.)"""
     with run_server("protocol_app:app", "--max-header-size", str(MAX_HEADER),
-                    "--max-body-size", str(MAX_BODY)) as s:
+                    "--max-body-size", str(MAX_BODY), "--graceful-timeout", "3") as s:
         yield s
 
 
@@ -223,6 +223,51 @@ def test_pipelined_connection_close_stops_there(server):
         second = conn.read_response()
         assert second.json() == {"hello": "sync"}
         assert second.header("connection") == "close"
+        assert conn.closed_within(3.0)
+
+
+def test_many_pipelined_requests_in_one_send(server):
+    bodies = [f"request-{i:03d}".encode() for i in range(50)]
+    with connect(server) as conn:
+        conn.send(b"".join(post_request("/echo", body) for body in bodies))
+        answers = [conn.read_response() for _ in bodies]
+        assert not conn.closed_within(0.2)
+    assert [r.status for r in answers] == [200] * 50
+    assert [r.json()["body"] for r in answers] == [b.decode() for b in bodies]
+
+
+@pytest.mark.parametrize("bad,status,detail", [
+    (b"GET /hello HTTP/1.1\r\nHost: test\r\nBad Header: x\r\n\r\n", 400, "Malformed HTTP request: "),
+    (b"GET /hello HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * (MAX_HEADER + 100) + b"\r\n\r\n",
+     431, "Request Header Fields Too Large"),
+    (b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n", 413, "Content Too Large"),
+], ids=["400", "431", "413"])
+def test_pipelined_refusal_is_answered_after_the_running_request(server, worker_pid, bad, status, detail):
+    """A request refused while parsing, pipelined behind a running one: the running one
+    is answered, then the refusal, then the connection closes."""
+    with connect(server, timeout=3.0) as conn:
+        conn.send(get_request("/slow?delay=0.3") + bad + get_request("/hello"))
+        first = conn.read_response()
+        assert first.status == 200 and first.json() == {"slow": True, "delay": 0.3}
+        try:
+            second = conn.read_response()
+        except (TimeoutError, socket.timeout):
+            pytest.fail(f"no {status} after the pipelined response: the connection hangs")
+        assert second.status == status
+        assert second.json()["detail"].startswith(detail)
+        assert second.header("connection") == "close"
+        assert conn.closed_within(3.0)  # the third request is never answered
+    assert_still_serving(server, worker_pid)
+
+
+def test_half_closed_client_still_gets_its_answers(server):
+    with connect(server) as conn:
+        conn.send(get_request("/slow?delay=0.2") + get_request("/hello-sync"))
+        conn.sock.shutdown(socket.SHUT_WR)
+        first = conn.read_response()
+        assert first.json() == {"slow": True, "delay": 0.2}
+        second = conn.read_response()
+        assert second.json() == {"hello": "sync"}
         assert conn.closed_within(3.0)
 
 

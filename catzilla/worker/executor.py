@@ -29,6 +29,10 @@ logger = logging.getLogger("catzilla.worker")
 # What a handler call produced: the response and, unless it streams, its encoded bytes.
 Outcome = tuple[Response, typing.Optional[bytes]]
 
+# What a handler may raise and still get an answer (a 500): SystemExit too, which must not
+# end the worker. Task cancellation (BaseException) still propagates.
+HANDLER_ERRORS = (Exception, SystemExit)
+
 SYNC = HandlerKind.SYNC
 ASYNC_INLINE = HandlerKind.ASYNC_INLINE
 
@@ -88,15 +92,16 @@ class Executor:
         elif kind is ASYNC_INLINE:
             token = current_request.set(request)
             try:
-                coroutine = invoke(route, request, kwargs)
-                coroutine.send(None)
-                # Unreachable for a body without await; guards against a misclassification.
-                coroutine.close()
-                raise RuntimeError(f"handler {route.name} suspended although it has no await")
-            except StopIteration as stop:
-                response = to_response(stop.value)
+                try:
+                    coroutine = invoke(route, request, kwargs)
+                    coroutine.send(None)
+                    # Unreachable for a body without await; guards against a misclassification.
+                    coroutine.close()
+                    raise RuntimeError(f"handler {route.name} suspended although it has no await")
+                except StopIteration as stop:
+                    response = to_response(stop.value)
                 outcome = response, (None if response.streaming else response.encode(common, head_only))
-            except Exception as exc:
+            except HANDLER_ERRORS as exc:
                 outcome = failure(route, exc, common, head_only)
             finally:
                 current_request.reset(token)
@@ -128,7 +133,7 @@ class Executor:
         async def finish() -> None:
             try:
                 outcome = encode(to_response(await awaitable), common, head_only)
-            except Exception as exc:
+            except HANDLER_ERRORS as exc:
                 outcome = failure(route, exc, common, head_only)
             conn.complete(outcome)
 
@@ -144,7 +149,7 @@ def _run_sync(route: Route, request: Request, kwargs: dict[str, typing.Any] | No
         if inspect.isawaitable(result):
             return result
         return encode(to_response(result), common, head_only)
-    except Exception as exc:
+    except HANDLER_ERRORS as exc:
         return failure(route, exc, common, head_only)
 
 
@@ -153,6 +158,6 @@ async def _run_task(conn: Connection, route: Route, request: Request,
     current_request.set(request)
     try:
         outcome = encode(to_response(await invoke(route, request, kwargs)), common, head_only)
-    except Exception as exc:
+    except HANDLER_ERRORS as exc:
         outcome = failure(route, exc, common, head_only)
     conn.complete(outcome)

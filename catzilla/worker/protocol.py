@@ -51,6 +51,15 @@ class _Rejected(Exception):
     """Raised inside a parser callback to stop parsing; the reason is on the protocol."""
 
 
+class _Refusal:
+    """A request refused while an earlier one runs: queued so it is answered in order."""
+
+    __slots__ = ("status", "detail")
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status, self.detail = status, detail
+
+
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, worker: "Worker") -> None:
         self.worker = worker
@@ -69,8 +78,11 @@ class HttpProtocol(asyncio.Protocol):
         self.client: Address | None = None
         # Reception of the request being parsed.
         self.reception = IDLE
+        # Timeouts are checked once a tick, but measured from the loop's own clock (a cached
+        # value, no system call), so they never fire early.
+        self.clock = worker.loop.time
         self.head_started = 0.0
-        self.last_activity = worker.now
+        self.last_activity = self.clock()
         self.body: list[bytes] = []
         self.body_size = 0
         self.rejection: tuple[int, str] | None = None
@@ -123,7 +135,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.rejection is not None:
             return  # the stream can no longer be trusted; we are closing
         self.bytes_in += len(data)
-        self.last_activity = self.worker.now
+        self.last_activity = self.clock()
         if self.reception is IDLE:
             self.reception = HEAD
             self.head_started = self.last_activity
@@ -282,7 +294,7 @@ class HttpProtocol(asyncio.Protocol):
             self.request = None
             self.busy = False
             request.responded = True  # type: ignore[union-attr]
-            self.last_activity = self.worker.now
+            self.last_activity = self.clock()
             return
         self._after_response()
 
@@ -313,7 +325,7 @@ class HttpProtocol(asyncio.Protocol):
         if not self.keep_alive:
             transport.close()
             return
-        self.last_activity = self.worker.now
+        self.last_activity = self.clock()
         if self.pipeline:
             self._run_pipeline()
         elif self.reading_paused:
@@ -327,10 +339,10 @@ class HttpProtocol(asyncio.Protocol):
         try:
             while self.pipeline and not self.busy and not self.writing_paused and self.transport is not None:
                 item = self.pipeline.popleft()
-                if isinstance(item, tuple):
-                    self._handle(*item)
+                if isinstance(item, _Refusal):
+                    self._send_rejection((item.status, item.detail))
                 else:
-                    self._send_rejection(item)
+                    self._handle(*item)
         finally:
             self.draining_pipeline = False
         if not self.pipeline and not self.busy and self.reading_paused and self.transport is not None:
@@ -392,7 +404,7 @@ class HttpProtocol(asyncio.Protocol):
             self.reading_paused = True
             self.transport.pause_reading()
         if self.busy or self.pipeline:
-            self.pipeline.append(self.rejection)
+            self.pipeline.append(_Refusal(*(self.rejection or (400, "Bad Request"))))
         else:
             self._send_rejection(self.rejection)
 

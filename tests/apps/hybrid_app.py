@@ -93,6 +93,37 @@ async def async_boom(request):
     raise ValueError("async handler exploded on purpose")
 
 
+class Opaque:
+    """Not JSON serialisable: returning it in a dict must give a 500, whatever the kind."""
+
+
+@app.get("/sync/unserialisable")
+def sync_unserialisable(request):
+    return {"value": Opaque()}
+
+
+@app.get("/async/unserialisable")
+async def async_unserialisable(request):
+    await asyncio.sleep(0)
+    return {"value": Opaque()}
+
+
+@app.get("/async/unserialisable-inline")
+async def async_unserialisable_inline(request):  # no await: the inline path
+    return {"value": Opaque()}
+
+
+@app.get("/sync/exit")
+def sync_exit(request):
+    raise SystemExit(3)
+
+
+@app.get("/async/exit")
+async def async_exit(request):
+    await asyncio.sleep(0)
+    raise SystemExit(3)
+
+
 @app.get("/sync/context")
 def sync_context(request):
     return {"module": MODULE_VAR.get(), "startup": STARTUP_VAR.get(), **where("sync-context")}
@@ -158,9 +189,11 @@ app.add_route("/cls/callable-sync", SyncCallable())
 app.add_route("/cls/returns-coroutine", returns_coroutine)
 
 # Counted for the "routes: X sync, Y async" start-up line (one route per path, GET only):
-#   sync:  /sync/where /sync/sleep /sync/spin /sync/boom /sync/context
-#          /cls/plain-sync /cls/partial-sync /cls/callable-sync /cls/returns-coroutine   = 9
+#   sync:  /sync/where /sync/sleep /sync/spin /sync/boom /sync/unserialisable /sync/exit
+#          /sync/context /cls/plain-sync /cls/partial-sync /cls/callable-sync
+#          /cls/returns-coroutine                                                        = 11
 #   async: /async/where /async/where-inline /async/ping /async/sleep /async/boom
-#          /async/context /stats /cls/partial-async /cls/bound-async /cls/callable-async = 10
-EXPECTED_SYNC_ROUTES = 9
-EXPECTED_ASYNC_ROUTES = 10
+#          /async/unserialisable /async/unserialisable-inline /async/exit /async/context
+#          /stats /cls/partial-async /cls/bound-async /cls/callable-async               = 13
+EXPECTED_SYNC_ROUTES = 11
+EXPECTED_ASYNC_ROUTES = 13
