@@ -539,12 +539,30 @@ cleanup:
     return result;
 }
 
+/* A fold takes tens of microseconds (hundreds with many routes); a reader that finds one
+ * running spins briefly, then sleeps between looks, for up to about a second: only a
+ * master that died in the middle of a fold keeps the sequence odd longer than that. */
+#define READ_SPINS 64
+#define READ_ATTEMPTS 20000
+#define READ_PAUSE_NS 50000L
+
+static void
+read_backoff(int attempt)
+{
+    if (attempt < READ_SPINS)
+        return;
+    struct timespec pause = {0, READ_PAUSE_NS};
+    Py_BEGIN_ALLOW_THREADS
+    nanosleep(&pause, NULL);
+    Py_END_ALLOW_THREADS
+}
+
 /* Read in place; if a fold ran meanwhile (the sequence moved), read again. */
 static PyObject *
 StatsBlock_snapshot(StatsBlock *self, PyObject *unused)
 {
     word *sequence = &self->header->sequence;
-    for (int attempt = 0; attempt < 1000; attempt++) {
+    for (int attempt = 0; attempt < READ_ATTEMPTS; read_backoff(attempt++)) {
         word before = __atomic_load_n(sequence, __ATOMIC_ACQUIRE);
         if (before & 1)
             continue;
@@ -567,7 +585,7 @@ StatsBlock_totals(StatsBlock *self, PyObject *unused)
 {
     BlockHeader *header = self->header;
     word *sequence = &header->sequence;
-    for (int attempt = 0; attempt < 1000; attempt++) {
+    for (int attempt = 0; attempt < READ_ATTEMPTS; read_backoff(attempt++)) {
         word before = __atomic_load_n(sequence, __ATOMIC_ACQUIRE);
         if (before & 1)
             continue;

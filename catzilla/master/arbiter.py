@@ -229,7 +229,13 @@ class Master:
         self.spawning_generation = generation
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
+        # A signal that reaches the new worker before it has its own handlers would run the
+        # master's (inherited) and be lost: keep them pending until the worker's event loop
+        # handles them (Worker.serve unblocks).
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         pid = os.fork()
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         if pid == 0:  # the worker
             status = 1
             try:

@@ -97,6 +97,7 @@ class HttpProtocol(asyncio.Protocol):
         self.writing_paused = False
         self.draining_pipeline = False
         self.write_resumed: asyncio.Future[None] | None = None
+        self.streamed = 0  # bytes of the streamed response being written
 
     # -- transport events ------------------------------------------------------------------
 
@@ -272,11 +273,8 @@ class HttpProtocol(asyncio.Protocol):
         worker.handled += 1
         if worker.handled == worker.max_requests:  # max_requests 0: never
             worker.retire()
-        if self.slot is not None:
-            route = self.route
-            self.slot.end(-1 if route is None else route.index, self.started, response.status_code,
-                          self.bytes_in, 0 if data is None else len(data))
-            self.bytes_in = 0
+        if self.slot is not None and data is not None:  # a stream is counted when it ends
+            self._count(response.status_code, len(data))
         if worker.access_log:
             self._log_access(response, data)
         transport = self.transport
@@ -297,6 +295,11 @@ class HttpProtocol(asyncio.Protocol):
             self.last_activity = self.clock()
             return
         self._after_response()
+
+    def _count(self, status: int, bytes_out: int) -> None:
+        route = self.route
+        self.slot.end(-1 if route is None else route.index, self.started, status, self.bytes_in, bytes_out)
+        self.bytes_in = 0
 
     def _log_access(self, response: Response, data: bytes | None) -> None:
         request = self.request
@@ -354,8 +357,10 @@ class HttpProtocol(asyncio.Protocol):
         assert transport is not None
         head_only = self.request is not None and self.request.method == "HEAD"
         worker = self.worker
-        transport.write(response.encode_start(worker.common_close if not self.keep_alive
-                                              else worker.common_keep_alive))  # type: ignore[attr-defined]
+        start = response.encode_start(worker.common_close if not self.keep_alive
+                                      else worker.common_keep_alive)  # type: ignore[attr-defined]
+        transport.write(start)
+        self.streamed = len(start)
         iterator = response.body_iterator  # type: ignore[attr-defined]
         try:
             if not head_only:
@@ -372,11 +377,14 @@ class HttpProtocol(asyncio.Protocol):
                         await self._write_chunk(response, chunk)
             if self.transport is not None:
                 self.transport.write(b"0\r\n\r\n")
+                self.streamed += 5
         except Exception:
             # The status line is gone already: all we can do is cut the response short
             # so that the client sees it is incomplete.
             logger.exception("error while streaming the response body")
             self.keep_alive = False
+        if self.slot is not None:
+            self._count(response.status_code, self.streamed)
         self._after_response()
 
     async def _write_chunk(self, response: Response, chunk: typing.Any) -> None:
@@ -385,6 +393,7 @@ class HttpProtocol(asyncio.Protocol):
         data = response.encode_chunk(chunk)  # type: ignore[attr-defined]
         if data:
             self.transport.write(data)
+            self.streamed += len(data)
         if self.writing_paused:
             self.write_resumed = self.worker.loop.create_future()
             await self.write_resumed

@@ -113,6 +113,9 @@ class Worker:
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stop)
         loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+        # The master forks with these blocked (see Master.spawn): from here on they are ours.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (*STOP_SIGNALS, signal.SIGUSR1, signal.SIGHUP,
+                                                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD))
         # A master that finds this loop stuck sends SIGABRT: the stack of every thread goes
         # to the log before the process dies, to show where it was stuck.
         faulthandler.enable(file=sys.stderr, all_threads=True)
@@ -187,6 +190,7 @@ class Worker:
         """Once a second: the clock, the Date header, timeouts, loop lag."""
         loop = self.loop
         now = loop.time()
+        loop.call_at(now + TICK, self._tick)  # first: nothing below may stop the clock
         if self._last_tick:
             self.loop_lag = max(0.0, now - self._last_tick - TICK)
         self._last_tick = now
@@ -198,7 +202,10 @@ class Worker:
         for connection in list(self.connections):
             connection.check_timeouts(now)
         if self.reader is not None:
-            self.reader.sample()
+            try:
+                self.reader.sample()
+            except RuntimeError:  # the block stayed mid-fold for a second: skip a sample
+                logger.warning("stats sample skipped: the shared stats block is being rewritten")
         if self.slot is not None:
             pool = self.pool.snapshot()
             self.slot.gauges(pool["size"], pool["busy"], pool["queued"], int(self.loop_lag * 1e6))
@@ -207,7 +214,6 @@ class Worker:
             supervisor.beat()
             if supervisor.orphaned():
                 self.stop("the master process is gone", retiring=True)
-        loop.call_at(now + TICK, self._tick)
 
     def retire(self) -> None:
         self.stop(f"recycling after {self.handled} requests (--max-requests)", retiring=True)
@@ -220,10 +226,8 @@ class Worker:
         deadline = loop.time() + self.config.graceful_timeout
         while loop.time() < deadline:
             self.now = loop.time()
-            # Activity is stamped with the tick clock, up to TICK behind the real time.
-            idle_since = self.now - DRAIN_IDLE_GRACE - TICK
             for connection in list(self.connections):
-                connection.close_if_idle(idle_since)
+                connection.close_if_idle(self.now - DRAIN_IDLE_GRACE)
             if not self.connections:
                 break
             await asyncio.sleep(0.05)
