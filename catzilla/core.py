@@ -33,12 +33,13 @@ class StatsReader:
 
 
 _reader: StatsReader | None = None
+_enabled = False
 
 
-def install(reader: StatsReader | None) -> None:
-    """Called by the worker at start-up."""
-    global _reader
-    _reader = reader
+def install(reader: StatsReader | None, enabled: bool = True) -> None:
+    """Called by the worker at start-up; `enabled` is False under --no-stats."""
+    global _reader, _enabled
+    _reader, _enabled = reader, reader is not None and enabled
 
 
 def _snapshot() -> dict[str, typing.Any]:
@@ -64,6 +65,7 @@ def handler_stats(snapshot: dict[str, typing.Any]) -> dict[str, typing.Any]:
             "p99_ms": percentile(totals.histogram, 0.99),
         }
     return {
+        "enabled": _enabled,  # False under --no-stats: every count below stays 0
         "workers": len(slots),
         "requests": snapshot["retired"]["requests"] + sum(s["requests"] for s in slots),
         "by_kind": by_kind,

@@ -29,9 +29,21 @@ def board_path(master_pid: int) -> str:
     return os.path.join(_directory(), f"catzilla-{master_pid}.stats")
 
 
+def _alive(path: str) -> bool:
+    """Is the master that made this file still running? (A SIGKILLed one leaves it.)"""
+    try:
+        pid = int(os.path.basename(path)[len("catzilla-"):-len(".stats")])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True  # not ours to judge: another user's server is running
+    return True
+
+
 def find_boards() -> list[str]:
     """Stats files of running servers, newest first."""
-    paths = glob.glob(os.path.join(_directory(), "catzilla-*.stats"))
+    paths = [p for p in glob.glob(os.path.join(_directory(), "catzilla-*.stats")) if _alive(p)]
     return sorted(paths, key=os.path.getmtime, reverse=True)
 
 
@@ -129,14 +141,17 @@ def bucket_upper_ms(bucket: int) -> float:
 
 
 def percentile(histogram: typing.Sequence[int], fraction: float) -> float | None:
-    """The upper bound, in milliseconds, of the bucket holding the `fraction` quantile."""
+    """The `fraction` quantile in milliseconds, interpolated linearly inside its bucket
+    (as Prometheus' histogram_quantile does): a log2 bucket is a factor of 2 wide."""
     total = sum(histogram)
     if not total:
         return None
     rank = fraction * total
     seen = 0
     for bucket, count in enumerate(histogram):
+        if count and seen + count >= rank:
+            lower = bucket_upper_ms(bucket - 1) if bucket else 0.0
+            upper = bucket_upper_ms(bucket)
+            return round(lower + (upper - lower) * (rank - seen) / count, 3)
         seen += count
-        if seen >= rank:
-            return bucket_upper_ms(bucket)
     return bucket_upper_ms(len(histogram) - 1)

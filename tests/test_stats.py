@@ -864,9 +864,11 @@ def test_worker_slot_counts_and_histogram_buckets():
     assert row_b[1] == 1 and row_b[2] == 1 and row_b[7][0] == 1
     row_c = _route_row(s, "POST /c")
     assert row_c[2:4] == (1, 1)
-    assert percentile(hist, 0.25) == 65.536  # upper bound of the 50 ms bucket (2**16 µs)
+    # Interpolated inside the bucket (as Prometheus' histogram_quantile does): bucket b
+    # spans [2**(b-1), 2**b) µs.
+    assert percentile(hist, 0.25) == 65.536  # all of the 50 ms bucket: its upper bound (2**16 µs)
     assert percentile(hist, 0.5) == 262.144  # the 2nd of 4 is the 200 ms one (2**18 µs)
-    assert percentile(hist, 0.99) == 2147483.648  # the last bucket
+    assert percentile(hist, 0.99) == 2104533.975  # 96 % into the last bucket [2**30, 2**31) µs
     assert percentile([0] * STATS_BUCKETS, 0.5) is None
     assert board.totals() == (7, 2, 160, 420)
 
@@ -896,7 +898,7 @@ def test_handler_stats_over_the_block_sum_all_slots():
     assert stats["workers"] == 2 and stats["requests"] == 13
     assert stats["routes"]["GET /a"]["requests"] == 12
     assert stats["routes"]["GET /b"] == {"kind": "async", "requests": 1, "errors": 1, "in_flight": 1,
-                                          "loop_blocked": 0, "p50_ms": 4.096, "p99_ms": 4.096}
+                                          "loop_blocked": 0, "p50_ms": 3.072, "p99_ms": 4.076}  # one sample in [2.048, 4.096) ms
     assert stats["by_kind"]["sync"] == {"requests": 12, "errors": 0, "in_flight": 0}
     assert stats["by_kind"]["async"] == {"requests": 1, "errors": 1, "in_flight": 1}
     assert [w["in_flight"] for w in stats["per_worker"]] == [0, 1]
@@ -928,7 +930,7 @@ def test_retire_folds_into_totals_and_sums_never_go_backwards():
     assert after["routes"]["POST /c"]["errors"] == 1
     assert after["routes"]["GET /b"]["loop_blocked"] == 1
     assert after["routes"]["GET /a"]["in_flight"] == 0  # not negative, not stuck at 1
-    assert after["routes"]["GET /a"]["p50_ms"] == before["routes"]["GET /a"]["p50_ms"] == 65.536
+    assert after["routes"]["GET /a"]["p50_ms"] == before["routes"]["GET /a"]["p50_ms"] == 49.152
 
     board.retire(0)  # retiring a free slot again must not count it twice
     board.retire(0)

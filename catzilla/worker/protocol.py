@@ -422,8 +422,12 @@ class HttpProtocol(asyncio.Protocol):
         client = f"{self.client.host}:{self.client.port}" if self.client else "-"
         logger.info("refused a request from %s: %d %s", client, status, detail)
         response = error_response(status, detail)
+        data = response.encode(self.worker.common_close)
+        if self.slot is not None:  # counted with the worker's totals, under no route
+            self.slot.end(-1, self.slot.begin(-1), status, self.bytes_in, len(data))
+            self.bytes_in = 0
         if self.transport is not None:
-            self.transport.write(response.encode(self.worker.common_close))
+            self.transport.write(data)
             self.transport.close()
         self.pipeline.clear()
 

@@ -156,7 +156,7 @@ class Worker:
         else:
             index, generation = supervisor.slot, supervisor.generation  # type: ignore[union-attr]
         self.reader = core.StatsReader(board)
-        core.install(self.reader)
+        core.install(self.reader, self.config.stats)
         if not self.config.stats:
             return
         if index >= board.nslots:
