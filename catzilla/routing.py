@@ -5,7 +5,7 @@ import re
 import typing
 
 from .binding import Binding
-from .handlers import HandlerKind, classify
+from .handlers import classify
 
 __all__ = ["Route", "Router", "compile_path"]
 

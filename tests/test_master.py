@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
-from conftest import APPS, EXAMPLES, ROOT, Server, free_port, run_server, wait_listening
+from conftest import APPS, EXAMPLES, ROOT, Server, free_port, run_server, stop_process, wait_listening
 
 APP = "master_app:app"
 TIMEOUT = 10.0  # every client call
@@ -204,13 +204,7 @@ def launch(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[
     try:
         yield proc, Path(log.name)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         log.close()
         os.unlink(log.name)
 

@@ -12,7 +12,6 @@ import concurrent.futures
 import http.client
 import json
 import math
-import mmap
 import os
 import re
 import signal
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPS, ROOT, free_port, run_server, wait_listening
+from conftest import APPS, ROOT, free_port, run_server, stop_process, wait_listening
 
 APP_FILE = APPS / "stats_app.py"
 THREADS = 4  # per worker, on the main server
@@ -797,12 +796,7 @@ def test_stats_work_under_app_listen(tmp_path):
         families = parse_prometheus(data.decode())
         assert sample(families, "catzilla_requests_total", route="/sync", method="GET", kind="sync") == 10
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
     assert proc.returncode == 0, (tmp_path / "listen.log").read_text()
 
