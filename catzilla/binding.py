@@ -13,6 +13,7 @@ import typing
 
 import msgspec
 
+from ._native import parse_query
 from .datastructures import UploadFile
 from .errors import RequestValidationError, describe_validation_error, missing
 from .forms import FormError
@@ -136,6 +137,7 @@ class Binding:
         self._file = [f for f in fields if f.source == "file"]
         self._types = model_types
         self._model = self._build_model(endpoint, fields, model_types)
+        self._direct = self._build_direct_model(endpoint, fields, model_types)
         self._body = [f for f in fields if f.source == "body"]
         self._body_decoder = self._build_body_decoder(endpoint, self._body)
         self.trivial = not fields and not self.request_names
@@ -179,6 +181,20 @@ class Binding:
         return msgspec.defstruct(name, spec, kw_only=True)
 
     @staticmethod
+    def _build_direct_model(endpoint: typing.Any, fields: list[Field], types: dict[str, typing.Any]) -> typing.Any:
+        """For the common handler whose parameters are path segments and single query
+        values: a model that reads the wire names itself, so one convert() call on the
+        parsed query string binds everything. None when a parameter needs more (headers,
+        repeated keys, boolean words, forms)."""
+        scalar = [f for f in fields if f.name in types]
+        if not scalar or any(f.source not in ("path", "query") or f.many or f.boolean for f in scalar):
+            return None
+        spec = [(f.name, types[f.name]) if f.required else (f.name, types[f.name], f.default) for f in scalar]
+        rename = {f.name: f.key for f in scalar if f.key != f.name}
+        name = f"Direct_{getattr(endpoint, '__name__', 'handler')}"
+        return msgspec.defstruct(name, spec, kw_only=True, rename=rename or None)
+
+    @staticmethod
     def _build_body_decoder(endpoint: typing.Any, body: list[Field]) -> typing.Any:
         if not body:
             return None
@@ -192,6 +208,36 @@ class Binding:
 
     def bind(self, request: Request) -> dict[str, typing.Any]:
         """Keyword arguments for the handler; raises RequestValidationError or BadRequest."""
+        if self._direct is not None:
+            values = self._bind_direct(request)
+            if values is not None:
+                return values
+        return self._bind_each(request)
+
+    def _bind_direct(self, request: Request) -> dict[str, typing.Any] | None:
+        """The short path (see _build_direct_model); None sends the request down the long
+        one, which also finds every error to report."""
+        query = request.query_string
+        raw = dict(parse_query(query)) if query else {}
+        path_params = request.path_params
+        if path_params:
+            raw.update(path_params)  # a path segment beats a query key of the same name
+        try:
+            values = msgspec.structs.asdict(msgspec.convert(raw, self._direct, strict=False))
+        except msgspec.ValidationError:
+            return None
+        if self._body_decoder is not None:
+            try:
+                values.update(self._decode_body(request.body))
+            except RequestValidationError:
+                return None
+        for field in self._path:
+            path_params[field.key] = values[field.name]
+        for name in self.request_names:
+            values[name] = request
+        return values
+
+    def _bind_each(self, request: Request) -> dict[str, typing.Any]:
         raw: dict[str, typing.Any] = {}
         for field in self._path:
             raw[field.name] = request.path_params[field.key]

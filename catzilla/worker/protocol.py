@@ -233,11 +233,18 @@ class HttpProtocol(asyncio.Protocol):
         else:
             common = worker.common_keep_alive_10
         head_only = request.method == "HEAD"
-        try:
-            route, params, refusal = self._resolve(request)
-        except Exception as exc:  # a probe or the router failed: still one answer per request
-            route, params, refusal = None, None, None
-            error = exc
+        # A static path with its method registered: one dict look-up. Everything else
+        # (probes, templates, HEAD for GET, 404, 405) is _resolve's.
+        table = worker.static_routes.get(request.path)
+        route = table.get(request.method) if table is not None else None
+        if route is None:
+            try:
+                route, params, refusal = self._resolve(request)
+            except Exception as exc:  # a probe or the router failed: still one answer per request
+                route, params, refusal = None, None, None
+                error = exc
+            if params is not None:
+                request.path_params = params
         self.route = route
         slot = self.slot
         self.started = perf_counter() if slot is None else slot.begin(-1 if route is None else route.index)
@@ -247,7 +254,6 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self.complete((refusal, refusal.encode(common, head_only)))
             return
-        request.path_params = params if params is not None else {}
         self.executor.start(self, route, request, common, head_only)
 
     def _resolve(self, request: Request) -> tuple[typing.Any, dict[str, str] | None, Response | None]:
@@ -273,8 +279,12 @@ class HttpProtocol(asyncio.Protocol):
         worker.handled += 1
         if worker.handled == worker.max_requests:  # max_requests 0: never
             worker.retire()
-        if self.slot is not None and data is not None:  # a stream is counted when it ends
-            self._count(response.status_code, len(data))
+        slot = self.slot
+        if slot is not None and data is not None:  # a stream is counted when it ends
+            route = self.route
+            slot.end(-1 if route is None else route.index, self.started, response.status_code,
+                     self.bytes_in, len(data))
+            self.bytes_in = 0
         if worker.access_log:
             self._log_access(response, data)
         transport = self.transport

@@ -78,6 +78,9 @@ class Worker:
             self.probes[config.ready_path] = self._readiness
         if config.metrics_path:
             self.probes[config.metrics_path] = self._metrics
+        # Static routes the protocol may dispatch to directly: probes come first.
+        self.static_routes = {path: table for path, table in app.router.static.items()
+                              if path not in self.probes}
         self.slot: typing.Any = None  # this worker's WorkerSlot in the stats block
         self.reader: core.StatsReader | None = None
         self.handled = 0  # requests answered, for --max-requests
