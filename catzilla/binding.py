@@ -138,6 +138,8 @@ class Binding:
         self._types = model_types
         self._model = self._build_model(endpoint, fields, model_types)
         self._direct = self._build_direct_model(endpoint, fields, model_types)
+        if self._direct is not None:  # decided once: the per-request call goes straight there
+            self.bind = self._bind_direct  # type: ignore[method-assign]
         self._body = [f for f in fields if f.source == "body"]
         self._body_decoder = self._build_body_decoder(endpoint, self._body)
         self.trivial = not fields and not self.request_names
@@ -208,15 +210,11 @@ class Binding:
 
     def bind(self, request: Request) -> dict[str, typing.Any]:
         """Keyword arguments for the handler; raises RequestValidationError or BadRequest."""
-        if self._direct is not None:
-            values = self._bind_direct(request)
-            if values is not None:
-                return values
         return self._bind_each(request)
 
-    def _bind_direct(self, request: Request) -> dict[str, typing.Any] | None:
-        """The short path (see _build_direct_model); None sends the request down the long
-        one, which also finds every error to report."""
+    def _bind_direct(self, request: Request) -> dict[str, typing.Any]:
+        """`bind` for handlers that _build_direct_model covers; anything it cannot bind
+        goes down the long path, which also finds every error to report."""
         query = request.query_string
         raw = dict(parse_query(query)) if query else {}
         path_params = request.path_params
@@ -225,12 +223,12 @@ class Binding:
         try:
             values = msgspec.structs.asdict(msgspec.convert(raw, self._direct, strict=False))
         except msgspec.ValidationError:
-            return None
+            return self._bind_each(request)
         if self._body_decoder is not None:
             try:
                 values.update(self._decode_body(request.body))
             except RequestValidationError:
-                return None
+                return self._bind_each(request)
         for field in self._path:
             path_params[field.key] = values[field.name]
         for name in self.request_names:

@@ -130,7 +130,8 @@ class JSONResponse(Response):
             return super().encode(common, head_only)
         body = self.body
         return b"%s%scontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
-            status_line(self.status_code), common, len(body), b"" if head_only else body,
+            _STATUS_LINES.get(self.status_code) or status_line(self.status_code), common, len(body),
+            b"" if head_only else body,
         )
 
 

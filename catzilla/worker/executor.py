@@ -93,13 +93,18 @@ class Executor:
             token = current_request.set(request)
             try:
                 try:
-                    coroutine = invoke(route, request, kwargs)
+                    if kwargs is None and route.binding.pass_request:  # the usual `(request)`
+                        coroutine = route.endpoint(request)
+                    else:
+                        coroutine = invoke(route, request, kwargs)
                     coroutine.send(None)
                     # Unreachable for a body without await; guards against a misclassification.
                     coroutine.close()
                     raise RuntimeError(f"handler {route.name} suspended although it has no await")
                 except StopIteration as stop:
-                    response = to_response(stop.value)
+                    response = stop.value
+                    if not isinstance(response, Response):
+                        response = to_response(response)
                 outcome = response, (None if response.streaming else response.encode(common, head_only))
             except HANDLER_ERRORS as exc:
                 outcome = failure(route, exc, common, head_only)
