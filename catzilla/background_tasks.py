@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
 import typing
 
 from .handlers import HandlerKind, classify
@@ -20,13 +21,30 @@ current_request: contextvars.ContextVar[typing.Any] = contextvars.ContextVar("ca
 _runner: "BackgroundRunner | None" = None
 
 
+class InlineRequest:
+    """The request of the `async def` handler being driven inline on the loop thread. Such
+    a handler cannot suspend, so nothing else runs on that thread meanwhile: a plain
+    attribute does the ContextVar's job there at a fraction of its cost."""
+
+    __slots__ = ("request", "thread")
+
+    def __init__(self) -> None:
+        self.request: typing.Any = None
+        self.thread = 0
+
+
+inline = InlineRequest()
+
+
 def schedule_task(fn: typing.Callable[..., typing.Any], *args: typing.Any, **kwargs: typing.Any) -> None:
     """Run `fn(*args, **kwargs)` once the current response is sent: an `async def` fn on the
     event loop, a `def` fn in the worker's thread pool. Errors are logged with a traceback.
 
     Outside a request (at start-up, in another background task) it runs as soon as possible.
     """
-    request = current_request.get(None)
+    request = inline.request
+    if request is None or threading.get_ident() != inline.thread:
+        request = current_request.get(None)
     if request is not None and not request.responded:
         if request.background is None:
             request.background = []

@@ -78,6 +78,8 @@ class HeaderCollector:
         self.size = 0
         self.content_length = -1
         self.expect_continue = False
+        self.headers_complete = False
+        self.continue_answered = False
         self._items: list[tuple[str, str]] = []
         self._map: dict[str, str] = {}
 
@@ -109,6 +111,18 @@ class HeaderCollector:
             self.expect_continue = True
         self._items.append((key, text))
         _combine(self._map, key, text)
+
+    def on_headers_complete(self) -> None:
+        self.headers_complete = True
+
+    def answer_continue(self) -> None:
+        self.continue_answered = True
+
+    @property
+    def awaiting_continue(self) -> bool:
+        """Expect: 100-continue with a body, head complete, no 100 sent yet (RFC 9110 10.1.1)."""
+        return (self.expect_continue and self.headers_complete and not self.continue_answered
+                and self.content_length != 0)
 
     def take(self) -> Head:
         """The collected head; the collector is ready for the next request afterwards."""

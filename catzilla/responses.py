@@ -118,8 +118,17 @@ class JSONResponse(Response):
         self.status_code = status_code
         if media_type is not None:
             self.media_type = media_type
-        self.body = self.render(content)
+        if self._own_render:
+            self.body = self.render(content)
+        else:
+            self.body = orjson.dumps(content, default=_to_builtins, option=orjson.OPT_NON_STR_KEYS)
         self.headers = dict(headers) if headers else {}
+
+    _own_render = False  # a subclass that overrides render(): __init__ must call it
+
+    def __init_subclass__(cls, **kwargs: typing.Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._own_render = cls.render is not JSONResponse.render
 
     def render(self, content: typing.Any) -> bytes:
         return orjson.dumps(content, default=_to_builtins, option=orjson.OPT_NON_STR_KEYS)

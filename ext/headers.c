@@ -122,6 +122,8 @@ typedef struct {
     Py_ssize_t size;          /* bytes of target and header lines so far */
     long long content_length; /* -1: none announced */
     char expect_continue;
+    char headers_complete;    /* the head is in; a body may follow */
+    char continue_answered;   /* "100 Continue" went out for this request */
     char *target;             /* target_inline, or a heap buffer once it outgrows it */
     Py_ssize_t target_len, target_cap;
     PyObject *items;          /* list of (name, value), created on the first header */
@@ -146,6 +148,8 @@ collector_clear_head(HeaderCollector *self)
     self->size = 0;
     self->content_length = -1;
     self->expect_continue = 0;
+    self->headers_complete = 0;
+    self->continue_answered = 0;
     self->target_len = 0;
     Py_CLEAR(self->items);
     Py_CLEAR(self->map);
@@ -448,6 +452,20 @@ cleanup:
 }
 
 static PyObject *
+collector_on_headers_complete(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
+{
+    self->headers_complete = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+collector_answer_continue(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
+{
+    self->continue_answered = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 collector_reset(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
 {
     collector_clear_head(self);
@@ -464,6 +482,21 @@ static PyObject *
 collector_get_expect_continue(HeaderCollector *self, void *closure)
 {
     return PyBool_FromLong(self->expect_continue);
+}
+
+static PyObject *
+collector_get_headers_complete(HeaderCollector *self, void *closure)
+{
+    return PyBool_FromLong(self->headers_complete);
+}
+
+/* The client announced Expect: 100-continue and a body, its head is complete, and it has
+ * not been answered 100 yet (RFC 9110 10.1.1). */
+static PyObject *
+collector_get_awaiting_continue(HeaderCollector *self, void *closure)
+{
+    return PyBool_FromLong(self->expect_continue && self->headers_complete
+                           && !self->continue_answered && self->content_length != 0);
 }
 
 static PyObject *
@@ -485,6 +518,10 @@ static PyMethodDef collector_methods[] = {
      "on_header(name: bytes, value: bytes): one header field (httptools callback)."},
     {"take", (PyCFunction)collector_take, METH_NOARGS,
      "take() -> (path | None, query, items, map), and reset for the next request."},
+    {"on_headers_complete", (PyCFunction)collector_on_headers_complete, METH_NOARGS,
+     "on_headers_complete(): the head is in (httptools callback)."},
+    {"answer_continue", (PyCFunction)collector_answer_continue, METH_NOARGS,
+     "answer_continue(): note that 100 Continue was sent for this request."},
     {"reset", (PyCFunction)collector_reset, METH_NOARGS, "Forget the head collected so far."},
     {NULL},
 };
@@ -496,6 +533,10 @@ static PyGetSetDef collector_getset[] = {
     {"expect_continue", (getter)collector_get_expect_continue, NULL,
      "True when the client sent Expect: 100-continue.", NULL},
     {"size", (getter)collector_get_size, NULL, "Bytes of the head counted so far.", NULL},
+    {"headers_complete", (getter)collector_get_headers_complete, NULL,
+     "True once the head is complete (until take()).", NULL},
+    {"awaiting_continue", (getter)collector_get_awaiting_continue, NULL,
+     "True when a 100 Continue is due and not sent yet.", NULL},
     {NULL},
 };
 

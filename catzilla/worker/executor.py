@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 import inspect
 import logging
 import typing
 
-from ..background_tasks import current_request
+from ..background_tasks import current_request, inline
 from ..binding import BadRequest
 from ..errors import HTTPException, RequestValidationError
 from ..handlers import HandlerKind
@@ -72,6 +73,7 @@ class Executor:
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: typing.Any) -> None:
         self.loop = loop
         self.pool = pool
+        inline.thread = threading.get_ident()  # the loop's thread
 
     def start(self, conn: Connection, route: Route, request: Request, common: bytes, head_only: bool) -> None:
         """Run `route`'s handler for `request`; `conn.complete(outcome)` follows on the loop."""
@@ -90,7 +92,7 @@ class Executor:
             self.pool.submit(self._pool_done(conn, route, common, head_only), context.run,
                              _run_sync, route, request, kwargs, common, head_only)
         elif kind is ASYNC_INLINE:
-            token = current_request.set(request)
+            inline.request = request
             try:
                 try:
                     if kwargs is None and route.binding.pass_request:  # the usual `(request)`
@@ -109,7 +111,7 @@ class Executor:
             except HANDLER_ERRORS as exc:
                 outcome = failure(route, exc, common, head_only)
             finally:
-                current_request.reset(token)
+                inline.request = None
             conn.complete(outcome)
         else:
             self.loop.create_task(_run_task(conn, route, request, kwargs, common, head_only))

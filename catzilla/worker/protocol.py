@@ -45,6 +45,7 @@ class Reception(enum.Enum):
 
 
 IDLE, HEAD, BODY = Reception.IDLE, Reception.HEAD, Reception.BODY
+# Stored: IDLE or HEAD. BODY is HEAD once the collector has the whole head (see _reception).
 
 
 class _Rejected(Exception):
@@ -73,6 +74,7 @@ class HttpProtocol(asyncio.Protocol):
         self.head = HeaderCollector(config.max_header_size, self.max_body_size)
         self.on_url = self.head.on_url
         self.on_header = self.head.on_header
+        self.on_headers_complete = self.head.on_headers_complete
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client: Address | None = None
@@ -159,19 +161,17 @@ class HttpProtocol(asyncio.Protocol):
                 return  # bytes after a "Connection: close" request: ignored, we close soon
             self.rejection = (400, f"Malformed HTTP request: {exc}")
             self._reject()
+        else:
+            if self.head.awaiting_continue and not self.busy and not self.pipeline:
+                # Only when this request is next in line: a 100 must not cut into the
+                # response to an earlier pipelined request. A client that hears nothing
+                # sends the body after its own short wait (RFC 9110 10.1.1).
+                self.head.answer_continue()
+                self.transport.write(CONTINUE)  # type: ignore[union-attr]
 
     # -- parser callbacks ------------------------------------------------------------------
 
-    # on_url and on_header are the collector's (see __init__).
-
-    def on_headers_complete(self) -> None:
-        self.reception = BODY
-        head = self.head
-        if head.expect_continue and not self.busy and head.content_length != 0:
-            # Only when this request is next in line: a 100 must not cut into the
-            # response to an earlier pipelined request. A client that hears nothing
-            # sends the body after its own short wait (RFC 9110 10.1.1).
-            self.transport.write(CONTINUE)  # type: ignore[union-attr]
+    # on_url, on_header and on_headers_complete are the collector's (see __init__).
 
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
@@ -186,6 +186,9 @@ class HttpProtocol(asyncio.Protocol):
         if path is None:
             path, query = self._absolute_form(query)
         body = self.body
+        keep_alive = parser.should_keep_alive()
+        # Kept alive without a Connection header can only be HTTP/1.1: no need to ask.
+        version = "1.1" if keep_alive and "connection" not in header_map else parser.get_http_version()
         request = Request(
             _METHODS.get(method) or method.decode("latin-1"),
             path,
@@ -193,10 +196,9 @@ class HttpProtocol(asyncio.Protocol):
             header_items,
             body[0] if len(body) == 1 else b"".join(body),
             self.client,
-            parser.get_http_version(),
+            version,
             header_map,
         )
-        keep_alive = parser.should_keep_alive()
         self.reception = IDLE
         if body:
             self.body = []
@@ -445,7 +447,7 @@ class HttpProtocol(asyncio.Protocol):
         """Called about once a second by the worker."""
         if self.busy or self.transport is None or self.rejection is not None:
             return
-        reception = self.reception
+        reception = self._reception()
         config = self.worker.config
         if reception is IDLE:
             if now - self.last_activity >= config.keep_alive_timeout:
@@ -457,6 +459,11 @@ class HttpProtocol(asyncio.Protocol):
         elif now - self.last_activity >= config.header_timeout:
             self.rejection = (408, "Request Timeout")
             self._reject()
+
+    def _reception(self) -> Reception:
+        if self.reception is HEAD and self.head.headers_complete:
+            return BODY
+        return self.reception
 
     def close_if_idle(self, idle_since: float) -> bool:
         """During a graceful stop: close if no request is on its way or running, and none
