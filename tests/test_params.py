@@ -711,7 +711,7 @@ def wait_events(client, token: str, count: int, timeout: float = 5.0) -> list[di
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("route", ["/bg/schedule-sync", "/bg/schedule-async"])
+@pytest.mark.parametrize("route", ["/bg/schedule-sync", "/bg/schedule-async", "/bg/schedule-inline"])
 def test_schedule_task_runs_after_response(client, route):
     token = f"tok-{route.rsplit('-', 1)[1]}-{time.monotonic_ns()}"
     r = client.get(route, params={"token": token})

@@ -420,6 +420,14 @@ async def bg_schedule_async(request, token: str, delay: float = 0.0):
     return {"scheduled": token, "seen_now": [e for e in EVENTS if e["token"] == token]}
 
 
+@app.get("/bg/schedule-inline")
+async def bg_schedule_inline(request, token: str, delay: float = 0.0):
+    # No await: driven inline on the loop, without a Task.
+    schedule_task(record_async, token, request, delay=delay)
+    schedule_task(record_sync, token, request, delay)
+    return {"scheduled": token, "seen_now": [e for e in EVENTS if e["token"] == token]}
+
+
 @app.get("/bg/fail")
 def bg_fail(request, token: str):
     schedule_task(failing_sync_task, token)
