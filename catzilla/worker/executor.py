@@ -88,9 +88,8 @@ class Executor:
                 return
         kind = route.kind
         if kind is SYNC:
-            context = contextvars.copy_context()
-            self.pool.submit(self._pool_done(conn, route, common, head_only), context.run,
-                             _run_sync, route, request, kwargs, common, head_only)
+            self.pool.submit(self._sync_done, contextvars.copy_context().run,
+                             _run_sync, conn, route, request, kwargs, common, head_only)
         elif kind is ASYNC_INLINE:
             inline.request = request
             try:
@@ -116,16 +115,16 @@ class Executor:
         else:
             self.loop.create_task(_run_task(conn, route, request, kwargs, common, head_only))
 
-    def _pool_done(self, conn: Connection, route: Route, common: bytes,
-                   head_only: bool) -> typing.Callable[[typing.Any, BaseException | None], None]:
-        def done(outcome: typing.Any, error: BaseException | None) -> None:
-            if error is not None:  # _run_sync catches everything; this is a bug guard
-                conn.complete(failure(route, error, common, head_only))
-            elif not isinstance(outcome, tuple):
-                self._await_returned(conn, route, outcome, common, head_only)
-            else:
-                conn.complete(outcome)
-        return done
+    def _sync_done(self, result: typing.Any, error: BaseException | None) -> None:
+        """Back on the loop with what _run_sync returned: (conn, outcome), or (conn, the
+        awaitable a `def` handler returned, route, common, head_only)."""
+        if error is not None:  # _run_sync catches everything; this is a bug guard
+            logger.error("thread pool job failed", exc_info=(type(error), error, error.__traceback__))
+            return
+        if len(result) == 2:
+            result[0].complete(result[1])
+        else:
+            self._await_returned(*result)
 
     def _await_returned(self, conn: Connection, route: Route, awaitable: typing.Awaitable[typing.Any],
                         common: bytes, head_only: bool) -> None:
@@ -147,17 +146,20 @@ class Executor:
         self.loop.create_task(finish())
 
 
-def _run_sync(route: Route, request: Request, kwargs: dict[str, typing.Any] | None,
-              common: bytes, head_only: bool) -> typing.Any:
-    """In a pool thread, inside a copy of the loop's context."""
+def _run_sync(conn: Connection, route: Route, request: Request, kwargs: dict[str, typing.Any] | None,
+              common: bytes, head_only: bool) -> tuple[typing.Any, ...]:
+    """In a pool thread, inside a copy of the loop's context: the handler and its
+    serialisation, so the loop only writes the bytes."""
     current_request.set(request)
     try:
         result = invoke(route, request, kwargs)
         if inspect.isawaitable(result):
-            return result
-        return encode(to_response(result), common, head_only)
+            return conn, route, result, common, head_only
+        if not isinstance(result, Response):
+            result = to_response(result)
+        return conn, (result, None if result.streaming else result.encode(common, head_only))
     except HANDLER_ERRORS as exc:
-        return failure(route, exc, common, head_only)
+        return conn, failure(route, exc, common, head_only)
 
 
 async def _run_task(conn: Connection, route: Route, request: Request,

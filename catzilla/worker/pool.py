@@ -79,6 +79,8 @@ class ThreadPool:
         self._threads.clear()
 
     def _start_thread(self) -> None:
+        with self._lock:
+            self._idle += 1  # it is about to wait for a job; _work counts it idle after each one
         thread = threading.Thread(
             target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
         self._threads.append(thread)
@@ -87,8 +89,6 @@ class ThreadPool:
     def _work(self) -> None:
         jobs, finished, lock = self._jobs, self._finished, self._lock
         while True:
-            with lock:
-                self._idle += 1
             job = jobs.get()
             with lock:
                 self._idle -= 1
@@ -103,6 +103,7 @@ class ThreadPool:
                 result, error = None, exc
             with lock:
                 self.busy -= 1
+                self._idle += 1
             finished.append((done, result, error))
             # Order matters: append first, then look at the flag (see _deliver).
             if not self._wakeup_pending:
