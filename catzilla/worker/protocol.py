@@ -235,9 +235,15 @@ class HttpProtocol(asyncio.Protocol):
         else:
             common = worker.common_keep_alive_10
         head_only = request.method == "HEAD"
-        # A static path with its method registered: one dict look-up. Everything else
-        # (probes, templates, HEAD for GET, 404, 405) is _resolve's.
-        table = worker.static_routes.get(request.path)
+        # A route registered for this path and method: one dict look-up for a static path,
+        # the templates otherwise. Everything else (probes, HEAD for GET, 404, 405) is
+        # _resolve's.
+        path = request.path
+        table = worker.static_routes.get(path)
+        if table is None and path not in worker.probes:
+            table, params = self.router.lookup(path)
+            if params is not None:
+                request.path_params = params
         route = table.get(request.method) if table is not None else None
         if route is None:
             try:
