@@ -28,6 +28,9 @@ _SEQUENCES = (list, tuple, set, frozenset, typing.Sequence, typing.List)
 # only true/false/1/0.
 _BOOL_WORDS = {word: "true" for word in ("1", "t", "true", "y", "yes", "on")}
 _BOOL_WORDS.update({word: "false" for word in ("0", "f", "false", "n", "no", "off")})
+_convert = msgspec.convert
+_asdict = msgspec.structs.asdict
+
 # FastAPI reports form fields and uploads under "body", where they travel.
 _LOC_PREFIX = {"form": "body", "file": "body"}
 
@@ -221,7 +224,7 @@ class Binding:
         if path_params:
             raw.update(path_params)  # a path segment beats a query key of the same name
         try:
-            values = msgspec.structs.asdict(msgspec.convert(raw, self._direct, strict=False))
+            values = _asdict(_convert(raw, self._direct, strict=False))
         except msgspec.ValidationError:
             return self._bind_each(request)
         if self._body_decoder is not None:

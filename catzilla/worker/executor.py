@@ -94,10 +94,12 @@ class Executor:
             inline.request = request
             try:
                 try:
-                    if kwargs is None and route.binding.pass_request:  # the usual `(request)`
+                    if not route.binding.pass_request:
+                        coroutine = invoke(route, request, kwargs)
+                    elif kwargs is None:  # the usual `(request)`
                         coroutine = route.endpoint(request)
                     else:
-                        coroutine = invoke(route, request, kwargs)
+                        coroutine = route.endpoint(request, **kwargs)
                     coroutine.send(None)
                     # Unreachable for a body without await; guards against a misclassification.
                     coroutine.close()
