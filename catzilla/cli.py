@@ -43,6 +43,18 @@ def load_app(target: str) -> typing.Any:
     return obj
 
 
+def _argument_type(field: dataclasses.Field[typing.Any], first: bool = False) -> typing.Callable[[str], typing.Any]:
+    """The flag's parser, with the setting's own message when a value does not parse."""
+    def parse(raw: str) -> typing.Any:
+        try:
+            value = field.metadata["parse"](raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value[0] if first else value
+    parse.__name__ = field.name
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catzilla", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,14 +68,13 @@ def _parser() -> argparse.ArgumentParser:
             run.add_argument(flag, dest=field.name, default=None, help=help,
                              action=argparse.BooleanOptionalAction)
             continue
-        parse = field.metadata["parse"]
         if field.metadata["repeatable"]:
             # One value per flag on the command line; the list form is for the environment.
             run.add_argument(flag, dest=field.name, default=None, action="append", help=help,
-                             metavar=field.name.upper(), type=lambda raw, p=parse: p(raw)[0])
+                             metavar=field.name.upper(), type=_argument_type(field, first=True))
         else:
             run.add_argument(flag, dest=field.name, default=None, metavar=field.name.upper(),
-                             type=lambda raw, f=field: parse_value(f, raw), help=help)
+                             type=_argument_type(field), help=help)
     stats = commands.add_parser("stats", help="live table of a running server's statistics")
     stats.add_argument("--pid", type=int, help="the master's pid (default: the newest server)")
     stats.add_argument("--file", help="the stats block file (/dev/shm/catzilla-PID.stats)")

@@ -59,6 +59,16 @@ def _optional_str(raw: str) -> str | None:
     return raw or None
 
 
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"a TCP port is 0..65535, got {value}")
+    return value
+
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+
+
 def _setting(default: typing.Any, help: str, parse: typing.Callable[[str], typing.Any] = str,
              *, env: str | None = None, repeatable: bool = False, flag: bool = False,
              factory: typing.Callable[[], typing.Any] | None = None) -> typing.Any:
@@ -79,14 +89,20 @@ def _default_workers() -> int:
 @dataclasses.dataclass
 class Config:
     # -- where to listen
-    host: str = _setting("127.0.0.1", "Address to bind; loopback unless told otherwise, so a "
-                         "development server is never exposed by accident.")
-    port: int = _setting(8000, "TCP port to bind.", int)
+    host: str | None = _setting(None, "Address to bind (default 127.0.0.1: loopback unless "
+                                "told otherwise, so a development server is never exposed by "
+                                "accident).", _optional_str)
+    port: int | None = _setting(None, "TCP port to bind (default 8000).", _port)
     bind: list[str] = _setting(None, "Bind HOST:PORT (repeatable; replaces --host/--port).",
                                _list(str), repeatable=True, factory=list)
-    uds: str | None = _setting(None, "Also listen on this Unix domain socket path.", _optional_str)
+    uds: str | None = _setting(None, "Listen on this Unix domain socket path (with no "
+                               "--host/--port/--bind, only there).", _optional_str)
     fd: list[int] = _setting(None, "Serve on this already-open listening file descriptor "
-                             "(repeatable).", _list(int), repeatable=True, factory=list)
+                             "(repeatable; with no --host/--port/--bind, only there).",
+                             _list(int), repeatable=True, factory=list)
+    reuse_port: bool = _setting(False, "Set SO_REUSEPORT on TCP sockets, so that another "
+                                "server may bind the same port (a binary upgrade); off, a "
+                                "port in use is an error.", _bool, flag=True)
     backlog: int = _setting(2048, "Listen queue length: absorbs connection bursts while "
                             "workers are busy (the kernel caps it at net.core.somaxconn).", int)
     # -- processes
@@ -141,6 +157,31 @@ class Config:
     access_log: bool = _setting(True, "Log one line per request (logger catzilla.access).",
                                 _bool, flag=True)
 
+    def tcp_addresses(self) -> list[tuple[str, int]]:
+        """Where to listen over TCP: --bind, else --host/--port, else (unless a Unix socket
+        or an inherited descriptor was asked for instead) 127.0.0.1:8000."""
+        if self.bind:
+            return [_split_bind(address) for address in self.bind]
+        if self.host is not None or self.port is not None or not (self.uds or self.fd):
+            return [(self.host or DEFAULT_HOST, DEFAULT_PORT if self.port is None else self.port)]
+        return []
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work, with the setting's name, before anything starts."""
+        positive = ("threads", "backlog", "max_header_size", "max_body_size", "write_buffer_high",
+                    "keep_alive_timeout", "header_timeout", "stats_routes")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name.replace('_', '-')} must be above 0, got {getattr(self, name)}")
+        for name in ("timeout", "graceful_timeout", "max_requests", "max_requests_jitter",
+                     "loop_block_threshold"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if self.port is not None:
+            _port(str(self.port))
+        for address in self.bind:
+            _split_bind(address)
+
     @classmethod
     def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: typing.Any) -> "Config":
         """Defaults, then CATZILLA_* variables, then explicit `overrides` (None = not given)."""
@@ -152,6 +193,13 @@ class Config:
                 values[field.name] = parse_value(field, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _split_bind(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--bind wants HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
 
 
 def setting_env(field: dataclasses.Field[typing.Any]) -> str:

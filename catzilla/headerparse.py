@@ -107,8 +107,15 @@ class HeaderCollector:
             self.content_length = int(text)
             if self.content_length > self.max_body_size:
                 raise HeaderError(413, "Content Too Large")
-        elif key == "expect" and _ascii_lower(text) == "100-continue":
+        elif key == "expect":
+            if _ascii_lower(text) != "100-continue":  # the only expectation there is
+                raise HeaderError(417, "Expectation Failed")
             self.expect_continue = True
+        elif key == "transfer-encoding" and _ascii_lower(text) != "chunked":
+            # Bodies are read in full and handed over as sent: only chunked framing, no codings.
+            raise HeaderError(501, "Transfer-Encoding other than chunked is not implemented")
+        elif key == "host" and key in self._map:
+            raise HeaderError(400, "More than one Host header")  # RFC 9112 3.2
         self._items.append((key, text))
         _combine(self._map, key, text)
 

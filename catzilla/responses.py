@@ -9,7 +9,11 @@ import typing
 from http import HTTPStatus
 
 import msgspec
+import json
+
 import orjson
+
+from .headerparse import FORBIDDEN_IN_VALUE, TOKEN_CHARS
 
 __all__ = [
     "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse", "StreamingResponse",
@@ -35,11 +39,14 @@ def status_line(status_code: int) -> bytes:
 
 
 def _encode_header(name: str, value: str) -> bytes:
-    raw = b"%s: %s\r\n" % (name.encode("latin-1"), str(value).encode("latin-1"))
-    # A CR or LF in a header would let handler-controlled data split the response.
-    if raw.count(b"\n") != 1 or raw.count(b"\r") != 1:
-        raise ValueError(f"response header {name!r} contains a line break")
-    return raw
+    raw_name, raw_value = name.encode("latin-1"), str(value).encode("latin-1")
+    # A name that is not a token, or a CR, LF or NUL in a value, would let handler-controlled
+    # data forge headers or split the response (RFC 9110 5.1, 5.5).
+    if not raw_name or not TOKEN_CHARS.issuperset(raw_name):
+        raise ValueError(f"response header name {name!r} is not a token")
+    if not FORBIDDEN_IN_VALUE.isdisjoint(raw_value):
+        raise ValueError(f"response header {name!r} contains CR, LF or NUL")
+    return b"%s: %s\r\n" % (raw_name, raw_value)
 
 
 class Response:
@@ -121,7 +128,10 @@ class JSONResponse(Response):
         if self._own_render:
             self.body = self.render(content)
         else:
-            self.body = orjson.dumps(content, default=_to_builtins, option=orjson.OPT_NON_STR_KEYS)
+            try:
+                self.body = orjson.dumps(content, default=_to_builtins, option=orjson.OPT_NON_STR_KEYS)
+            except orjson.JSONEncodeError:
+                self.body = _dumps_slowly(content)
         self.headers = dict(headers) if headers else {}
 
     _own_render = False  # a subclass that overrides render(): __init__ must call it
@@ -131,7 +141,10 @@ class JSONResponse(Response):
         cls._own_render = cls.render is not JSONResponse.render
 
     def render(self, content: typing.Any) -> bytes:
-        return orjson.dumps(content, default=_to_builtins, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(content, default=_to_builtins, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError:
+            return _dumps_slowly(content)
 
     def encode(self, common: bytes, head_only: bool = False) -> bytes:
         # The hot path of a JSON API: no user headers means no per-header work at all.
@@ -187,6 +200,16 @@ class StreamingResponse(Response):
         if not chunk:
             return b""  # an empty chunk would end the body early
         return b"%x\r\n%s\r\n" % (len(chunk), chunk)
+
+
+def _dumps_slowly(content: typing.Any) -> bytes:
+    """What orjson refuses but JSON can hold (integers beyond 64 bits): the standard
+    library's encoder. Anything JSON cannot hold still raises (a 500)."""
+    try:
+        return json.dumps(content, default=_to_builtins, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+    except ValueError as exc:  # circular references and the like
+        raise TypeError(str(exc)) from None
 
 
 def _to_builtins(value: typing.Any) -> typing.Any:

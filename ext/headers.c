@@ -45,6 +45,8 @@ typedef struct {
     PyObject *name_content_length; /* borrowed from `known` */
     PyObject *name_expect;
     PyObject *name_cookie;
+    PyObject *name_transfer_encoding;
+    PyObject *name_host;
     PyObject *comma;              /* ", " and "; ": separators of combined fields */
     PyObject *semicolon;
 } HeaderState;
@@ -297,11 +299,12 @@ parse_content_length(HeaderCollector *self, const unsigned char *value, Py_ssize
     return 0;
 }
 
+/* Is `value` `expected` (lower case), ignoring ASCII case? */
 static int
-is_100_continue(const unsigned char *value, Py_ssize_t n)
+equals_lower(const unsigned char *value, Py_ssize_t n, const char *expected)
 {
-    static const char expected[] = "100-continue";
-    if (n != (Py_ssize_t)(sizeof(expected) - 1))
+    Py_ssize_t length = (Py_ssize_t)strlen(expected);
+    if (n != length)
         return 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (ascii_lower(value[i]) != (unsigned char)expected[i])
@@ -375,8 +378,25 @@ collector_on_header(HeaderCollector *self, PyObject *const *args, Py_ssize_t nar
         if (parse_content_length(self, value, value_len) < 0)
             goto cleanup;
     }
-    else if (key == state.name_expect && is_100_continue(value, value_len)) {
+    else if (key == state.name_expect) {
+        if (!equals_lower(value, value_len, "100-continue")) { /* the only expectation there is */
+            refuse(417, "Expectation Failed");
+            goto cleanup;
+        }
         self->expect_continue = 1;
+    }
+    else if (key == state.name_transfer_encoding && !equals_lower(value, value_len, "chunked")) {
+        /* Bodies are read in full and handed over as sent: only chunked framing, no codings. */
+        refuse(501, "Transfer-Encoding other than chunked is not implemented");
+        goto cleanup;
+    }
+    else if (key == state.name_host && self->map != NULL) {
+        int seen = PyDict_Contains(self->map, key);
+        if (seen != 0) {
+            if (seen > 0)
+                refuse(400, "More than one Host header"); /* RFC 9112 3.2 */
+            goto cleanup;
+        }
     }
     text = PyUnicode_DecodeLatin1((const char *)value, value_len, NULL);
     if (text == NULL)
@@ -845,6 +865,10 @@ catzilla_headers_init(PyObject *module)
             state.name_expect = state.known[k];
         else if (strcmp(KNOWN_NAMES[k], "cookie") == 0)
             state.name_cookie = state.known[k];
+        else if (strcmp(KNOWN_NAMES[k], "transfer-encoding") == 0)
+            state.name_transfer_encoding = state.known[k];
+        else if (strcmp(KNOWN_NAMES[k], "host") == 0)
+            state.name_host = state.known[k];
     }
     state.comma = PyUnicode_InternFromString(", ");
     state.semicolon = PyUnicode_InternFromString("; ");

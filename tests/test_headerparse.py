@@ -24,11 +24,11 @@ query_bytes = st.lists(tricky_bytes | hex_escapes | st.sampled_from([b"a=1", b"&
                        max_size=12).map(b"".join)
 texts = st.text(alphabet=st.sampled_from(list(" \t;=\"\\,aAZz09-/é€\x00\U0001f600")), max_size=40) | st.text(max_size=30)
 token_names = st.text(alphabet=st.sampled_from(list("!#$%&'*+-.^_`|~09azAZ")), min_size=1, max_size=20).map(str.encode)
-known_names = st.sampled_from([b"Host", b"CONTENT-LENGTH", b"Cookie", b"cookie", b"Expect", b"content-type",
-                               b"User-Agent", b"X-Forwarded-For", b"Accept"])
+known_names = st.sampled_from([b"Host", b"host", b"CONTENT-LENGTH", b"Cookie", b"cookie", b"Expect", b"content-type",
+                               b"User-Agent", b"X-Forwarded-For", b"Accept", b"Transfer-Encoding"])
 header_names = known_names | token_names | tricky_bytes
 header_values = st.sampled_from([b"0", b"12", b"100-continue", b"100-CONTINUE", b"a=1", b" x ", b"", b"1001",
-                                 b"9" * 19, b"+5", b"1 2"]) | tricky_bytes
+                                 b"9" * 19, b"+5", b"1 2", b"chunked", b" Chunked ", b"gzip, chunked"]) | tricky_bytes
 
 
 def outcome(call: typing.Callable[[], typing.Any]) -> tuple[str, typing.Any]:
@@ -106,6 +106,15 @@ def test_parse_content_type_adversarial(value: str) -> None:
     assert _native.parse_content_type(value) == headerparse.parse_content_type(value)
 
 
+def test_a_second_host_header_is_refused() -> None:
+    for impl in (_native, headerparse):
+        collector = impl.HeaderCollector(MAX_HEADER, MAX_BODY)
+        collector.on_header(b"Host", b"a.example")
+        with pytest.raises(headerparse.HeaderError) as refused:
+            collector.on_header(b"HOST", b"b.example")
+        assert refused.value.status == 400
+
+
 def test_known_answers() -> None:
     """Both implementations give the answers a user expects (not only the same answers)."""
     for impl in (_native, headerparse):
@@ -136,6 +145,8 @@ def test_known_answers() -> None:
     (b"Bad Header", b"x", 400), (b"X(y)", b"1", 400), (b"", b"x", 400), (b"X", b"a\x00b", 400),
     (b"X", b"a\rb", 400), (b"X", b"a\nb", 400), (b"Content-Length", b"1001", 413),
     (b"Content-Length", b"-1", 400), (b"Content-Length", b"9" * 19, 400), (b"X", b"v" * 600, 431),
+    (b"Expect", b"bogus", 417), (b"Transfer-Encoding", b"gzip, chunked", 501),
+    (b"Transfer-Encoding", b"identity", 501),
 ])
 def test_refusals(name: bytes, value: bytes, status: int) -> None:
     for impl in (_native, headerparse):

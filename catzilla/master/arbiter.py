@@ -41,6 +41,8 @@ KILL_GRACE = 3.0
 # A respawn that keeps failing to boot waits this long between attempts.
 RESPAWN_BACKOFF = 1.0
 POLL = 0.25  # seconds between supervision passes when nothing wakes the master
+# With --timeout 0 (no heartbeat timeout), how long a reload waits for its new workers.
+RELOAD_WAIT = 60.0
 
 
 @dataclasses.dataclass
@@ -362,7 +364,7 @@ class Master:
             if handle.aborted_since is not None:
                 continue
             silence = self.board.silence(handle.slot)
-            if silence > self.config.timeout:
+            if self.config.timeout and silence > self.config.timeout:  # 0: no timeout
                 logger.error("master %d: worker %d's event loop has not run for %.1f s "
                              "(--timeout %g); dumping its stack and replacing it",
                              self.pid, handle.pid, silence, self.config.timeout)
@@ -403,7 +405,7 @@ class Master:
                            "imported at start; restart the master to load new code", self.pid)
         self.notifier.reloading()
         self.reload_generation = self.generation + 1
-        self.reload_deadline = time.monotonic() + self.config.timeout
+        self.reload_deadline = time.monotonic() + (self.config.timeout or RELOAD_WAIT)
         logger.info("master %d: SIGHUP: starting generation %d", self.pid, self.reload_generation)
         for _ in range(self.target_count):
             self.spawn(self.reload_generation)
@@ -435,6 +437,10 @@ class Master:
 
     def stop(self, reason: str) -> None:
         if self.stopping:
+            # A second stop signal (Ctrl-C twice): don't wait for the graceful timeout.
+            logger.warning("master %d: %s again: stopping now", self.pid, reason.split()[0])
+            for handle in self.workers.values():
+                self._kill(handle.pid, signal.SIGKILL)
             return
         logger.info("master %d: %s: stopping gracefully", self.pid, reason)
         self.notifier.stopping()
@@ -443,6 +449,11 @@ class Master:
         for handle in self.workers.values():
             handle.stopping_since = handle.stopping_since or time.monotonic()
             self._kill(handle.pid, signal.SIGTERM)
+        # Once the workers close theirs too, the sockets are gone: new connections are
+        # refused at once (a load balancer moves on) instead of queueing where nobody will
+        # accept them. systemd keeps its own copy of an activated socket.
+        for sock in self.sockets:
+            sock.close()
 
     # -- files -----------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ machine, 2026-11-25; the master holds every socket open in both modes, as ours d
   reset when the slot is retired (TTOU);
 - systemd socket activation and `--fd` hand over one socket per address anyway, so only a
   shared socket serves every source the same way.
-SO_REUSEPORT is still set on TCP sockets, so that a second master can bind the same port
-during a binary upgrade.
+SO_REUSEPORT is set only with --reuse-port (for a second master binding the same port
+during a binary upgrade): otherwise a port already in use is an error, not a silent share
+of its traffic with whatever else bound it.
 """
 from __future__ import annotations
 
@@ -34,13 +35,13 @@ __all__ = ["bind_tcp", "bind_unix", "open_listeners", "systemd_fds", "describe"]
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): inherited sockets start at fd 3
 
 
-def bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
+def bind_tcp(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         # A restarted server must be able to bind while old connections sit in TIME_WAIT.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if hasattr(socket, "SO_REUSEPORT"):
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(backlog)
@@ -92,21 +93,21 @@ def _from_fd(fd: int) -> socket.socket:
     return sock
 
 
-def _split_bind(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--bind wants HOST:PORT, got {address!r}")
-    return host.strip("[]"), int(port)
-
-
 def open_listeners(config: typing.Any) -> list[socket.socket]:
-    inherited = systemd_fds() or list(config.fd)
-    if inherited:
-        return [_from_fd(fd) for fd in inherited]
-    addresses = [_split_bind(b) for b in config.bind] or [(config.host, config.port)]
-    sockets = [bind_tcp(host, port, config.backlog) for host, port in addresses]
-    if config.uds:
-        sockets.append(bind_unix(config.uds, config.backlog))
+    """Inherited sockets (systemd, --fd), plus what --bind/--host/--port/--uds ask for; with
+    inherited sockets and no address asked for, only those."""
+    sockets = [_from_fd(fd) for fd in (systemd_fds() or list(config.fd))]
+    addresses = config.tcp_addresses()
+    if sockets and not (config.bind or config.host is not None or config.port is not None):
+        addresses = []
+    try:
+        sockets += [bind_tcp(host, port, config.backlog, config.reuse_port) for host, port in addresses]
+        if config.uds:
+            sockets.append(bind_unix(config.uds, config.backlog))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     return sockets
 
 

@@ -55,7 +55,18 @@ def encode(response: Response, common: bytes, head_only: bool) -> Outcome:
 
 
 def failure(route: Route | None, exc: BaseException, common: bytes, head_only: bool = False) -> Outcome:
-    """The response for an exception out of a handler (or out of binding its parameters)."""
+    """The response for an exception out of a handler (or out of binding its parameters).
+    Always an answer: if even the error response cannot be built (an HTTPException with a
+    header that would split the response, a detail JSON cannot hold), a plain 500."""
+    try:
+        return _failure(route, exc, common, head_only)
+    except Exception:
+        where = f"{route.method} {route.path}" if route is not None else "request"
+        logger.exception("could not build the error response for %s (for %r)", where, exc)
+        return encode(error_response(500, "Internal Server Error"), common, head_only)
+
+
+def _failure(route: Route | None, exc: BaseException, common: bytes, head_only: bool) -> Outcome:
     if isinstance(exc, HTTPException):
         response = error_response(exc.status_code, exc.detail, exc.headers)
     elif isinstance(exc, RequestValidationError):

@@ -189,6 +189,8 @@ class HttpProtocol(asyncio.Protocol):
         keep_alive = parser.should_keep_alive()
         # Kept alive without a Connection header can only be HTTP/1.1: no need to ask.
         version = "1.1" if keep_alive and "connection" not in header_map else parser.get_http_version()
+        if version == "1.1" and "host" not in header_map:
+            self._refuse(400, "HTTP/1.1 request without a Host header")  # RFC 9112 3.2
         request = Request(
             _METHODS.get(method) or method.decode("latin-1"),
             path,
@@ -375,8 +377,17 @@ class HttpProtocol(asyncio.Protocol):
         assert transport is not None
         head_only = self.request is not None and self.request.method == "HEAD"
         worker = self.worker
-        start = response.encode_start(worker.common_close if not self.keep_alive
-                                      else worker.common_keep_alive)  # type: ignore[attr-defined]
+        common = worker.common_close if not self.keep_alive else worker.common_keep_alive
+        try:
+            start = response.encode_start(common)  # type: ignore[attr-defined]
+        except Exception as exc:  # e.g. a header with a line break: nothing is sent yet
+            response, data = failure(self.route, exc, common, head_only)
+            transport.write(data)  # type: ignore[arg-type]
+            self.streamed = len(data)  # type: ignore[arg-type]
+            if self.slot is not None:
+                self._count(response.status_code, self.streamed)
+            self._after_response()
+            return
         transport.write(start)
         self.streamed = len(start)
         iterator = response.body_iterator  # type: ignore[attr-defined]
@@ -393,7 +404,7 @@ class HttpProtocol(asyncio.Protocol):
                         if chunk is done:
                             break
                         await self._write_chunk(response, chunk)
-            if self.transport is not None:
+            if self.transport is not None and not head_only:  # HEAD: the head and no body at all
                 self.transport.write(b"0\r\n\r\n")
                 self.streamed += 5
         except Exception:

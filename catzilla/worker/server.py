@@ -117,6 +117,10 @@ class Worker:
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stop)
         loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+        # The master's signals, sent to the whole process group or cgroup (systemctl kill,
+        # a terminal), are not a worker's business: their default actions would end or stop it.
+        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(signum, signal.SIG_IGN)
         # The master forks with these blocked (see Master.spawn): from here on they are ours.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, (*STOP_SIGNALS, signal.SIGUSR1, signal.SIGHUP,
                                                     signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD))

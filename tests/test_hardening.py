@@ -1,0 +1,84 @@
+"""Broken handler output and RFC refusals: always one clean answer, never a hung client."""
+from __future__ import annotations
+
+import json
+import socket
+
+import httpx
+import pytest
+
+from conftest import run_server
+
+TIMEOUT = 5.0
+
+
+@pytest.fixture(scope="module")
+def server():
+    with run_server("hardening_app:app", "--graceful-timeout", "3") as s:
+        yield s
+
+
+def exchange(server, raw: bytes) -> bytes:
+    """Send raw bytes, read until the server closes (or the timeout fails the test)."""
+    with server.connect(timeout=TIMEOUT) as sock:
+        sock.sendall(raw)
+        data = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                pytest.fail(f"no close after {data!r}")
+            if not chunk:
+                return data
+            data += chunk
+
+
+def status_and_body(response: bytes) -> tuple[int, dict]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("path", ["/bad-exception-header", "/bad-exception-header-sync", "/bad-exception-detail",
+                                  "/bad-exception-status", "/bad-header-name", "/bad-stream-header"])
+def test_a_response_that_cannot_be_built_is_a_500(server, path):
+    r = httpx.get(server.url + path, timeout=TIMEOUT)
+    assert r.status_code == 500
+    assert r.json() == {"detail": "Internal Server Error"}
+    assert "x-forged" not in r.headers and "x-a" not in r.headers
+    # The connection and the worker are fine afterwards.
+    assert httpx.get(server.url + "/pid", timeout=TIMEOUT).status_code == 200
+    assert "could not build the error response" in server.logs() or "Exception in handler" in server.logs()
+
+
+def test_head_of_a_stream_has_no_body_and_keeps_the_connection_usable(server):
+    data = exchange(server, b"HEAD /stream HTTP/1.1\r\nHost: t\r\n\r\n"
+                            b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in first
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:40]  # no stray chunk terminator before it
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["pid"] > 0
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"GET /pid HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 without Host
+    (b"GET /pid HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET /pid HTTP/1.1\r\nHost: a\r\nExpect: bogus\r\n\r\n", 417),
+    (b"POST /pid HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+])
+def test_rfc_refusals(server, raw, status):
+    answered, body = status_and_body(exchange(server, raw))
+    assert answered == status
+    assert "detail" in body
+    assert httpx.get(server.url + "/pid", timeout=TIMEOUT).status_code == 200
+
+
+def test_http10_without_host_is_served(server):
+    data = exchange(server, b"GET /pid HTTP/1.0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200")
+
+
+def test_an_integer_beyond_64_bits_round_trips(server):
+    big = 99999999999999999999999999
+    r = httpx.get(f"{server.url}/big-int/{big}", timeout=TIMEOUT)
+    assert r.status_code == 200
+    assert r.json() == {"value": big}
