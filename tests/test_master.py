@@ -716,7 +716,7 @@ def test_uds(tmp_path: Path) -> None:
             r = client.get("http://catzilla/pid")
         assert r.status_code == 200
         assert r.json() == {"pid": worker}
-        assert get_pid(s) == worker  # TCP too: --uds is in addition
+        assert get_pid(s) == worker  # TCP too: --host/--port were given as well
         assert f"unix:{path}" in s.logs()
     assert not path.exists(), "the socket file outlived the server"
 
@@ -734,3 +734,76 @@ def test_repeatable_bind() -> None:
             assert (status, json.loads(body)) == (200, {"pid": worker})
         assert (f"listening on http://127.0.0.1:{ports[0]}, http://127.0.0.1:{ports[1]}, "
                 "1 worker(s)") in log.read_text()
+
+
+def test_uds_alone_listens_only_there(tmp_path: Path) -> None:
+    path = tmp_path / "only.sock"
+    cmd = [sys.executable, "-m", "catzilla", "run", APP, "--workers", "1", "--uds", str(path)]
+    with launch(cmd) as (proc, log):
+        wait_for(lambda: "1 worker(s) ready" in log.read_text() or proc.poll() is not None, 20)
+        assert proc.poll() is None, log.read_text()
+        assert f"listening on unix:{path}, 1 worker(s)" in log.read_text()
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), timeout=TIMEOUT) as client:
+            assert client.get("http://catzilla/pid").status_code == 200
+
+
+def test_a_port_in_use_is_an_error_without_reuse_port() -> None:
+    with run_server(APP, "--workers", "1") as first:
+        cmd = [sys.executable, "-m", "catzilla", "run", APP, "--port", str(first.port)]
+        done = subprocess.run(cmd, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=30)
+        assert done.returncode != 0
+        assert "cannot listen" in done.stderr and "in use" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--port", "70000"], "0..65535"),
+    (["--threads", "0"], "threads must be above 0"),
+    (["--max-header-size", "-1"], "max-header-size must be above 0"),
+    (["--port", "abc"], "invalid literal"),
+])
+def test_bad_settings_are_refused_with_their_name(flags: list[str], needle: str) -> None:
+    cmd = [sys.executable, "-m", "catzilla", "run", APP, *flags]
+    done = subprocess.run(cmd, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert needle in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_timeout_zero_disables_the_heartbeat_timeout() -> None:
+    with run_server(APP, "--workers", "1", "--timeout", "0") as s:
+        wait_log(s, "1 worker(s) ready")
+        worker = get_pid(s)
+        time.sleep(1.5)
+        assert get_pid(s) == worker
+        assert "has not run for" not in s.logs()
+
+
+def test_workers_ignore_the_masters_signals() -> None:
+    with run_server(APP, "--workers", "1") as s:
+        wait_log(s, "1 worker(s) ready")
+        worker = get_pid(s)
+        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+            os.kill(worker, signum)  # as `systemctl kill -s HUP` does to every process
+        time.sleep(0.3)
+        assert get_pid(s) == worker
+
+
+def test_second_stop_signal_stops_at_once() -> None:
+    with run_server(APP, "--workers", "1", "--graceful-timeout", "30") as s:
+        wait_log(s, "1 worker(s) ready")
+        def in_flight() -> None:
+            with contextlib.suppress(OSError):  # cut short by the second signal, as it should be
+                raw_request(s.host, s.port, "/slow?seconds=20", timeout=25)
+
+        slow = threading.Thread(target=in_flight, daemon=True)
+        slow.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        # Draining: the listening socket is closed, new connections are refused at once.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((s.host, s.port), timeout=2).close()
+        s.proc.send_signal(signal.SIGINT)
+        s.proc.wait(10)
+        assert time.monotonic() - started < 5
+        assert "again: stopping now" in s.logs()
