@@ -95,7 +95,8 @@ class Catzilla:
     # -- serving ---------------------------------------------------------------------------
 
     def listen(self, port: int | None = None, host: str | None = None, **settings: typing.Any) -> None:
-        """Serve in this process until SIGTERM/SIGINT (development, or one worker).
+        """Serve until SIGTERM/SIGINT: in this process, or with `workers=N` (N > 1) under a
+        master that forks N workers of this very app (as `catzilla run --preload` does).
 
         Arguments not given fall back to CATZILLA_* variables, then to the defaults."""
         from .config import Config
@@ -104,6 +105,13 @@ class Catzilla:
 
         config = Config.from_env(port=port, host=host, **settings)
         configure_logging(config.log_level, config.log_format, config.log_file)
-        status = Worker(self, config).run()
+        if config.workers > 1:
+            from .master.arbiter import Master
+
+            master = Master(f"{type(self).__name__} at {id(self):#x}", config)
+            master.app = self
+            status = master.run()
+        else:
+            status = Worker(self, config).run()
         if status:
             raise SystemExit(status)

@@ -58,15 +58,22 @@ def run_top(pid: int | None = None, path: str | None = None, interval: float = 1
         return 1
     previous = None
     try:
+        if once:  # two looks `interval` apart, so the table has rates
+            previous = board.snapshot()
+            time.sleep(interval)
         while True:
             snapshot = board.snapshot()
             table = render(snapshot, previous, interval)
             if once:
                 print(table, file=out)
+                out.flush()
                 return 0
             out.write("\x1b[H\x1b[2J" + table + "\n")  # home the cursor, clear the screen
             out.flush()
             previous = snapshot
             time.sleep(interval)
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `catzilla stats --once | head`
+        sys.stderr.close()
         return 0

@@ -807,3 +807,28 @@ def test_second_stop_signal_stops_at_once() -> None:
         s.proc.wait(10)
         assert time.monotonic() - started < 5
         assert "again: stopping now" in s.logs()
+
+
+def test_app_listen_with_workers_forks_them(tmp_path: Path) -> None:
+    script = tmp_path / "listen_two.py"
+    port = free_port()
+    script.write_text(
+        "import os\nfrom catzilla import Catzilla\napp = Catzilla()\n\n"
+        "@app.get('/pid')\nasync def pid(request):\n    return {'pid': os.getpid()}\n\n"
+        f"app.listen(port={port}, workers=2)\n")
+    with launch([sys.executable, str(script)]) as (proc, log):
+        wait_for(lambda: "2 worker(s) ready" in log.read_text() or proc.poll() is not None, 20)
+        assert proc.poll() is None, log.read_text()
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        seen = {json.loads(raw_request("127.0.0.1", port, "/pid")[1])["pid"] for _ in range(40)}
+        assert seen <= workers and seen
+
+
+def test_refused_requests_get_an_access_log_line() -> None:
+    with run_server(APP, "--workers", "1") as s:
+        wait_log(s, "1 worker(s) ready")
+        with s.connect() as sock:
+            sock.sendall(b"GARBAGE\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 400")
+        wait_for(lambda: re.search(r'catzilla\.access: 127\.0\.0\.1:\d+ - "-" 400 \d+ -', s.logs()), 5)

@@ -45,8 +45,9 @@ def render_prometheus(snapshot: dict[str, typing.Any]) -> str:
     family("catzilla_request_duration_seconds", "histogram", "Time from request to response.")
     for key, totals in routes.items():
         cumulative = 0
-        last = max((b for b, count in enumerate(totals.histogram) if count), default=0)
-        for bucket in range(last + 1):
+        # Every bucket, always: series that share their `le` values can be summed and fed to
+        # histogram_quantile().
+        for bucket in range(len(totals.histogram)):
             cumulative += totals.histogram[bucket]
             lines.append(f'catzilla_request_duration_seconds_bucket{{{labels[key]},le="{_bound(bucket)}"}} {cumulative}')
         lines.append(f'catzilla_request_duration_seconds_bucket{{{labels[key]},le="+Inf"}} {totals.requests}')

@@ -455,6 +455,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.slot is not None:  # counted with the worker's totals, under no route
             self.slot.end(-1, self.slot.begin(-1), status, self.bytes_in, len(data))
             self.bytes_in = 0
+        if self.worker.access_log:  # the request line may be what was wrong: none is quoted
+            access_logger.info('%s - "-" %d %d -', client, status, len(data),
+                               extra={"client": client, "status": status})
         if self.transport is not None:
             self.transport.write(data)
             self.transport.close()
