@@ -63,6 +63,7 @@ def test_head_of_a_stream_has_no_body_and_keeps_the_connection_usable(server):
     (b"GET /pid HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 without Host
     (b"GET /pid HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     (b"GET /pid HTTP/1.1\r\nHost: a\r\nExpect: bogus\r\n\r\n", 417),
+    (b"GET /pid HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     (b"POST /pid HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
 ])
 def test_rfc_refusals(server, raw, status):

@@ -189,6 +189,8 @@ class HttpProtocol(asyncio.Protocol):
         keep_alive = parser.should_keep_alive()
         # Kept alive without a Connection header can only be HTTP/1.1: no need to ask.
         version = "1.1" if keep_alive and "connection" not in header_map else parser.get_http_version()
+        if version[0] != "1":  # HTTP/0.9, HTTP/2.0 in an HTTP/1 request line
+            self._refuse(505, "HTTP Version Not Supported")
         if version == "1.1" and "host" not in header_map:
             self._refuse(400, "HTTP/1.1 request without a Host header")  # RFC 9112 3.2
         request = Request(

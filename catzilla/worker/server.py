@@ -126,7 +126,9 @@ class Worker:
                                                     signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD))
         # A master that finds this loop stuck sends SIGABRT: the stack of every thread goes
         # to the log before the process dies, to show where it was stuck.
-        faulthandler.enable(file=sys.stderr, all_threads=True)
+        # ...to where the logs go (a USR1 rotation is not followed: dumps are rare and final).
+        self._fault_log = open(config.log_file, "a") if config.log_file else sys.stderr
+        faulthandler.enable(file=self._fault_log, all_threads=True)
         self._tick()
         await self.app.startup()
         # Everything imported and built so far lives as long as the worker: move it out of
