@@ -393,6 +393,7 @@ class HttpProtocol(asyncio.Protocol):
         transport.write(start)
         self.streamed = len(start)
         iterator = response.body_iterator  # type: ignore[attr-defined]
+        last = b""
         try:
             if not head_only:
                 if hasattr(iterator, "__aiter__"):
@@ -406,16 +407,19 @@ class HttpProtocol(asyncio.Protocol):
                         if chunk is done:
                             break
                         await self._write_chunk(response, chunk)
-            if self.transport is not None and not head_only:  # HEAD: the head and no body at all
-                self.transport.write(b"0\r\n\r\n")
-                self.streamed += 5
+            if not head_only:  # HEAD: the head and no body at all
+                last = b"0\r\n\r\n"
+                self.streamed += len(last)
         except Exception:
             # The status line is gone already: all we can do is cut the response short
             # so that the client sees it is incomplete.
             logger.exception("error while streaming the response body")
             self.keep_alive = False
+        # Counted before the last bytes go out: whoever has seen the end sees the count.
         if self.slot is not None:
             self._count(response.status_code, self.streamed)
+        if last and self.transport is not None:
+            self.transport.write(last)
         self._after_response()
 
     async def _write_chunk(self, response: Response, chunk: typing.Any) -> None:
