@@ -62,6 +62,19 @@ slot_bytes(word nroutes)
     return sizeof(SlotHeader) + (size_t)nroutes * sizeof(RouteCounters);
 }
 
+/* Dimensions a block may have: far beyond any server, small enough that no size overflows. */
+#define MAX_SLOTS 4096
+#define MAX_ROUTES 65536
+#define MAX_RETIRED (1 << 20)
+
+static int
+dimensions_ok(word nslots, word nroutes, word nretired)
+{
+    return nslots >= 1 && nslots <= MAX_SLOTS && nroutes >= 1 && nroutes <= MAX_ROUTES
+        && nretired >= 1 && nretired <= MAX_RETIRED;
+}
+
+/* Only for dimensions_ok() dimensions: then this cannot overflow. */
 static size_t
 block_bytes(word nslots, word nroutes, word nretired)
 {
@@ -74,8 +87,11 @@ block_bytes(word nslots, word nroutes, word nretired)
 typedef struct {
     PyObject_HEAD
     Py_buffer view;
-    BlockHeader *header;
+    BlockHeader *header;  /* NULL until __init__ succeeds */
     int has_view;
+    /* The dimensions, checked once at __init__: never re-read from the shared header,
+     * which any process that can write the file could change under us. */
+    word nslots, nroutes, nretired;
 } StatsBlock;
 
 static PyTypeObject StatsBlock_Type;
@@ -85,7 +101,7 @@ static SlotHeader *
 block_slot(StatsBlock *self, word index)
 {
     char *base = (char *)self->header + sizeof(BlockHeader);
-    return (SlotHeader *)(base + (size_t)index * slot_bytes(self->header->nroutes));
+    return (SlotHeader *)(base + (size_t)index * slot_bytes(self->nroutes));
 }
 
 static RouteCounters *
@@ -98,7 +114,7 @@ static RouteCounters *
 block_retired(StatsBlock *self)
 {
     return (RouteCounters *)((char *)self->header + sizeof(BlockHeader)
-                             + (size_t)self->header->nslots * slot_bytes(self->header->nroutes));
+                             + (size_t)self->nslots * slot_bytes(self->nroutes));
 }
 
 static int
@@ -112,49 +128,75 @@ StatsBlock_init(StatsBlock *self, PyObject *args, PyObject *kwargs)
                                      &nroutes, &nretired, &create))
         return -1;
     if (self->has_view) {
-        PyBuffer_Release(&self->view);
-        self->has_view = 0;
+        /* WorkerSlots may point into the current view: it must outlive them. */
+        PyErr_SetString(PyExc_RuntimeError, "a StatsBlock is initialised once");
+        return -1;
     }
     if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0)
         return -1;
     self->has_view = 1;
+    BlockHeader *header = (BlockHeader *)self->view.buf;
     if (((uintptr_t)self->view.buf & 7) != 0) {
         PyErr_SetString(PyExc_ValueError, "stats buffer must be 8-byte aligned");
-        return -1;
+        goto error;
     }
     if ((size_t)self->view.len < sizeof(BlockHeader)) {
         PyErr_SetString(PyExc_ValueError, "stats buffer too small");
-        return -1;
+        goto error;
     }
-    self->header = (BlockHeader *)self->view.buf;
     if (create) {
-        if (nslots == 0 || nslots > 4096 || nroutes == 0 || nroutes > 65536 || nretired == 0
-            || nretired > 1 << 20) {
+        if (!dimensions_ok(nslots, nroutes, nretired)) {
             PyErr_SetString(PyExc_ValueError, "stats block dimensions out of range");
-            return -1;
+            goto error;
         }
         if ((size_t)self->view.len < block_bytes(nslots, nroutes, nretired)) {
             PyErr_Format(PyExc_ValueError, "stats buffer needs %zu bytes",
                          block_bytes(nslots, nroutes, nretired));
-            return -1;
+            goto error;
         }
         memset(self->view.buf, 0, block_bytes(nslots, nroutes, nretired));
-        self->header->nslots = nslots;
-        self->header->nroutes = nroutes;
-        self->header->nretired = nretired;
-        __atomic_store_n(&self->header->magic, STATS_MAGIC, __ATOMIC_RELEASE);
+        header->nslots = nslots;
+        header->nroutes = nroutes;
+        header->nretired = nretired;
+        __atomic_store_n(&header->magic, STATS_MAGIC, __ATOMIC_RELEASE);
+    }
+    else {
+        if (__atomic_load_n(&header->magic, __ATOMIC_ACQUIRE) != STATS_MAGIC) {
+            PyErr_SetString(PyExc_ValueError, "not a Catzilla stats block");
+            goto error;
+        }
+        nslots = header->nslots;
+        nroutes = header->nroutes;
+        nretired = header->nretired;
+        if (!dimensions_ok(nslots, nroutes, nretired)) {
+            PyErr_SetString(PyExc_ValueError, "stats block has impossible dimensions");
+            goto error;
+        }
+        if ((size_t)self->view.len < block_bytes(nslots, nroutes, nretired)) {
+            PyErr_SetString(PyExc_ValueError, "stats block is truncated");
+            goto error;
+        }
+    }
+    self->nslots = nslots;
+    self->nroutes = nroutes;
+    self->nretired = nretired;
+    self->header = header;
+    return 0;
+error:
+    PyBuffer_Release(&self->view);
+    self->has_view = 0;
+    return -1;
+}
+
+/* Methods on a block whose __init__ never succeeded have nothing to work on. */
+static int
+block_ready(StatsBlock *self)
+{
+    if (self->header == NULL) {
+        PyErr_SetString(PyExc_ValueError, "StatsBlock is not initialised");
         return 0;
     }
-    if (__atomic_load_n(&self->header->magic, __ATOMIC_ACQUIRE) != STATS_MAGIC) {
-        PyErr_SetString(PyExc_ValueError, "not a Catzilla stats block");
-        return -1;
-    }
-    if ((size_t)self->view.len < block_bytes(self->header->nslots, self->header->nroutes,
-                                             self->header->nretired)) {
-        PyErr_SetString(PyExc_ValueError, "stats block is truncated");
-        return -1;
-    }
-    return 0;
+    return 1;
 }
 
 static void
@@ -171,6 +213,10 @@ StatsBlock_size(PyObject *cls, PyObject *args)
     unsigned long long nslots, nroutes, nretired;
     if (!PyArg_ParseTuple(args, "KKK", &nslots, &nroutes, &nretired))
         return NULL;
+    if (!dimensions_ok(nslots, nroutes, nretired)) {
+        PyErr_SetString(PyExc_ValueError, "stats block dimensions out of range");
+        return NULL;
+    }
     return PyLong_FromSize_t(block_bytes(nslots, nroutes, nretired));
 }
 
@@ -181,8 +227,12 @@ write_key(char *dest, PyObject *key)
     const char *utf8 = PyUnicode_AsUTF8AndSize(key, &length);
     if (utf8 == NULL)
         return -1;
-    if (length > KEY_BYTES - 1)
+    if (length > KEY_BYTES - 1) {
         length = KEY_BYTES - 1;
+        /* Cut before a character, not inside one: readers decode the key as UTF-8. */
+        while (length > 0 && ((unsigned char)utf8[length] & 0xC0) == 0x80)
+            length--;
+    }
     memset(dest, 0, KEY_BYTES);
     memcpy(dest, utf8, (size_t)length);
     return 0;
@@ -204,31 +254,40 @@ StatsBlock_attach(StatsBlock *self, PyObject *args)
 {
     unsigned long long index, pid, generation;
     PyObject *routes;
-    if (!PyArg_ParseTuple(args, "KKKO!", &index, &pid, &generation, &PyList_Type, &routes))
+    PyObject *route_list;
+    if (!PyArg_ParseTuple(args, "KKKO!", &index, &pid, &generation, &PyList_Type, &route_list))
         return NULL;
-    if (index >= self->header->nslots) {
+    if (!block_ready(self))
+        return NULL;
+    if (index >= self->nslots) {
         PyErr_SetString(PyExc_IndexError, "no such stats slot");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(routes);
-    if ((word)count > self->header->nroutes) {
+    /* A tuple copy: nothing a route's __bool__ does to the caller's list can free an item. */
+    routes = PySequence_Tuple(route_list);
+    if (routes == NULL)
+        return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(routes);
+    if ((word)count > self->nroutes) {
         PyErr_Format(PyExc_ValueError, "the app has %zd routes, the stats block holds %llu",
-                     count, (unsigned long long)self->header->nroutes);
+                     count, (unsigned long long)self->nroutes);
+        Py_DECREF(routes);
         return NULL;
     }
     SlotHeader *slot = block_slot(self, index);
-    memset(slot, 0, slot_bytes(self->header->nroutes));
+    memset(slot, 0, slot_bytes(self->nroutes));
     RouteCounters *counters = slot_routes(slot);
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = PyList_GET_ITEM(routes, i);
+        PyObject *item = PyTuple_GET_ITEM(routes, i);
         PyObject *key;
         int kind;
-        if (!PyArg_ParseTuple(item, "Up", &key, &kind))
+        if (!PyArg_ParseTuple(item, "Up", &key, &kind) || write_key(counters[i].key, key) < 0) {
+            Py_DECREF(routes);
             return NULL;
-        if (write_key(counters[i].key, key) < 0)
-            return NULL;
+        }
         counters[i].kind = (word)kind;
     }
+    Py_DECREF(routes);
     slot->pid = pid;
     slot->generation = generation;
     slot->nroutes = (word)count;
@@ -388,7 +447,7 @@ static RouteCounters *
 retired_entry(StatsBlock *self, const char *key)
 {
     RouteCounters *retired = block_retired(self);
-    word n = self->header->nretired;
+    word n = self->nretired;
     for (word i = 0; i < n; i++) {
         if (retired[i].key[0] == '\0') {
             memcpy(retired[i].key, key, KEY_BYTES);
@@ -403,10 +462,12 @@ retired_entry(StatsBlock *self, const char *key)
 static PyObject *
 StatsBlock_retire(StatsBlock *self, PyObject *arg)
 {
+    if (!block_ready(self))
+        return NULL;
     unsigned long long index = PyLong_AsUnsignedLongLong(arg);
     if (PyErr_Occurred())
         return NULL;
-    if (index >= self->header->nslots) {
+    if (index >= self->nslots) {
         PyErr_SetString(PyExc_IndexError, "no such stats slot");
         return NULL;
     }
@@ -421,8 +482,8 @@ StatsBlock_retire(StatsBlock *self, PyObject *arg)
     bump(&header->retired_bytes_out, load(&slot->bytes_out));
     RouteCounters *routes = slot_routes(slot);
     word nroutes = load(&slot->nroutes);
-    if (nroutes > header->nroutes)
-        nroutes = header->nroutes;
+    if (nroutes > self->nroutes)
+        nroutes = self->nroutes;
     for (word r = 0; r < nroutes; r++) {
         RouteCounters *into = retired_entry(self, routes[r].key);
         store(&into->kind, routes[r].kind);
@@ -455,7 +516,12 @@ route_tuple(RouteCounters *route, int live)
         }
         PyTuple_SET_ITEM(histogram, b, count);
     }
-    return Py_BuildValue("(s#KKKKKKN)", key, (Py_ssize_t)strnlen(key, KEY_BYTES),
+    PyObject *name = PyUnicode_DecodeUTF8(key, (Py_ssize_t)strnlen(key, KEY_BYTES), "replace");
+    if (name == NULL) {
+        Py_DECREF(histogram);
+        return NULL;
+    }
+    return Py_BuildValue("(NKKKKKKN)", name,
                          (unsigned long long)load(&route->kind),
                          (unsigned long long)load(&route->requests),
                          (unsigned long long)load(&route->errors),
@@ -508,11 +574,11 @@ read_snapshot(StatsBlock *self)
     retired = PyList_New(0);
     if (slots == NULL || retired == NULL)
         goto cleanup;
-    for (word s = 0; s < header->nslots; s++) {
+    for (word s = 0; s < self->nslots; s++) {
         SlotHeader *slot = block_slot(self, s);
         if (!__atomic_load_n(&slot->active, __ATOMIC_ACQUIRE))
             continue;
-        PyObject *entry = slot_dict(slot, s, header->nroutes);
+        PyObject *entry = slot_dict(slot, s, self->nroutes);
         if (entry == NULL || PyList_Append(slots, entry) < 0) {
             Py_XDECREF(entry);
             goto cleanup;
@@ -520,7 +586,7 @@ read_snapshot(StatsBlock *self)
         Py_DECREF(entry);
     }
     RouteCounters *retired_routes = block_retired(self);
-    for (word r = 0; r < header->nretired && retired_routes[r].key[0]; r++) {
+    for (word r = 0; r < self->nretired && retired_routes[r].key[0]; r++) {
         PyObject *item = route_tuple(&retired_routes[r], 0);
         if (item == NULL || PyList_Append(retired, item) < 0) {
             Py_XDECREF(item);
@@ -561,6 +627,8 @@ read_backoff(int attempt)
 static PyObject *
 StatsBlock_snapshot(StatsBlock *self, PyObject *unused)
 {
+    if (!block_ready(self))
+        return NULL;
     word *sequence = &self->header->sequence;
     for (int attempt = 0; attempt < READ_ATTEMPTS; read_backoff(attempt++)) {
         word before = __atomic_load_n(sequence, __ATOMIC_ACQUIRE);
@@ -583,6 +651,8 @@ StatsBlock_snapshot(StatsBlock *self, PyObject *unused)
 static PyObject *
 StatsBlock_totals(StatsBlock *self, PyObject *unused)
 {
+    if (!block_ready(self))
+        return NULL;
     BlockHeader *header = self->header;
     word *sequence = &header->sequence;
     for (int attempt = 0; attempt < READ_ATTEMPTS; read_backoff(attempt++)) {
@@ -591,7 +661,7 @@ StatsBlock_totals(StatsBlock *self, PyObject *unused)
             continue;
         word requests = load(&header->retired_requests), errors = load(&header->retired_errors);
         word bytes_in = load(&header->retired_bytes_in), bytes_out = load(&header->retired_bytes_out);
-        for (word s = 0; s < header->nslots; s++) {
+        for (word s = 0; s < self->nslots; s++) {
             SlotHeader *slot = block_slot(self, s);
             if (!__atomic_load_n(&slot->active, __ATOMIC_ACQUIRE))
                 continue;
@@ -612,19 +682,25 @@ StatsBlock_totals(StatsBlock *self, PyObject *unused)
 static PyObject *
 StatsBlock_get_nslots(StatsBlock *self, void *closure)
 {
-    return PyLong_FromUnsignedLongLong(self->header->nslots);
+    if (!block_ready(self))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(self->nslots);
 }
 
 static PyObject *
 StatsBlock_get_nroutes(StatsBlock *self, void *closure)
 {
-    return PyLong_FromUnsignedLongLong(self->header->nroutes);
+    if (!block_ready(self))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(self->nroutes);
 }
 
 static PyObject *
 StatsBlock_free_slot(StatsBlock *self, PyObject *unused)
 {
-    for (word s = 0; s < self->header->nslots; s++) {
+    if (!block_ready(self))
+        return NULL;
+    for (word s = 0; s < self->nslots; s++) {
         if (!__atomic_load_n(&block_slot(self, s)->active, __ATOMIC_ACQUIRE))
             return PyLong_FromUnsignedLongLong(s);
     }
