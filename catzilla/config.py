@@ -168,13 +168,14 @@ class Config:
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work, with the setting's name, before anything starts."""
-        positive = ("threads", "backlog", "max_header_size", "max_body_size", "write_buffer_high",
-                    "keep_alive_timeout", "header_timeout", "stats_routes")
+        positive = ("workers", "threads", "max_header_size", "write_buffer_high", "header_timeout",
+                    "stats_routes")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be above 0, got {getattr(self, name)}")
+        # 0 means something for these: no timeout, no keep-alive, no bodies, the kernel's backlog.
         for name in ("timeout", "graceful_timeout", "max_requests", "max_requests_jitter",
-                     "loop_block_threshold"):
+                     "loop_block_threshold", "keep_alive_timeout", "max_body_size", "backlog"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.port is not None:
@@ -191,7 +192,13 @@ class Config:
             raw = environ.get(setting_env(field))
             if raw is not None and raw != "":
                 values[field.name] = parse_value(field, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        fields = {field.name: field for field in dataclasses.fields(cls)}
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            if isinstance(value, str) and name in fields:  # app.listen(workers="auto", port="8000")
+                value = parse_value(fields[name], value)
+            values[name] = value
         return cls(**values)
 
 

@@ -107,7 +107,7 @@ class HeaderCollector:
             self.content_length = int(text)
             if self.content_length > self.max_body_size:
                 raise HeaderError(413, "Content Too Large")
-        elif key == "expect":
+        elif key == "expect" and text:  # an empty list expects nothing
             if _ascii_lower(text) != "100-continue":  # the only expectation there is
                 raise HeaderError(417, "Expectation Failed")
             self.expect_continue = True

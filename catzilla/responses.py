@@ -189,17 +189,20 @@ class StreamingResponse(Response):
         super().__init__(None, status_code, headers, media_type)
         self.body_iterator = content
 
-    def encode_start(self, common: bytes) -> bytes:
-        return b"%s%stransfer-encoding: chunked\r\n%s\r\n" % (
-            status_line(self.status_code), common, self.encode_headers(),
+    def encode_start(self, common: bytes, chunked: bool = True) -> bytes:
+        """The head; without `chunked` (an HTTP/1.0 client, RFC 9112 6.1) the body is
+        delimited by closing the connection instead."""
+        return b"%s%s%s%s\r\n" % (
+            status_line(self.status_code), common,
+            b"transfer-encoding: chunked\r\n" if chunked else b"", self.encode_headers(),
         )
 
-    def encode_chunk(self, chunk: str | bytes) -> bytes:
+    def encode_chunk(self, chunk: str | bytes, chunked: bool = True) -> bytes:
         if isinstance(chunk, str):
             chunk = chunk.encode(self.charset)
         if not chunk:
             return b""  # an empty chunk would end the body early
-        return b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        return b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else bytes(chunk)
 
 
 def _dumps_slowly(content: typing.Any) -> bytes:

@@ -47,20 +47,6 @@ def find_boards() -> list[str]:
     return sorted(paths, key=os.path.getmtime, reverse=True)
 
 
-def remove_stale_boards() -> int:
-    """Delete the files of masters that died without cleaning up (SIGKILL): each holds
-    memory in /dev/shm. Returns how many were removed."""
-    removed = 0
-    for path in glob.glob(os.path.join(_directory(), "catzilla-*.stats")):
-        if not _alive(path):
-            try:
-                os.unlink(path)
-                removed += 1
-            except OSError:
-                pass
-    return removed
-
-
 class StatsBoard:
     def __init__(self, mapping: mmap.mmap, block: StatsBlock, path: str | None) -> None:
         self._mapping = mapping

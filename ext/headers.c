@@ -157,6 +157,19 @@ collector_clear_head(HeaderCollector *self)
     Py_CLEAR(self->map);
 }
 
+/* A usable (if limitless-refusing) collector even before __init__ runs. */
+static PyObject *
+collector_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    HeaderCollector *self = (HeaderCollector *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->target = self->target_inline;
+    self->target_cap = INLINE_TARGET;
+    self->content_length = -1;
+    return (PyObject *)self;
+}
+
 static int
 collector_init(HeaderCollector *self, PyObject *args, PyObject *kwds)
 {
@@ -378,7 +391,7 @@ collector_on_header(HeaderCollector *self, PyObject *const *args, Py_ssize_t nar
         if (parse_content_length(self, value, value_len) < 0)
             goto cleanup;
     }
-    else if (key == state.name_expect) {
+    else if (key == state.name_expect && value_len > 0) { /* an empty list expects nothing */
         if (!equals_lower(value, value_len, "100-continue")) { /* the only expectation there is */
             refuse(417, "Expectation Failed");
             goto cleanup;
@@ -567,7 +580,7 @@ static PyTypeObject HeaderCollectorType = {
               "httptools' callbacks, validated and decoded.",
     .tp_basicsize = sizeof(HeaderCollector),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
+    .tp_new = collector_new,
     .tp_init = (initproc)collector_init,
     .tp_dealloc = (destructor)collector_dealloc,
     .tp_traverse = (traverseproc)collector_traverse,

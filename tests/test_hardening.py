@@ -83,3 +83,44 @@ def test_an_integer_beyond_64_bits_round_trips(server):
     r = httpx.get(f"{server.url}/big-int/{big}", timeout=TIMEOUT)
     assert r.status_code == 200
     assert r.json() == {"value": big}
+
+
+def test_a_stream_to_an_http10_client_is_close_delimited(server):
+    data = exchange(server, b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding" not in head.lower() and b"connection: close" in head.lower()
+    assert body == b"onetwo"  # raw bytes, then the server closed (exchange returned)
+
+
+def test_empty_expect_is_no_expectation(server):
+    data = exchange(server, b"GET /pid HTTP/1.1\r\nHost: a\r\nExpect:\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200")
+
+
+def test_no_100_continue_for_http10(server):
+    with server.connect(timeout=TIMEOUT) as sock:
+        sock.sendall(b"POST /pid HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        sock.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            sock.recv(100)  # nothing: an HTTP/1.0 client gets no 1xx
+        sock.settimeout(TIMEOUT)
+        sock.sendall(b"{}")
+        assert sock.recv(100).startswith(b"HTTP/1.1 405")  # /pid is GET only: the body was read
+
+
+def test_settings_given_as_text_are_parsed_and_zero_means_off():
+    from catzilla.config import Config
+
+    config = Config.from_env(environ={}, workers="3", port="8001", bind="127.0.0.1:9000",
+                             keep_alive_timeout=0, max_body_size=0, timeout=0)
+    assert (config.workers, config.port, config.bind) == (3, 8001, ["127.0.0.1:9000"])
+    assert (config.keep_alive_timeout, config.max_body_size, config.timeout) == (0, 0, 0)
+    with pytest.raises(ValueError, match="workers"):
+        Config.from_env(environ={}, workers=0)
+
+
+def test_keep_alive_timeout_zero_closes_after_each_response():
+    with run_server("hardening_app:app", "--keep-alive-timeout", "0") as s:
+        data = exchange(s, b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n")  # returns once the server closes
+        assert data.startswith(b"HTTP/1.1 200") and b"connection: close" in data.lower()

@@ -21,7 +21,7 @@ import typing
 
 from ..config import Config
 from ..logs import reopen_log_files
-from ..stats import StatsBoard, board_path, remove_stale_boards
+from ..stats import StatsBoard, board_path
 from .heartbeat import MAX_SLOTS, HeartbeatBoard
 from .listeners import describe, open_listeners
 from .systemd import Notifier
@@ -146,7 +146,6 @@ class Master:
         """The shared stats block, mapped before the first fork so every worker shares it."""
         if not self.config.stats:
             return None
-        remove_stale_boards()
         # Room for two generations side by side during a reload, and a few respawns.
         nslots = max(16, 2 * self.target_count + 8)
         nroutes = len(self.app.router.routes) if self.app is not None else self.config.stats_routes

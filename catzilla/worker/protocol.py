@@ -162,7 +162,8 @@ class HttpProtocol(asyncio.Protocol):
             self.rejection = (400, f"Malformed HTTP request: {exc}")
             self._reject()
         else:
-            if self.head.awaiting_continue and not self.busy and not self.pipeline:
+            if self.head.awaiting_continue and not self.busy and not self.pipeline \
+                    and self.parser.get_http_version() != "1.0":  # no 1xx for 1.0 (RFC 9110 15.2)
                 # Only when this request is next in line: a 100 must not cut into the
                 # response to an earlier pipelined request. A client that hears nothing
                 # sends the body after its own short wait (RFC 9110 10.1.1).
@@ -231,7 +232,7 @@ class HttpProtocol(asyncio.Protocol):
         worker = self.worker
         self.busy = True
         self.request = request
-        self.keep_alive = keep_alive = keep_alive and not worker.draining
+        self.keep_alive = keep_alive = keep_alive and not worker.close_connections
         if not keep_alive:
             common = worker.common_close
         elif request.http_version == "1.1":
@@ -377,11 +378,16 @@ class HttpProtocol(asyncio.Protocol):
     async def _stream(self, response: Response) -> None:
         transport = self.transport
         assert transport is not None
-        head_only = self.request is not None and self.request.method == "HEAD"
+        request = self.request
+        head_only = request is not None and request.method == "HEAD"
+        # HTTP/1.0 has no chunked coding: the body ends where the connection does.
+        chunked = request is None or request.http_version != "1.0"
+        if not chunked:
+            self.keep_alive = False
         worker = self.worker
         common = worker.common_close if not self.keep_alive else worker.common_keep_alive
         try:
-            start = response.encode_start(common)  # type: ignore[attr-defined]
+            start = response.encode_start(common, chunked)  # type: ignore[attr-defined]
         except Exception as exc:  # e.g. a header with a line break: nothing is sent yet
             response, data = failure(self.route, exc, common, head_only)
             transport.write(data)  # type: ignore[arg-type]
@@ -398,7 +404,7 @@ class HttpProtocol(asyncio.Protocol):
             if not head_only:
                 if hasattr(iterator, "__aiter__"):
                     async for chunk in iterator:
-                        await self._write_chunk(response, chunk)
+                        await self._write_chunk(response, chunk, chunked)
                 else:
                     iterator = iter(iterator)
                     done = object()
@@ -406,10 +412,13 @@ class HttpProtocol(asyncio.Protocol):
                         chunk = await worker.pool.run(next, iterator, done)
                         if chunk is done:
                             break
-                        await self._write_chunk(response, chunk)
-            if not head_only:  # HEAD: the head and no body at all
+                        await self._write_chunk(response, chunk, chunked)
+            if chunked and not head_only and self.transport is not None:  # HEAD: no body at all
                 last = b"0\r\n\r\n"
                 self.streamed += len(last)
+        except ConnectionResetError:
+            logger.info("client %s went away during a streamed response", self.client)
+            self.keep_alive = False
         except Exception:
             # The status line is gone already: all we can do is cut the response short
             # so that the client sees it is incomplete.
@@ -422,10 +431,10 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.write(last)
         self._after_response()
 
-    async def _write_chunk(self, response: Response, chunk: typing.Any) -> None:
+    async def _write_chunk(self, response: Response, chunk: typing.Any, chunked: bool) -> None:
         if self.transport is None:
             raise ConnectionResetError("client disconnected during a streamed response")
-        data = response.encode_chunk(chunk)  # type: ignore[attr-defined]
+        data = response.encode_chunk(chunk, chunked)  # type: ignore[attr-defined]
         if data:
             self.transport.write(data)
             self.streamed += len(data)

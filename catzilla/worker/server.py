@@ -68,6 +68,8 @@ class Worker:
         self.supervisor = supervisor
         self.connections: set[HttpProtocol] = set()
         self.draining = False
+        # Answer with `connection: close`: while draining, or always with --keep-alive-timeout 0.
+        self.close_connections = config.keep_alive_timeout == 0
         self.started = False
         self.now = 0.0
         self.common_keep_alive = self.common_close = self.common_keep_alive_10 = b""
@@ -233,6 +235,7 @@ class Worker:
 
     async def _shutdown(self) -> None:
         self.draining = True
+        self.close_connections = True
         loop = self.loop
         for server in self._servers:
             server.close()
