@@ -9,7 +9,7 @@ import os
 import sys
 import typing
 
-from .config import Config, parse_value, setting_env
+from .config import Config, setting_env
 from .logs import configure_logging
 
 __all__ = ["main", "load_app", "configure_logging", "AppLoadError"]
