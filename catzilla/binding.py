@@ -141,8 +141,10 @@ class Binding:
         self._types = model_types
         self._model = self._build_model(endpoint, fields, model_types)
         self._direct = self._build_direct_model(endpoint, fields, model_types)
-        if self._direct is not None:  # decided once: the per-request call goes straight there
-            self.bind = self._bind_direct  # type: ignore[method-assign]
+        # `bind(request)`: keyword arguments for the handler, or RequestValidationError /
+        # BadRequest. Which way is decided here, once.
+        self.bind: typing.Callable[[Request], dict[str, typing.Any]] = (
+            self._bind_direct if self._direct is not None else self._bind_each)
         self._body = [f for f in fields if f.source == "body"]
         self._body_decoder = self._build_body_decoder(endpoint, self._body)
         self.trivial = not fields and not self.request_names
@@ -210,10 +212,6 @@ class Binding:
         return msgspec.json.Decoder(msgspec.defstruct(name, spec, kw_only=True))
 
     # -- the per-request path -------------------------------------------------------------
-
-    def bind(self, request: Request) -> dict[str, typing.Any]:
-        """Keyword arguments for the handler; raises RequestValidationError or BadRequest."""
-        return self._bind_each(request)
 
     def _bind_direct(self, request: Request) -> dict[str, typing.Any]:
         """`bind` for handlers that _build_direct_model covers; anything it cannot bind

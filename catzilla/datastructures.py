@@ -8,6 +8,7 @@ from __future__ import annotations
 import typing
 
 from ._native import parse_query
+from .headerparse import combine_field
 
 __all__ = ["Address", "Headers", "QueryParams", "State", "UploadFile"]
 
@@ -84,11 +85,7 @@ class Headers(typing.Mapping[str, str]):
         if mapping is None:
             mapping = {}
             for name, value in self._items:
-                key = name.lower()
-                if key in mapping:
-                    mapping[key] = f"{mapping[key]}{'; ' if key == 'cookie' else ', '}{value}"
-                else:
-                    mapping[key] = value
+                combine_field(mapping, name.lower(), value)
             self._map = mapping
         return mapping
 

@@ -45,7 +45,7 @@ class HeaderError(ValueError):
         return self.reason
 
 
-def _combine(mapping: dict[str, str], name: str, value: str) -> None:
+def combine_field(mapping: dict[str, str], name: str, value: str) -> None:
     # RFC 9110 5.3: repeated fields combine into a comma-separated list; Cookie is the
     # exception, its pairs are separated by "; " (RFC 9113 8.2.3).
     if name in mapping:
@@ -117,7 +117,7 @@ class HeaderCollector:
         elif key == "host" and key in self._map:
             raise HeaderError(400, "More than one Host header")  # RFC 9112 3.2
         self._items.append((key, text))
-        _combine(self._map, key, text)
+        combine_field(self._map, key, text)
 
     def on_headers_complete(self) -> None:
         self.headers_complete = True

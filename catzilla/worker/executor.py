@@ -105,7 +105,7 @@ class Executor:
             inline.request = request
             try:
                 try:
-                    if not route.binding.pass_request:
+                    if not binding.pass_request:
                         coroutine = invoke(route, request, kwargs)
                     elif kwargs is None:  # the usual `(request)`
                         coroutine = route.endpoint(request)
