@@ -27,6 +27,29 @@ OWS = " \t"
 _OWS_BYTES = b" \t"
 # Bytes of a header line beyond name and value: ": " and CRLF, as the limit counts them.
 LINE_OVERHEAD = 4
+# RFC 3986 3.2.2: what a reg-name is made of (unreserved, sub-delims, pct-encoded's "%").
+REG_NAME_CHARS = frozenset(b"-._~!$&'()*+,;=%0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def valid_authority(value: bytes) -> bool:
+    """Host's value (RFC 9110 7.2): IP-literal or reg-name, then an optional ":" and digits.
+    Empty is allowed: a target without an authority is sent so."""
+    host, rest = value, b""
+    if value[:1] == b"[":
+        end = value.find(b"]")
+        if end < 0 or not (REG_NAME_CHARS | {ord(":")}).issuperset(value[1:end]) or b"%" in value[1:end]:
+            return False
+        host, rest = value[:end + 1], value[end + 1:]
+    else:
+        host, colon, port = value.partition(b":")
+        rest = colon + port
+        if not REG_NAME_CHARS.issuperset(host):
+            return False
+        for i, byte in enumerate(host):
+            if byte == ord("%") and not (len(host) > i + 2 and _HEX.issuperset(host[i + 1:i + 3])):
+                return False
+    return not rest or (rest[:1] == b":" and rest[1:].isdigit()) or rest == b":"
 
 # (path or None when the target is not origin-form, query string or the whole target,
 #  header items in arrival order, header map with repeated fields combined)
@@ -80,10 +103,15 @@ class HeaderCollector:
         self.expect_continue = False
         self.headers_complete = False
         self.continue_answered = False
+        self.upgrade = False  # an Upgrade field came: take() sends the caller down its cold path
         self._items: list[tuple[str, str]] = []
         self._map: dict[str, str] = {}
+        if not hasattr(self, "_trailers"):
+            self._trailers: list[tuple[str, str]] | None = None
 
     def on_url(self, fragment: bytes) -> None:
+        if self.size == 0:  # a new message: the last one's trailers are gone
+            self._trailers = None
         self.size += len(fragment)
         if self.size > self.max_header_size:
             raise HeaderError(431, "Request Header Fields Too Large")
@@ -99,6 +127,9 @@ class HeaderCollector:
             raise HeaderError(400, "Invalid header value")
         key = _ascii_lower(name.decode("ascii"))
         text = value.strip(_OWS_BYTES).decode("latin-1")
+        if self.headers_complete:  # after a chunked body: a trailer, never one of the headers
+            self._trailers = (self._trailers or []) + [(key, text)]
+            return
         if key == "content-length":
             if self.content_length >= 0:
                 raise HeaderError(400, "Duplicate Content-Length")
@@ -114,8 +145,13 @@ class HeaderCollector:
         elif key == "transfer-encoding" and _ascii_lower(text) != "chunked":
             # Bodies are read in full and handed over as sent: only chunked framing, no codings.
             raise HeaderError(501, "Transfer-Encoding other than chunked is not implemented")
-        elif key == "host" and key in self._map:
-            raise HeaderError(400, "More than one Host header")  # RFC 9112 3.2
+        elif key == "host":
+            if key in self._map:
+                raise HeaderError(400, "More than one Host header")  # RFC 9112 3.2
+            if not valid_authority(value.strip(_OWS_BYTES)):
+                raise HeaderError(400, "Invalid Host header")
+        elif key == "upgrade":
+            self.upgrade = True
         self._items.append((key, text))
         combine_field(self._map, key, text)
 
@@ -134,11 +170,18 @@ class HeaderCollector:
     def take(self) -> Head:
         """The collected head; the collector is ready for the next request afterwards."""
         target, items, mapping = self.target, self._items, self._map
+        unusual = self.upgrade or self._trailers is not None
         self.reset()
-        if target[:1] != b"/":
+        if target[:1] != b"/" or unusual:
             return None, target.decode("latin-1"), items, mapping
         path, _, query = target.partition(b"?")
         return decode_component(path), query.decode("latin-1"), items, mapping
+
+
+    def take_trailers(self) -> list[tuple[str, str]] | None:
+        """Fields received after the last chunked body, or None; they are never headers."""
+        trailers, self._trailers = self._trailers, None
+        return trailers
 
 
 def _query_bytes(query: str | bytes) -> bytes:

@@ -19,7 +19,7 @@ class Request:
     __slots__ = (
         "method", "path", "query_string", "path_params", "body", "client", "http_version",
         "_header_items", "_header_map", "_headers", "_query_params", "_cookies", "_form",
-        "_state", "background", "responded",
+        "_state", "background", "responded", "_trailers",
     )
 
     def __init__(
@@ -53,6 +53,7 @@ class Request:
         self._state: State | None = None
         self.background: list[typing.Any] | None = None  # filled by schedule_task()
         self.responded = False
+        self._trailers: list[tuple[str, str]] | None = None  # set by the server when any came
 
     def _adopt_headers(self, headers: "Headers | typing.Mapping[str, str]") -> None:
         """A Request built by hand (tests, adapters) with a Headers object or a mapping."""
@@ -67,6 +68,12 @@ class Request:
         if headers is None:
             headers = self._headers = Headers(self._header_items, self._header_map)
         return headers
+
+    @property
+    def trailers(self) -> Headers:
+        """Fields sent after a chunked body (RFC 9112 7.1.2). Never merged into `headers`:
+        they arrive after whatever checked the head (a proxy, a middleware) let it through."""
+        return Headers(self._trailers or [])
 
     @property
     def query_params(self) -> QueryParams:

@@ -25,15 +25,17 @@ _RFC9110_PHRASES = {413: "Content Too Large", 414: "URI Too Long", 416: "Range N
                     422: "Unprocessable Content"}
 _STATUS_LINES: dict[int, bytes] = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, _RFC9110_PHRASES.get(s.value, s.phrase).encode("ascii"))
-    for s in HTTPStatus
+    for s in HTTPStatus if s.value >= 200  # 1xx are interim: never the final response
 }
 
 
 def status_line(status_code: int) -> bytes:
     line = _STATUS_LINES.get(status_code)
     if line is None:
-        if not 100 <= status_code <= 999:
-            raise ValueError(f"invalid HTTP status code {status_code}")
+        if not 200 <= status_code <= 999:
+            # A 1xx would leave the client waiting for a final response that never comes
+            # (RFC 9110 15.2): the handler's bug is answered 500 instead.
+            raise ValueError(f"status {status_code} cannot be a final response")
         line = _STATUS_LINES[status_code] = b"HTTP/1.1 %d \r\n" % status_code
     return line
 

@@ -35,6 +35,7 @@ static const char *const KNOWN_NAMES[] = {
     "sec-fetch-user", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform", "dnt", "te",
     "transfer-encoding", "expect", "x-forwarded-for", "x-forwarded-proto",
     "x-forwarded-host", "x-real-ip", "x-request-id", "priority", "range", "keep-alive",
+    "upgrade",
 };
 #define NKNOWN (sizeof(KNOWN_NAMES) / sizeof(KNOWN_NAMES[0]))
 
@@ -47,6 +48,7 @@ typedef struct {
     PyObject *name_cookie;
     PyObject *name_transfer_encoding;
     PyObject *name_host;
+    PyObject *name_upgrade;
     PyObject *comma;              /* ", " and "; ": separators of combined fields */
     PyObject *semicolon;
 } HeaderState;
@@ -57,6 +59,8 @@ static HeaderState state;
 static uint8_t token_char[256];
 /* RFC 9110 5.5: bytes a field value may not contain. */
 static uint8_t forbidden_in_value[256];
+/* RFC 3986 3.2.2: unreserved, sub-delims and "%" (pct-encoded is checked where it occurs). */
+static uint8_t reg_name_char[256];
 
 static inline int
 ows(Py_UCS4 c)
@@ -126,10 +130,12 @@ typedef struct {
     char expect_continue;
     char headers_complete;    /* the head is in; a body may follow */
     char continue_answered;   /* "100 Continue" went out for this request */
+    char upgrade;             /* an Upgrade field came: the protocol must look closer */
     char *target;             /* target_inline, or a heap buffer once it outgrows it */
     Py_ssize_t target_len, target_cap;
     PyObject *items;          /* list of (name, value), created on the first header */
     PyObject *map;            /* dict name -> value, repeated fields combined */
+    PyObject *trailers;       /* list of (name, value) after a chunked body, never in `map` */
     char target_inline[INLINE_TARGET];
 } HeaderCollector;
 
@@ -152,6 +158,7 @@ collector_clear_head(HeaderCollector *self)
     self->expect_continue = 0;
     self->headers_complete = 0;
     self->continue_answered = 0;
+    self->upgrade = 0;
     self->target_len = 0;
     Py_CLEAR(self->items);
     Py_CLEAR(self->map);
@@ -198,6 +205,7 @@ collector_dealloc(HeaderCollector *self)
     PyObject_GC_UnTrack(self);
     Py_CLEAR(self->items);
     Py_CLEAR(self->map);
+    Py_CLEAR(self->trailers);
     if (self->target != NULL && self->target != self->target_inline)
         PyMem_Free(self->target);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -208,6 +216,7 @@ collector_traverse(HeaderCollector *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->items);
     Py_VISIT(self->map);
+    Py_VISIT(self->trailers);
     return 0;
 }
 
@@ -216,6 +225,7 @@ collector_clear(HeaderCollector *self)
 {
     Py_CLEAR(self->items);
     Py_CLEAR(self->map);
+    Py_CLEAR(self->trailers);
     return 0;
 }
 
@@ -250,6 +260,8 @@ collector_on_url(HeaderCollector *self, PyObject *fragment)
     Py_ssize_t n;
     if (PyBytes_AsStringAndSize(fragment, &data, &n) < 0)
         return NULL;
+    if (self->size == 0 && self->trailers != NULL) /* a new message: the last one's are gone */
+        Py_CLEAR(self->trailers);
     self->size += n;
     if (self->size > self->max_header_size)
         return refuse(431, "Request Header Fields Too Large");
@@ -347,6 +359,64 @@ combine(PyObject *map, PyObject *key, PyObject *text)
     return status;
 }
 
+/* Host's value (RFC 9110 7.2, RFC 3986 3.2.2): IP-literal or reg-name, then an optional
+ * ":" and digits. Empty is allowed: a target without an authority is sent so. */
+static int
+valid_authority(const unsigned char *value, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    if (n > 0 && value[0] == '[') {
+        for (i = 1; i < n && value[i] != ']'; i++) {
+            unsigned char c = value[i];
+            if (!(reg_name_char[c] || c == ':') || c == '%')
+                return 0;
+        }
+        if (i == n)
+            return 0; /* no closing bracket */
+        i++;
+    }
+    else {
+        for (; i < n && value[i] != ':'; i++) {
+            if (!reg_name_char[value[i]])
+                return 0;
+            if (value[i] == '%' && (i + 2 >= n || hex_value(value[i + 1]) < 0 || hex_value(value[i + 2]) < 0))
+                return 0;
+        }
+    }
+    if (i == n)
+        return 1;
+    if (value[i] != ':')
+        return 0;
+    for (i++; i < n; i++) {
+        if (value[i] < '0' || value[i] > '9')
+            return 0;
+    }
+    return 1;
+}
+
+/* A field after a chunked body (RFC 9112 7.1.2): kept apart, so that nothing sent after the
+ * body can add to or override what a proxy let through in the head. Steals `key`. */
+static PyObject *
+add_trailer(HeaderCollector *self, PyObject *key, const unsigned char *value, Py_ssize_t n)
+{
+    PyObject *text = NULL, *item = NULL, *result = NULL;
+    text = PyUnicode_DecodeLatin1((const char *)value, n, NULL);
+    if (text == NULL)
+        goto cleanup;
+    if (self->trailers == NULL && (self->trailers = PyList_New(0)) == NULL)
+        goto cleanup;
+    item = PyTuple_Pack(2, key, text);
+    if (item == NULL || PyList_Append(self->trailers, item) < 0)
+        goto cleanup;
+    result = Py_None;
+    Py_INCREF(result);
+cleanup:
+    Py_XDECREF(item);
+    Py_XDECREF(text);
+    Py_DECREF(key);
+    return result;
+}
+
 static PyObject *
 collector_on_header(HeaderCollector *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -387,6 +457,8 @@ collector_on_header(HeaderCollector *self, PyObject *const *args, Py_ssize_t nar
     key = lowered_name(name, name_len);
     if (key == NULL)
         goto cleanup;
+    if (self->headers_complete) /* after a chunked body: a trailer field */
+        return add_trailer(self, key, value, value_len);
     if (key == state.name_content_length) {
         if (parse_content_length(self, value, value_len) < 0)
             goto cleanup;
@@ -403,13 +475,20 @@ collector_on_header(HeaderCollector *self, PyObject *const *args, Py_ssize_t nar
         refuse(501, "Transfer-Encoding other than chunked is not implemented");
         goto cleanup;
     }
-    else if (key == state.name_host && self->map != NULL) {
-        int seen = PyDict_Contains(self->map, key);
+    else if (key == state.name_host) {
+        int seen = self->map != NULL ? PyDict_Contains(self->map, key) : 0;
         if (seen != 0) {
             if (seen > 0)
                 refuse(400, "More than one Host header"); /* RFC 9112 3.2 */
             goto cleanup;
         }
+        if (!valid_authority(value, value_len)) {
+            refuse(400, "Invalid Host header"); /* RFC 9110 7.2: uri-host [ ":" port ] */
+            goto cleanup;
+        }
+    }
+    else if (key == state.name_upgrade) {
+        self->upgrade = 1;
     }
     text = PyUnicode_DecodeLatin1((const char *)value, value_len, NULL);
     if (text == NULL)
@@ -448,7 +527,9 @@ collector_take(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
     if (items == NULL || map == NULL)
         goto cleanup;
 
-    if (n > 0 && target[0] == '/') {
+    /* Anything unusual (an Upgrade, trailers) takes the caller's cold path, as other target
+     * forms do: the usual request pays nothing for them. */
+    if (n > 0 && target[0] == '/' && !self->upgrade && self->trailers == NULL) {
         const char *mark = memchr(target, '?', (size_t)n);
         Py_ssize_t path_len = mark != NULL ? mark - target : n;
         if (memchr(target, '%', (size_t)path_len) != NULL) {
@@ -482,6 +563,17 @@ cleanup:
     Py_XDECREF(map);
     collector_clear_head(self);
     return result;
+}
+
+/* take_trailers() -> list of (name, value) received after the last body, or None. */
+static PyObject *
+collector_take_trailers(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *trailers = self->trailers;
+    self->trailers = NULL;
+    if (trailers == NULL)
+        Py_RETURN_NONE;
+    return trailers;
 }
 
 static PyObject *
@@ -551,6 +643,8 @@ static PyMethodDef collector_methods[] = {
      "on_header(name: bytes, value: bytes): one header field (httptools callback)."},
     {"take", (PyCFunction)collector_take, METH_NOARGS,
      "take() -> (path | None, query, items, map), and reset for the next request."},
+    {"take_trailers", (PyCFunction)collector_take_trailers, METH_NOARGS,
+     "take_trailers() -> [(name, value), ...] after a chunked body, or None."},
     {"on_headers_complete", (PyCFunction)collector_on_headers_complete, METH_NOARGS,
      "on_headers_complete(): the head is in (httptools callback)."},
     {"answer_continue", (PyCFunction)collector_answer_continue, METH_NOARGS,
@@ -860,6 +954,13 @@ init_tables(void)
     for (const char *p = tchar_extra; *p; p++)
         token_char[(unsigned char)*p] = 1;
     forbidden_in_value['\r'] = forbidden_in_value['\n'] = forbidden_in_value[0] = 1;
+    static const char reg_name_extra[] = "-._~!$&'()*+,;=%";
+    for (int c = '0'; c <= '9'; c++)
+        reg_name_char[c] = 1;
+    for (int c = 'a'; c <= 'z'; c++)
+        reg_name_char[c] = reg_name_char[c - 32] = 1;
+    for (const char *p = reg_name_extra; *p; p++)
+        reg_name_char[(unsigned char)*p] = 1;
 }
 
 int
@@ -882,6 +983,8 @@ catzilla_headers_init(PyObject *module)
             state.name_transfer_encoding = state.known[k];
         else if (strcmp(KNOWN_NAMES[k], "host") == 0)
             state.name_host = state.known[k];
+        else if (strcmp(KNOWN_NAMES[k], "upgrade") == 0)
+            state.name_upgrade = state.known[k];
     }
     state.comma = PyUnicode_InternFromString(", ");
     state.semicolon = PyUnicode_InternFromString("; ");

@@ -25,10 +25,13 @@ query_bytes = st.lists(tricky_bytes | hex_escapes | st.sampled_from([b"a=1", b"&
 texts = st.text(alphabet=st.sampled_from(list(" \t;=\"\\,aAZz09-/é€\x00\U0001f600")), max_size=40) | st.text(max_size=30)
 token_names = st.text(alphabet=st.sampled_from(list("!#$%&'*+-.^_`|~09azAZ")), min_size=1, max_size=20).map(str.encode)
 known_names = st.sampled_from([b"Host", b"host", b"CONTENT-LENGTH", b"Cookie", b"cookie", b"Expect", b"content-type",
-                               b"User-Agent", b"X-Forwarded-For", b"Accept", b"Transfer-Encoding"])
+                               b"User-Agent", b"X-Forwarded-For", b"Accept", b"Transfer-Encoding",
+                               b"Upgrade", b"HOST"])
 header_names = known_names | token_names | tricky_bytes
 header_values = st.sampled_from([b"0", b"12", b"100-continue", b"100-CONTINUE", b"a=1", b" x ", b"", b"1001",
-                                 b"9" * 19, b"+5", b"1 2", b"chunked", b" Chunked ", b"gzip, chunked"]) | tricky_bytes
+                                 b"9" * 19, b"+5", b"1 2", b"chunked", b" Chunked ", b"gzip, chunked",
+                                 b"a:80", b"[::1]:8000", b"[::1", b"h%41", b"h%4", b"a:", b"a:b", b"<x>",
+                                 b"a, b", b"[v1.x]"]) | tricky_bytes
 
 
 def outcome(call: typing.Callable[[], typing.Any]) -> tuple[str, typing.Any]:
@@ -38,7 +41,8 @@ def outcome(call: typing.Callable[[], typing.Any]) -> tuple[str, typing.Any]:
         return "refused", (exc.status, exc.reason)
 
 
-def collect(cls: type, target_parts: list[bytes], fields: list[tuple[bytes, bytes]]) -> list[typing.Any]:
+def collect(cls: type, target_parts: list[bytes], fields: list[tuple[bytes, bytes]],
+            trailers: list[tuple[bytes, bytes]] = ()) -> list[typing.Any]:
     """Feed one head through a collector; record every step's outcome and the final state."""
     collector = cls(MAX_HEADER, MAX_BODY)
     steps: list[typing.Any] = []
@@ -47,7 +51,11 @@ def collect(cls: type, target_parts: list[bytes], fields: list[tuple[bytes, byte
     for name, value in fields:
         steps.append(outcome(lambda: collector.on_header(name, value)))
         steps.append((collector.size, collector.content_length, collector.expect_continue))
+    collector.on_headers_complete()
+    for name, value in trailers:
+        steps.append(outcome(lambda: collector.on_header(name, value)))
     steps.append(outcome(collector.take))
+    steps.append(outcome(collector.take_trailers))
     steps.append((collector.size, collector.content_length, collector.expect_continue, collector.target))
     return steps
 
@@ -62,9 +70,12 @@ def test_the_server_uses_the_c_parser() -> None:
 @settings(max_examples=400, deadline=None)
 @given(target_parts=st.lists(st.sampled_from([b"/", b"/a%20b", b"?", b"q=1", b"%zz", b"%C3", b"%A9", b"http://h/x",
                                               b"*", b"\xff", b"/" * 200]) | tricky_bytes, max_size=6),
-       fields=st.lists(st.tuples(header_names, header_values), max_size=10))
-def test_collector_matches_reference(target_parts: list[bytes], fields: list[tuple[bytes, bytes]]) -> None:
-    assert collect(_native.HeaderCollector, target_parts, fields) == collect(headerparse.HeaderCollector, target_parts, fields)
+       fields=st.lists(st.tuples(header_names, header_values), max_size=10),
+       trailers=st.lists(st.tuples(header_names, header_values), max_size=3))
+def test_collector_matches_reference(target_parts: list[bytes], fields: list[tuple[bytes, bytes]],
+                                     trailers: list[tuple[bytes, bytes]]) -> None:
+    assert collect(_native.HeaderCollector, target_parts, fields, trailers) \
+        == collect(headerparse.HeaderCollector, target_parts, fields, trailers)
 
 
 @settings(max_examples=500, deadline=None)

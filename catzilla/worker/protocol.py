@@ -18,7 +18,7 @@ import httptools
 
 from .._native import HeaderCollector
 from ..datastructures import Address
-from ..headerparse import HeaderError, decode_component
+from ..headerparse import HeaderError, decode_component, valid_authority
 from ..logs import access_logger
 from ..request import Request
 from ..responses import Response, error_response
@@ -61,6 +61,62 @@ class _Refusal:
         self.status, self.detail = status, detail
 
 
+_CONTINUE = "continue"  # after an Upgrade request without a body: parse on as HTTP/1.1
+_DISCARD = "discard"  # after CONNECT: the bytes are a tunnel's, never requests
+
+
+class _Discarder:
+    """Stands in for the parser once nothing more on a connection may be parsed."""
+
+    def feed_data(self, data: bytes) -> None:
+        pass
+
+    def get_http_version(self) -> str:
+        return "1.1"
+
+    def should_keep_alive(self) -> bool:
+        return False
+
+
+class _BodyReader:
+    """Reads the body of an Upgrade request that httptools skipped, as its framing says: a
+    second parser, primed with a head that has the same framing, delivers the body chunks
+    (and trailers) to the connection. The request is handled once the body is complete,
+    and the connection closes after its response."""
+
+    def __init__(self, conn: "HttpProtocol", request: Request, header_map: dict[str, str]) -> None:
+        self.conn = conn
+        self.request = request
+        self.started = False  # the primed head is behind us
+        self.done = False
+        self.trailers: list[tuple[str, str]] = []
+        self.parser = httptools.HttpRequestParser(self)
+        framing = (b"transfer-encoding: chunked" if header_map.get("transfer-encoding")
+                   else b"content-length: " + header_map["content-length"].encode("latin-1"))
+        self.parser.feed_data(b"POST / HTTP/1.1\r\nhost: body\r\n" + framing + b"\r\n\r\n")
+        self.started = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.started and not self.done:
+            self.trailers.append((name.decode("latin-1").lower(), value.decode("latin-1").strip(" \t")))
+
+    def on_body(self, chunk: bytes) -> None:
+        if not self.done:
+            self.conn.on_body(chunk)
+
+    def on_message_complete(self) -> None:
+        if not self.started or self.done:
+            return  # the primed head has no body of its own; later bytes are ignored
+        self.done = True
+        conn, request = self.conn, self.request
+        body = conn.body
+        request.body = body[0] if len(body) == 1 else b"".join(body)
+        request._trailers = request._trailers + self.trailers if self.trailers else request._trailers
+        conn.body, conn.body_size = [], 0
+        conn.reception = IDLE
+        conn._dispatch(request, False)
+
+
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, worker: "Worker") -> None:
         self.worker = worker
@@ -100,6 +156,9 @@ class HttpProtocol(asyncio.Protocol):
         self.draining_pipeline = False
         self.write_resumed: asyncio.Future[None] | None = None
         self.streamed = 0  # bytes of the streamed response being written
+        # How to go on after an Upgrade request's head (see _upgrade): set by on_message_complete,
+        # read when httptools raises HttpParserUpgrade right after it.
+        self.upgrade_rest: typing.Any = None
 
     # -- transport events ------------------------------------------------------------------
 
@@ -142,6 +201,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.reception is IDLE:
             self.reception = HEAD
             self.head_started = self.last_activity
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except _Rejected:
@@ -154,8 +216,10 @@ class HttpProtocol(asyncio.Protocol):
                 logger.exception("error in a parser callback")
                 self.rejection = (500, "Internal Server Error")
             self._reject()
-        except httptools.HttpParserUpgrade:
-            pass  # we speak HTTP/1.1 only: the request is served as if Upgrade were absent
+        except httptools.HttpParserUpgrade as exc:
+            # httptools stops after the head of an Upgrade (or CONNECT) request, skipping any
+            # body: what follows is never parsed as the next request until _upgrade says how.
+            self._after_upgrade(data[exc.args[0]:] if exc.args else b"")
         except httptools.HttpParserError as exc:
             if not self.keep_alive and (self.busy or self.pipeline):
                 return  # bytes after a "Connection: close" request: ignored, we close soon
@@ -184,12 +248,18 @@ class HttpProtocol(asyncio.Protocol):
         parser = self.parser
         method = parser.get_method()
         path, query, header_items, header_map = self.head.take()
-        if path is None:
-            path, query = self._absolute_form(query)
+        unusual = None
+        if path is None:  # not a plain origin-form request: see _unusual_head
+            path, query, unusual = self._unusual_head(query, header_items, header_map)
         body = self.body
         keep_alive = parser.should_keep_alive()
         # Kept alive without a Connection header can only be HTTP/1.1: no need to ask.
-        version = "1.1" if keep_alive and "connection" not in header_map else parser.get_http_version()
+        if keep_alive and "connection" not in header_map:
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
+            if version == "1.0" and keep_alive and "transfer-encoding" in header_map:
+                keep_alive = False  # framing HTTP/1.0 does not know: close after (RFC 9112 6.1)
         if version[0] != "1":  # HTTP/0.9, HTTP/2.0 in an HTTP/1 request line
             self._refuse(505, "HTTP Version Not Supported")
         if version == "1.1" and "host" not in header_map:
@@ -208,6 +278,14 @@ class HttpProtocol(asyncio.Protocol):
         if body:
             self.body = []
             self.body_size = 0
+        if unusual is not None:
+            request._trailers = unusual
+            if parser.should_upgrade():
+                self._upgrade(request, keep_alive)
+                return
+        self._dispatch(request, keep_alive)
+
+    def _dispatch(self, request: Request, keep_alive: bool) -> None:
         if self.busy or self.pipeline:
             self.pipeline.append((request, keep_alive))
             if not self.reading_paused and self.transport is not None:
@@ -216,15 +294,64 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._handle(request, keep_alive)
 
-    def _absolute_form(self, target: str) -> tuple[str, str]:
-        """`http://host/path?q` (RFC 9112 3.2.2, sent to proxies) or `*` (OPTIONS)."""
+    def _unusual_head(self, target: str, items: list[tuple[str, str]],
+                      header_map: dict[str, str]) -> tuple[str, str, list[tuple[str, str]]]:
+        """The cold path of a head: an absolute-form target (RFC 9112 3.2.2, sent to
+        proxies), `*` (OPTIONS), an authority (CONNECT), an Upgrade field, or trailers.
+        Returns the path, the query and the trailers (empty when none came)."""
+        trailers = self.head.take_trailers() or []
         if target == "*":
-            return "*", ""
+            return "*", "", trailers
         try:
             url = httptools.parse_url(target.encode("latin-1"))
         except httptools.HttpParserInvalidURLError:
             self._refuse(400, "Invalid request target")
-        return decode_component(url.path or b"/"), (url.query or b"").decode("latin-1")
+        if url.host is not None and "host" in header_map:
+            # The target's authority wins over Host (RFC 9112 3.2.2), and must be one.
+            host = url.host if b":" not in url.host else b"[" + url.host + b"]"
+            authority = host if url.port is None else b"%s:%d" % (host, url.port)
+            if not valid_authority(authority):
+                self._refuse(400, "Invalid request target")
+            header_map["host"] = authority.decode("latin-1")
+            items[:] = [("host", header_map["host"]) if name == "host" else (name, value)
+                        for name, value in items]
+        return decode_component(url.path or b"/"), (url.query or b"").decode("latin-1"), trailers
+
+    # -- upgrades ----------------------------------------------------------------------------
+
+    def _upgrade(self, request: Request, keep_alive: bool) -> None:
+        """An Upgrade (or CONNECT) request is complete as far as httptools goes: it stops
+        there and skips the body. Nothing is honoured yet, so the request is served as an
+        ordinary one (RFC 9110 7.8 lets a server ignore Upgrade). A WebSocket handshake
+        will be accepted here, taking the transport over."""
+        header_map = request._header_map or {}
+        if request.method == "CONNECT":
+            # What follows is a tunnel's bytes, never requests: answer, then close.
+            self.upgrade_rest = _DISCARD
+            self._dispatch(request, False)
+        elif header_map.get("transfer-encoding") or header_map.get("content-length", "0") != "0":
+            # The body is read as its framing says, by a parser of its own; where it ends in
+            # the stream is unknown to us afterwards, so the connection closes after it.
+            self.upgrade_rest = _BodyReader(self, request, header_map)
+        else:
+            self.upgrade_rest = _CONTINUE
+            self._dispatch(request, keep_alive)
+
+    def _after_upgrade(self, rest: bytes) -> None:
+        """httptools has stopped after an Upgrade request's head; `rest` followed it."""
+        how, self.upgrade_rest = self.upgrade_rest, None
+        if isinstance(how, _BodyReader):
+            self.parser = how.parser  # the rest of this connection feeds the body reader
+            if rest:
+                self._feed(rest)
+        elif how is _CONTINUE:
+            # No body: the next bytes are the next request, for a parser of its own (this
+            # one stays stopped).
+            self.parser = httptools.HttpRequestParser(self)
+            if rest:
+                self._feed(rest)
+        else:
+            self.parser = _Discarder()  # a tunnel's bytes (or a refused request's): ignored
 
     # -- handling ----------------------------------------------------------------------------
 

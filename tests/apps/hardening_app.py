@@ -57,3 +57,45 @@ async def stream(request):
 @app.get("/big-int/{value}")
 async def big_int(request, value: int):
     return {"value": value}
+
+
+@app.post("/echo")
+async def echo(request):
+    return {"body": request.body.decode("latin-1"), "headers": dict(request.headers),
+            "trailers": dict(request.trailers)}
+
+
+@app.get("/smuggled")
+async def smuggled(request):
+    return {"smuggled": True}
+
+
+@app.get("/host")
+async def host(request):
+    return {"host": request.headers.get("host"), "path": request.path, "query": request.query_string}
+
+
+@app.get("/informational/{status}")
+async def informational(request, status: int):
+    from catzilla import Response
+    return Response(b"", status_code=status)
+
+
+@app.get("/informational-sync/{status}")
+def informational_sync(request, status: int):
+    from catzilla import JSONResponse
+    return JSONResponse({"x": 1}, status_code=status)
+
+
+@app.get("/big")
+def big(request, size: int = 8 * 1024 * 1024):
+    from catzilla import Response
+    return Response(b"x" * size, media_type="application/octet-stream")
+
+
+@app.get("/endless")
+async def endless(request):
+    async def chunks():
+        while True:
+            yield b"y" * 65536
+    return StreamingResponse(chunks(), media_type="application/octet-stream")
