@@ -27,18 +27,21 @@ class Catzilla:
     # -- routes ----------------------------------------------------------------------------
 
     def route(self, path: str, methods: typing.Iterable[str] = ("GET",), *,
-              name: str | None = None) -> typing.Callable[[Handler], Handler]:
+              name: str | None = None, timeout: float | None = None) -> typing.Callable[[Handler], Handler]:
+        """`timeout`: seconds the handler may run before the request is answered 504 (None:
+        the server's --request-timeout; 0: no limit)."""
         methods = [methods] if isinstance(methods, str) else list(methods)
 
         def register(handler: Handler) -> Handler:
-            self.add_route(path, handler, methods, name=name)
+            self.add_route(path, handler, methods, name=name, timeout=timeout)
             return handler
 
         return register
 
     def add_route(self, path: str, handler: typing.Callable[..., typing.Any],
-                  methods: typing.Iterable[str] = ("GET",), *, name: str | None = None) -> list[Route]:
-        return self.router.add(path, methods, handler, name)
+                  methods: typing.Iterable[str] = ("GET",), *, name: str | None = None,
+                  timeout: float | None = None) -> list[Route]:
+        return self.router.add(path, methods, handler, name, timeout)
 
     def get(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["GET"], **kw)
@@ -100,18 +103,8 @@ class Catzilla:
 
         Arguments not given fall back to CATZILLA_* variables, then to the defaults."""
         from .config import Config
-        from .logs import configure_logging
-        from .worker.server import Worker
+        from .serve import serve  # the one deliberate outward import (see pyproject.toml)
 
-        config = Config.from_env(port=port, host=host, **settings)
-        configure_logging(config.log_level, config.log_format, config.log_file)
-        if config.workers > 1:
-            from .master.arbiter import Master
-
-            master = Master(f"{type(self).__name__} at {id(self):#x}", config)
-            master.app = self
-            status = master.run()
-        else:
-            status = Worker(self, config).run()
+        status = serve(Config.from_env(port=port, host=host, **settings), app=self)
         if status:
             raise SystemExit(status)

@@ -3,44 +3,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import logging
-import os
 import sys
 import typing
 
 from .config import Config, setting_env
-from .logs import configure_logging
 
-__all__ = ["main", "load_app", "configure_logging", "AppLoadError"]
+__all__ = ["main"]
 
 logger = logging.getLogger("catzilla")
-
-
-class AppLoadError(Exception):
-    pass
-
-
-def load_app(target: str) -> typing.Any:
-    """`package.module:attribute` -> the object; the current directory is importable."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise AppLoadError(f"app must look like 'module:attribute', got {target!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise AppLoadError(f"could not import module {module_name!r}: {exc}") from exc
-        raise
-    obj: typing.Any = module
-    for part in attribute.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r}") from None
-    return obj
 
 
 def _argument_type(field: dataclasses.Field[typing.Any], first: bool = False) -> typing.Callable[[str], typing.Any]:
@@ -95,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"catzilla: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.log_level, config.log_format, config.log_file)
-    from .master.arbiter import Master
+    from .serve import serve  # not at the top: `catzilla stats` needs none of the server
 
-    return Master(args.app, config).run()
+    return serve(config, target=args.app)

@@ -59,6 +59,11 @@ def _optional_str(raw: str) -> str | None:
     return raw or None
 
 
+def _max_queue(raw: str) -> int | None:
+    """A count, or 'auto' (None): twice the pool's threads, decided by the worker."""
+    return None if raw.strip().lower() == "auto" else int(raw)
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 <= value <= 65535:
@@ -117,6 +122,28 @@ class Config:
                               "before the master dumps its stack and replaces it (gunicorn's 30).", float)
     graceful_timeout: float = _setting(30.0, "Seconds a graceful stop waits for in-flight "
                                        "requests and background tasks before giving up on them.", float)
+    request_timeout: float = _setting(60.0, "Seconds a handler may run before the request is "
+                                      "answered 504 (an async handler is cancelled, a sync one "
+                                      "abandoned to its thread); a route's timeout= overrides it. "
+                                      "60 s is what the proxies in front wait by default (nginx's "
+                                      "proxy_read_timeout, a cloud load balancer's idle timeout): a "
+                                      "later answer would reach nobody. 0: no limit.", float)
+    # -- overload: refuse at once (503 + Retry-After) rather than queue without bound
+    max_queue: int | None = _setting(None, "Sync requests that may wait for a pool thread; one "
+                                     "more is refused 503 at once. Default 'auto', 2 x --threads: "
+                                     "a full queue then waits about two handler durations, so "
+                                     "admitted requests stay fast under overload while a burst "
+                                     "of three times --threads is still absorbed. 0: never wait.",
+                                     _max_queue)
+    queue_timeout: float = _setting(5.0, "Seconds a sync request may wait for a pool thread; "
+                                    "one that waited longer is answered 503 instead of run, since "
+                                    "its client has most likely given up or retried. 0: no limit.",
+                                    float)
+    limit_concurrency: int = _setting(0, "Requests a worker has in flight (async handlers "
+                                      "running, plus the pool's running and queued jobs) beyond "
+                                      "which new ones are refused 503 at once (uvicorn's "
+                                      "--limit-concurrency). 0: no limit, since async requests cost "
+                                      "a Task each and the sync queue is bounded by --max-queue.", int)
     max_requests: int = _setting(0, "Recycle a worker after this many requests (0: never); "
                                  "bounds the damage of slow leaks.", int)
     max_requests_jitter: int = _setting(0, "Add up to this many requests at random to "
@@ -134,6 +161,17 @@ class Config:
                                   "above): bodies are read into memory before the handler runs.", int)
     write_buffer_high: int = _setting(64 * 1024, "Bytes buffered for a slow reader before the "
                                       "connection stops taking new pipelined requests.", int)
+    write_timeout: float = _setting(30.0, "Seconds a connection may have unsent response bytes "
+                                    "without the client taking any of them before it is closed: a "
+                                    "reader that stalls this long is gone or hostile, and its "
+                                    "buffered response is memory held for nobody. 0: no limit.", float)
+    min_body_rate: int = _setting(240, "Bytes per second a request body must average once "
+                                  "--body-rate-grace has passed, or the request is answered 408 "
+                                  "(Kestrel's 240 B/s): one byte every few seconds would otherwise "
+                                  "hold a connection for days. 0: no minimum.", int)
+    body_rate_grace: float = _setting(5.0, "Seconds a request body may arrive at any rate before "
+                                      "--min-body-rate applies (Kestrel's 5 s): covers a slow "
+                                      "start and a client's pause for 100 Continue.", float)
     health_path: str | None = _setting(None, "Answer liveness probes here (200 while the "
                                        "worker's loop runs), before any user route.", _optional_str)
     ready_path: str | None = _setting(None, "Answer readiness probes here (503 while "
@@ -175,8 +213,10 @@ class Config:
                 raise ValueError(f"{name.replace('_', '-')} must be above 0, got {getattr(self, name)}")
         # 0 means something for these: no timeout, no keep-alive, no bodies, the kernel's backlog.
         for name in ("timeout", "graceful_timeout", "max_requests", "max_requests_jitter",
-                     "loop_block_threshold", "keep_alive_timeout", "max_body_size", "backlog"):
-            if getattr(self, name) < 0:
+                     "loop_block_threshold", "keep_alive_timeout", "max_body_size", "backlog",
+                     "request_timeout", "max_queue", "queue_timeout", "limit_concurrency",
+                     "write_timeout", "min_body_rate", "body_rate_grace"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.port is not None:
             _port(str(self.port))

@@ -3,27 +3,46 @@ workers from the shared stats block, readable from any handler of any worker."""
 from __future__ import annotations
 
 import collections
+import logging
+import os
 import time
 import typing
 
-from .stats import BUCKETS, StatsBoard, bucket_upper_ms, merge_routes, percentile
+from .stats import BUCKETS, StatsBoard, bucket_upper_ms, empty_snapshot, merge_routes, percentile
 
 __all__ = ["get_handler_stats", "get_performance_metrics", "StatsReader"]
 
 # requests per second is averaged over this many seconds of once-a-second samples
 RATE_WINDOW = 10
 
+logger = logging.getLogger("catzilla.stats")
+
 
 class StatsReader:
     """The current process's view of the board, with a short history for rates."""
 
     def __init__(self, board: StatsBoard) -> None:
-        self.board = board
+        # Every read of ours runs on the worker's event loop: none may wait on shared memory.
+        self.board = board.on_event_loop()
         self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=RATE_WINDOW + 1)
+        self.skipping = False  # samples are being skipped: the block stays mid-update
 
     def sample(self) -> None:
-        """Once a second, from the worker's loop."""
-        self.samples.append((time.monotonic(), self.board.totals()[0]))
+        """Once a second, from the worker's loop. A block that stays mid-update (a fold
+        longer than the loop's patience, or a tampered file) skips the sample: said once,
+        and once more when sampling works again."""
+        try:
+            requests = self.board.totals()[0]
+        except RuntimeError as exc:
+            if not self.skipping:
+                self.skipping = True
+                logger.warning("worker %d: stats samples skipped while the shared stats block "
+                               "stays mid-update (%s)", os.getpid(), exc)
+            return
+        if self.skipping:
+            self.skipping = False
+            logger.info("worker %d: stats samples resumed", os.getpid())
+        self.samples.append((time.monotonic(), requests))
 
     def requests_per_second(self) -> float:
         if len(self.samples) < 2:
@@ -44,8 +63,7 @@ def install(reader: StatsReader | None, enabled: bool = True) -> None:
 
 def _snapshot() -> dict[str, typing.Any]:
     if _reader is None:
-        return {"slots": [], "retired_routes": [], "retired": {
-            "requests": 0, "errors": 0, "bytes_in": 0, "bytes_out": 0}}
+        return empty_snapshot()
     return _reader.board.snapshot()
 
 
@@ -54,10 +72,11 @@ def handler_stats(snapshot: dict[str, typing.Any]) -> dict[str, typing.Any]:
     by_kind = {kind: {"requests": 0, "errors": 0, "in_flight": 0} for kind in ("sync", "async")}
     routes = {}
     for key, totals in merge_routes(snapshot).items():
-        kind = by_kind[totals.kind]
-        kind["requests"] += totals.requests
-        kind["errors"] += totals.errors
-        kind["in_flight"] += totals.in_flight
+        kind = by_kind.get(totals.kind)  # None for the unmatched row: no handler ran
+        if kind is not None:
+            kind["requests"] += totals.requests
+            kind["errors"] += totals.errors
+            kind["in_flight"] += totals.in_flight
         routes[key] = {
             "kind": totals.kind, "requests": totals.requests, "errors": totals.errors,
             "in_flight": totals.in_flight, "loop_blocked": totals.blocked,

@@ -39,10 +39,12 @@ def compile_path(path: str) -> tuple[re.Pattern[str] | None, list[str]]:
 class Route:
     """One (path, method) and everything decided about its handler at registration."""
 
-    __slots__ = ("path", "method", "endpoint", "name", "kind", "binding", "index", "warned_awaitable")
+    __slots__ = ("path", "method", "endpoint", "name", "kind", "binding", "index", "warned_awaitable",
+                 "timeout")
 
     def __init__(self, path: str, method: str, endpoint: typing.Callable[..., typing.Any],
-                 path_names: list[str], name: str | None = None, index: int = 0) -> None:
+                 path_names: list[str], name: str | None = None, index: int = 0,
+                 timeout: float | None = None) -> None:
         self.path = path
         self.method = method
         self.endpoint = endpoint
@@ -51,6 +53,9 @@ class Route:
         self.binding = Binding(endpoint, path_names)
         self.index = index  # this route's row in the stats block
         self.warned_awaitable = False
+        # Seconds its handler may run before the request is answered 504; None: the server's
+        # --request-timeout; 0: no limit.
+        self.timeout = _timeout(timeout)
 
     @property
     def key(self) -> str:
@@ -58,6 +63,15 @@ class Route:
 
     def __repr__(self) -> str:
         return f"<Route {self.method} {self.path} {self.kind.label}>"
+
+
+def _timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    timeout = float(timeout)
+    if not timeout >= 0:  # negative, or NaN
+        raise ValueError(f"a route's timeout is seconds >= 0 (0: no limit), got {timeout}")
+    return timeout
 
 
 Methods = dict[str, Route]
@@ -71,7 +85,7 @@ class Router:
         self.routes: list[Route] = []
 
     def add(self, path: str, methods: typing.Iterable[str], endpoint: typing.Callable[..., typing.Any],
-            name: str | None = None) -> list[Route]:
+            name: str | None = None, timeout: float | None = None) -> list[Route]:
         regex, names = compile_path(path)
         table = self._templates.get(path)
         if table is None:
@@ -85,7 +99,7 @@ class Router:
             method = method.upper()
             if method in table:
                 raise ValueError(f"route {method} {path} is already registered")
-            route = table[method] = Route(path, method, endpoint, names, name, len(self.routes))
+            route = table[method] = Route(path, method, endpoint, names, name, len(self.routes), timeout)
             self.routes.append(route)
             added.append(route)
         return added

@@ -3,22 +3,52 @@
 The master creates the block before it forks (a file in /dev/shm, so `catzilla stats` can
 open it from outside); `app.listen()` makes a private one. Each worker writes its own slot
 from C; anyone reads the sums.
+
+/dev/shm is writable by every user and the file's name is predictable, so the file is made
+with O_EXCL|O_NOFOLLOW, mode 0600 (nothing planted there is adopted or followed), and
+readers open only a regular file of ours (or root's) that nobody else may write. The master
+holds an flock on its file for as long as it (or a worker forked from it) lives, so the
+next master can tell the file of one killed with -9 (lock free: removed) from that of a live
+one in another PID namespace sharing /dev/shm (lock held: its pid means nothing here). A
+name taken by anything else is left alone, and that master runs without a shared block.
+
+What is read from the block is only numbers another process wrote: the C reader checks
+the dimensions once and bounds every index; a reader on a worker's event loop waits at
+most LOOP_READ_PATIENCE for a consistent view and otherwise serves the last one it had.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import glob
+import logging
 import mmap
 import os
+import stat
 import tempfile
 import typing
 
-from ._native import STATS_BUCKETS, StatsBlock, WorkerSlot
+from ._native import STATS_BUCKETS, STATS_HEADER_BYTES, StatsBlock, WorkerSlot
 
-__all__ = ["StatsBoard", "RouteTotals", "percentile", "BUCKETS", "WorkerSlot", "board_path"]
+__all__ = ["StatsBoard", "RouteTotals", "percentile", "BUCKETS", "WorkerSlot", "board_path", "UNMATCHED_KEY"]
 
 BUCKETS = STATS_BUCKETS
+# The stats row, after the app's routes, of requests no route answered (404, 405, health,
+# readiness and metrics probes, refused requests): with it the counts add up to the access log.
+UNMATCHED_KEY = "* <unmatched>"
 # Routes ever seen, across reloads, that the retired totals can tell apart.
 RETIRED_FACTOR = 4
+# How long a read from a worker's event loop waits for a fold in progress: a fold takes tens
+# of µs, so this covers it with room to spare while costing the loop less than a millisecond;
+# longer means the folder was preempted or died, or the file was tampered with.
+LOOP_READ_PATIENCE = 0.0005
+# Creating the file: once more after removing a stale file found at the name (or after
+# another master swept ours away between its creation and our lock).
+CREATE_ATTEMPTS = 2
+# Who may own a stats file we read: the user we run as, or root.
+TRUSTED_OWNERS = (os.geteuid(), 0)
+
+logger = logging.getLogger("catzilla.stats")
 
 
 def _directory() -> str:
@@ -41,17 +71,130 @@ def _alive(path: str) -> bool:
     return True
 
 
+def _open_trusted(path: str) -> tuple[int, os.stat_result]:
+    """Open a stats file to read: never through a symlink, and only a regular file of ours
+    (or root's) that no one else may write, long enough for a header. Raises OSError or
+    ValueError naming the reason."""
+    try:
+        # O_NONBLOCK: a FIFO planted at the name must not hang the reader.
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"{path} is a symbolic link; refusing it") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file; refusing it")
+        if info.st_uid not in TRUSTED_OWNERS:
+            raise ValueError(f"{path} belongs to uid {info.st_uid}, not to us; refusing it")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ValueError(f"{path} is writable by others (mode {stat.S_IMODE(info.st_mode):o}); refusing it")
+        if info.st_size < STATS_HEADER_BYTES:
+            raise ValueError(f"{path} is too short for a stats block; refusing it")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
 def find_boards() -> list[str]:
-    """Stats files of running servers, newest first."""
-    paths = [p for p in glob.glob(os.path.join(_directory(), "catzilla-*.stats")) if _alive(p)]
-    return sorted(paths, key=os.path.getmtime, reverse=True)
+    """Stats files of running servers that we may read, newest first."""
+    found = []
+    for path in glob.glob(os.path.join(_directory(), "catzilla-*.stats")):
+        if not _alive(path):
+            continue
+        try:
+            fd, info = _open_trusted(path)
+        except (OSError, ValueError):
+            continue
+        os.close(fd)
+        found.append((info.st_mtime, path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def _same_file(path: str, fd: int) -> bool:
+    """Does `path` still name the file open as `fd`?"""
+    try:
+        named = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _remove_if_stale(path: str) -> bool:
+    """Remove the file at `path` if it is a regular file of ours whose master is gone (its
+    lock is free). True if the name is free now."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:  # a symlink (ELOOP), someone else's file (EACCES): not ours to remove
+        return False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live master (or its workers) holds it
+        if not _same_file(path, fd):
+            return False
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_stale_boards() -> int:
+    """Delete the files of masters that died without cleaning up (SIGKILL): each holds memory
+    in /dev/shm. A file is stale when its master's lock is free and its pid is gone here too
+    (a master of an older version, without the lock, may still be running). Returns how many
+    were removed."""
+    removed = 0
+    for path in glob.glob(os.path.join(_directory(), "catzilla-*.stats")):
+        if not _alive(path) and _remove_if_stale(path):
+            removed += 1
+    return removed
+
+
+def _create_file(path: str, size: int) -> int:
+    """A new file of `size` bytes at `path`, private to us and locked for our lifetime."""
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            if attempt + 1 < CREATE_ATTEMPTS and _remove_if_stale(path):
+                logger.info("removed a stale stats file at %s", path)
+                continue
+            raise FileExistsError(errno.EEXIST, "the name is taken by a file that is not a stale "
+                                  "stats file of ours; leaving it alone", path) from None
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel when we are all gone
+            if not _same_file(path, fd):  # swept by another master before we locked it
+                os.close(fd)
+                continue
+            os.ftruncate(fd, size)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    raise FileExistsError(errno.EEXIST, "could not create the stats file", path)
 
 
 class StatsBoard:
-    def __init__(self, mapping: mmap.mmap, block: StatsBlock, path: str | None) -> None:
+    def __init__(self, mapping: mmap.mmap, block: StatsBlock, path: str | None,
+                 fd: int = -1, patience: float | None = None) -> None:
         self._mapping = mapping
         self.block = block
         self.path = path
+        self._fd = fd  # the creator's: it holds the file's lock
+        self._patience = patience  # None: the C reader's default (about a second)
+        self._last: dict[str, typing.Any] | None = None  # the last consistent snapshot
+        self._stuck = False  # the last read found the block mid-fold for too long
 
     @classmethod
     def create(cls, nslots: int, nroutes: int, path: str | None = None) -> "StatsBoard":
@@ -59,24 +202,30 @@ class StatsBoard:
         size = StatsBlock.size(nslots, nroutes, nroutes * RETIRED_FACTOR)
         if path is None:
             mapping = mmap.mmap(-1, size)
-        else:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.ftruncate(fd, size)
-                mapping = mmap.mmap(fd, size)
-            finally:
-                os.close(fd)
-        block = StatsBlock(mapping, nslots, nroutes, nroutes * RETIRED_FACTOR, True)
-        return cls(mapping, block, path)
+            return cls(mapping, StatsBlock(mapping, nslots, nroutes, nroutes * RETIRED_FACTOR, True), None)
+        fd = _create_file(path, size)
+        try:
+            mapping = mmap.mmap(fd, size)
+            block = StatsBlock(mapping, nslots, nroutes, nroutes * RETIRED_FACTOR, True)
+        except BaseException:
+            os.unlink(path)
+            os.close(fd)
+            raise
+        return cls(mapping, block, path, fd)
 
     @classmethod
     def open(cls, path: str) -> "StatsBoard":
-        fd = os.open(path, os.O_RDWR)
+        fd, info = _open_trusted(path)
         try:
-            mapping = mmap.mmap(fd, 0)
+            mapping = mmap.mmap(fd, info.st_size)
         finally:
             os.close(fd)
         return cls(mapping, StatsBlock(mapping), path)
+
+    def on_event_loop(self) -> "StatsBoard":
+        """The same block, for reads from a worker's event loop: they never wait longer than
+        LOOP_READ_PATIENCE (see snapshot() and totals())."""
+        return StatsBoard(self._mapping, self.block, self.path, patience=LOOP_READ_PATIENCE)
 
     @property
     def nslots(self) -> int:
@@ -89,18 +238,43 @@ class StatsBoard:
         if slot < self.block.nslots:
             self.block.retire(slot)
 
+    def _read(self, method: typing.Callable[..., typing.Any]) -> typing.Any:
+        return method() if self._patience is None else method(self._patience)
+
     def snapshot(self) -> dict[str, typing.Any]:
-        return self.block.snapshot()
+        """A consistent view; while the block stays mid-fold longer than our patience, the
+        last consistent one (said once in the log, not on every read)."""
+        try:
+            snapshot = self._read(self.block.snapshot)
+        except RuntimeError as exc:
+            if not self._stuck:
+                self._stuck = True
+                logger.warning("process %d: the shared stats block stays mid-update (%s); serving "
+                               "the last values read until it recovers", os.getpid(), exc)
+            return self._last if self._last is not None else empty_snapshot()
+        if self._stuck:
+            self._stuck = False
+            logger.info("process %d: the shared stats block is readable again", os.getpid())
+        self._last = snapshot
+        return snapshot
 
     def totals(self) -> tuple[int, int, int, int]:
-        return self.block.totals()
+        """Raises RuntimeError while the block stays mid-fold longer than our patience."""
+        return self._read(self.block.totals)
 
     def unlink(self) -> None:
-        if self.path is not None:
-            try:
+        """Remove the file (if it is still ours) and let go of its lock."""
+        if self.path is not None and self._fd >= 0:
+            if _same_file(self.path, self._fd):
                 os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+            os.close(self._fd)
+            self._fd = -1
+
+
+def empty_snapshot() -> dict[str, typing.Any]:
+    """What a snapshot says when there is nothing to read."""
+    return {"slots": [], "retired_routes": [], "retired": {
+        "requests": 0, "errors": 0, "bytes_in": 0, "bytes_out": 0}}
 
 
 class RouteTotals:
@@ -130,7 +304,8 @@ def merge_routes(snapshot: dict[str, typing.Any]) -> dict[str, RouteTotals]:
         key = row[0]
         totals = routes.get(key)
         if totals is None:
-            totals = routes[key] = RouteTotals(key, "async" if row[1] else "sync")
+            kind = "unmatched" if key == UNMATCHED_KEY else "async" if row[1] else "sync"
+            totals = routes[key] = RouteTotals(key, kind)
         totals.add(row)
     return routes
 

@@ -475,7 +475,11 @@ StatsBlock_retire(StatsBlock *self, PyObject *arg)
     if (!__atomic_load_n(&slot->active, __ATOMIC_ACQUIRE))
         Py_RETURN_NONE;
     BlockHeader *header = self->header;
-    __atomic_fetch_add(&header->sequence, 1, __ATOMIC_ACQ_REL); /* odd: folding */
+    /* The master is the only folder: odd from whatever is there, so a sequence some other
+     * writer of the file left odd is even (readable) again after the next fold. */
+    word sequence = load(&header->sequence) | 1;
+    __atomic_store_n(&header->sequence, sequence, __ATOMIC_RELAXED); /* odd: folding */
+    __atomic_thread_fence(__ATOMIC_RELEASE); /* ...seen odd before any count moves */
     bump(&header->retired_requests, load(&slot->requests));
     bump(&header->retired_errors, load(&slot->errors));
     bump(&header->retired_bytes_in, load(&slot->bytes_in));
@@ -495,7 +499,7 @@ StatsBlock_retire(StatsBlock *self, PyObject *arg)
             bump(&into->histogram[b], load(&routes[r].histogram[b]));
     }
     __atomic_store_n(&slot->active, 0, __ATOMIC_RELEASE);
-    __atomic_fetch_add(&header->sequence, 1, __ATOMIC_ACQ_REL); /* even: consistent */
+    __atomic_store_n(&header->sequence, sequence + 1, __ATOMIC_RELEASE); /* even: consistent */
     Py_RETURN_NONE;
 }
 
@@ -606,11 +610,15 @@ cleanup:
 }
 
 /* A fold takes tens of microseconds (hundreds with many routes); a reader that finds one
- * running spins briefly, then sleeps between looks, for up to about a second: only a
- * master that died in the middle of a fold keeps the sequence odd longer than that. */
+ * running spins briefly, then sleeps between looks, until its patience (seconds) runs out.
+ * By default about a second: only a master that died in the middle of a fold, or another
+ * writer of the file, keeps the sequence odd longer. A worker's event loop passes far less
+ * (catzilla/stats.py LOOP_READ_PATIENCE): it must never stall on shared memory. */
 #define READ_SPINS 64
-#define READ_ATTEMPTS 20000
 #define READ_PAUSE_NS 50000L
+#define READ_PATIENCE 1.0
+/* Patience beyond this is a caller's mistake, not a wait anyone wants. */
+#define MAX_READ_PATIENCE 60.0
 
 static void
 read_backoff(int attempt)
@@ -623,14 +631,45 @@ read_backoff(int attempt)
     Py_END_ALLOW_THREADS
 }
 
+/* The deadline of a read, from its optional patience argument: 0, or -1 with an exception. */
+static int
+read_deadline(PyObject *args, PyObject *kwargs, const char *format, double *deadline)
+{
+    static char *kwlist[] = {"patience", NULL};
+    double patience = READ_PATIENCE;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, kwlist, &patience))
+        return -1;
+    if (!(patience >= 0.0 && patience <= MAX_READ_PATIENCE)) { /* NaN fails too */
+        PyErr_Format(PyExc_ValueError, "patience must be 0..%d seconds", (int)MAX_READ_PATIENCE);
+        return -1;
+    }
+    *deadline = monotonic_seconds() + patience;
+    return 0;
+}
+
+/* Another look, unless the deadline passed: the first look is always taken. */
+static int
+read_again(int attempt, double deadline)
+{
+    if (attempt == 0)
+        return 1;
+    if (monotonic_seconds() > deadline)
+        return 0;
+    read_backoff(attempt);
+    return 1;
+}
+
 /* Read in place; if a fold ran meanwhile (the sequence moved), read again. */
 static PyObject *
-StatsBlock_snapshot(StatsBlock *self, PyObject *unused)
+StatsBlock_snapshot(StatsBlock *self, PyObject *args, PyObject *kwargs)
 {
     if (!block_ready(self))
         return NULL;
+    double deadline;
+    if (read_deadline(args, kwargs, "|d:snapshot", &deadline) < 0)
+        return NULL;
     word *sequence = &self->header->sequence;
-    for (int attempt = 0; attempt < READ_ATTEMPTS; read_backoff(attempt++)) {
+    for (int attempt = 0; read_again(attempt, deadline); attempt++) {
         word before = __atomic_load_n(sequence, __ATOMIC_ACQUIRE);
         if (before & 1)
             continue;
@@ -649,13 +688,16 @@ StatsBlock_snapshot(StatsBlock *self, PyObject *unused)
 /* totals() -> (requests, errors, bytes_in, bytes_out) over every worker, live and gone:
  * cheap enough to sample once a second for requests per second. */
 static PyObject *
-StatsBlock_totals(StatsBlock *self, PyObject *unused)
+StatsBlock_totals(StatsBlock *self, PyObject *args, PyObject *kwargs)
 {
     if (!block_ready(self))
         return NULL;
+    double deadline;
+    if (read_deadline(args, kwargs, "|d:totals", &deadline) < 0)
+        return NULL;
     BlockHeader *header = self->header;
     word *sequence = &header->sequence;
-    for (int attempt = 0; attempt < READ_ATTEMPTS; read_backoff(attempt++)) {
+    for (int attempt = 0; read_again(attempt, deadline); attempt++) {
         word before = __atomic_load_n(sequence, __ATOMIC_ACQUIRE);
         if (before & 1)
             continue;
@@ -714,10 +756,12 @@ static PyMethodDef StatsBlock_methods[] = {
      "attach(slot, pid, generation, [(key, is_async), ...]) -> WorkerSlot."},
     {"retire", (PyCFunction)StatsBlock_retire, METH_O,
      "retire(slot): fold a gone worker's counts into the retired totals, free the slot."},
-    {"snapshot", (PyCFunction)StatsBlock_snapshot, METH_NOARGS,
-     "snapshot() -> every active slot and the retired totals, read consistently."},
-    {"totals", (PyCFunction)StatsBlock_totals, METH_NOARGS,
-     "totals() -> (requests, errors, bytes_in, bytes_out) summed over every worker."},
+    {"snapshot", (PyCFunction)(void (*)(void))StatsBlock_snapshot, METH_VARARGS | METH_KEYWORDS,
+     "snapshot(patience=1.0) -> every active slot and the retired totals, read consistently;\n"
+     "RuntimeError if a fold seemed to run for longer than `patience` seconds."},
+    {"totals", (PyCFunction)(void (*)(void))StatsBlock_totals, METH_VARARGS | METH_KEYWORDS,
+     "totals(patience=1.0) -> (requests, errors, bytes_in, bytes_out) summed over every worker;\n"
+     "RuntimeError as snapshot()."},
     {"free_slot", (PyCFunction)StatsBlock_free_slot, METH_NOARGS,
      "free_slot() -> index of an inactive slot, or None."},
     {NULL},
@@ -758,6 +802,9 @@ catzilla_stats_init(PyObject *module)
         return -1;
     }
     if (PyModule_AddIntConstant(module, "STATS_BUCKETS", BUCKETS) < 0)
+        return -1;
+    /* Readers refuse a file shorter than this before they map it. */
+    if (PyModule_AddIntConstant(module, "STATS_HEADER_BYTES", (long)sizeof(BlockHeader)) < 0)
         return -1;
     return 0;
 }

@@ -49,6 +49,8 @@ class Transport:
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
     def close(self) -> None: ...
+    def get_write_buffer_size(self) -> int:
+        return 0
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
@@ -78,14 +80,7 @@ async def drive(worker: Worker, target: bytes, count: int) -> float:
 async def main(args: argparse.Namespace) -> None:
     config = Config(stats=args.stats, access_log=False, loop_block_threshold=0)
     worker = Worker(app, config)
-    worker.loop = loop = asyncio.get_running_loop()
-    from catzilla.worker.executor import Executor
-    from catzilla.worker.pool import ThreadPool
-    from catzilla.background_tasks import BackgroundRunner
-    worker.pool = ThreadPool(loop, config.threads)
-    worker.executor = Executor(loop, worker.pool)
-    worker.runner = BackgroundRunner(loop, worker.pool)
-    worker._attach_stats()
+    worker.build(asyncio.get_running_loop())
     worker._tick()
     routes = [args.route] if args.route else list(ROUTES)
     for route in routes:

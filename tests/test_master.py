@@ -25,25 +25,14 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
-from conftest import APPS, EXAMPLES, ROOT, Server, free_port, run_server, stop_process, wait_listening
+from conftest import (APPS, EXAMPLES, ROOT, Server, free_port, read_response, run_server, stop_process, wait_for,
+                      wait_listening)
 
 APP = "master_app:app"
 TIMEOUT = 10.0  # every client call
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.05,
-             what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def children(pid: int) -> set[int]:
@@ -76,14 +65,14 @@ def wait_workers(server: Server, count: int, timeout: float = 20.0) -> set[int]:
         if len(kids) == count and all(serving(logs, pid) for pid in kids):
             return kids
         return None
-    return wait_for(check, timeout, what=f"{count} serving workers")  # type: ignore[return-value]
+    return wait_for(check, timeout, message=f"{count} serving workers")  # type: ignore[return-value]
 
 
 def wait_log(server: Server, text: str, timeout: float = 20.0) -> None:
     def check() -> bool:
         assert server.proc.poll() is None or text in server.logs(), f"master exited:\n{server.logs()}"
         return text in server.logs()
-    wait_for(check, timeout, what=repr(text))
+    wait_for(check, timeout, message=repr(text))
 
 
 def raw_request(host: str, port: int, path: str, timeout: float = TIMEOUT) -> tuple[int, bytes]:
@@ -101,30 +90,6 @@ def raw_request(host: str, port: int, path: str, timeout: float = TIMEOUT) -> tu
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, body
-
-
-def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One response from a keep-alive connection (Content-Length framed)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before a response head: {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed inside a response body")
-        body += chunk
-    return status, headers, body[:length]
 
 
 def get_pid(server: Server) -> int:
@@ -282,7 +247,7 @@ def test_kill_9_worker_is_replaced_within_2s(server: Server) -> None:
             return kids
         return None
 
-    after = wait_for(replaced, 10.0, what="a replacement worker")
+    after = wait_for(replaced, 10.0, message="a replacement worker")
     elapsed = time.monotonic() - killed_at
     assert elapsed < 2.0, f"replacement took {elapsed:.2f} s"
     (new,) = after - before  # type: ignore[operator]
@@ -313,7 +278,7 @@ def test_kill_9_of_a_replacement_worker_is_replaced_too() -> None:
                     return kids
                 return None
 
-            (new,) = wait_for(replaced, 10.0, what=f"replacement {round_ + 1}")
+            (new,) = wait_for(replaced, 10.0, message=f"replacement {round_ + 1}")
             elapsed = time.monotonic() - killed_at
             assert elapsed < 2.0, f"replacement {round_ + 1} took {elapsed:.2f} s"
             assert f"worker {worker} killed by SIGKILL unexpectedly; replacing it" in s.logs()
@@ -348,12 +313,12 @@ def test_hup_replaces_every_worker_without_a_failed_request(server: Server) -> N
     old = wait_workers(server, 2)
     master = server.proc.pid
     with Clients(server, 4) as clients:
-        wait_for(lambda: len(clients.ok) >= 40, 10.0, what="clients running")
+        wait_for(lambda: len(clients.ok) >= 40, 10.0, message="clients running")
         os.kill(master, signal.SIGHUP)
         hup_at = time.monotonic()
         new = wait_for(lambda: (k := children(master)) and len(k) == 2 and not (k & old)
                        and all(serving(server.logs(), p) for p in k) and k, 20.0,
-                       what="a new generation")
+                       message="a new generation")
         done = time.monotonic()
         time.sleep(0.5)  # keep looping on the new generation
     assert clients.failures == [], clients.failures[:5]
@@ -373,7 +338,7 @@ def test_access_log_lines_by_default(server: Server) -> None:
     pid = get_pid(server)
     wait_for(lambda: re.search(rf"\[{pid}\] \[INFO\] catzilla\.access: 127\.0\.0\.1:\d+ - "
                                r'"GET /pid HTTP/1\.1" 200 ', server.logs()), 5.0,
-             what="an access log line")
+             message="an access log line")
 
 
 # -- graceful stop ---------------------------------------------------------------------------
@@ -400,7 +365,7 @@ def test_term_with_four_requests_in_flight(tmp_path: Path) -> None:
         for t in threads:
             t.start()
         wait_for(lambda: httpx.get(s.url + "/inflight", timeout=TIMEOUT).json()["slow"] == 4, 5.0,
-                 what="four requests in flight")
+                 message="four requests in flight")
         s.proc.send_signal(signal.SIGTERM)
         term_at = time.monotonic()
         for t in threads:
@@ -425,7 +390,7 @@ def test_ready_answers_503_while_draining() -> None:
             httpx.get(s.url + "/slow?seconds=2.5", timeout=TIMEOUT)))
         slow.start()
         wait_for(lambda: httpx.get(s.url + "/inflight", timeout=TIMEOUT).json()["slow"] == 1, 5.0,
-                 what="the slow request in flight")
+                 message="the slow request in flight")
         probe, live = s.connect(), s.connect()
         with probe, live:
             probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -520,7 +485,7 @@ def test_blocked_worker_is_replaced_and_its_stack_dumped() -> None:
         started = time.monotonic()
         (new,) = wait_for(lambda: (k := children(s.proc.pid)) and victim not in k
                           and all(serving(s.logs(), p) for p in k) and k, 25.0,
-                          what="the blocked worker's replacement")
+                          message="the blocked worker's replacement")
         elapsed = time.monotonic() - started
         assert 2.5 < elapsed < 20, elapsed
         t.join(10)
@@ -638,7 +603,7 @@ def test_usr1_reopens_the_log_file(tmp_path: Path) -> None:
     path = tmp_path / "catzilla.log"
     with run_server(APP, "--workers", "1", "--log-file", str(path)) as s:
         wait_for(lambda: path.exists() and "1 worker(s) ready" in path.read_text(), 20,
-                 what="the master's ready line in the log file")
+                 message="the master's ready line in the log file")
         assert raw_request(s.host, s.port, "/before-rotate")[0] == 404
         wait_for(lambda: '"GET /before-rotate HTTP/1.1" 404' in path.read_text(), 5)
         rotated = tmp_path / "catzilla.log.1"
@@ -649,7 +614,7 @@ def test_usr1_reopens_the_log_file(tmp_path: Path) -> None:
         os.kill(s.proc.pid, signal.SIGTTIN)  # something the master itself logs
         wait_for(lambda: path.exists() and '"GET /after-rotate HTTP/1.1" 404' in path.read_text()
                  and "SIGTTIN: 2 worker(s)" in path.read_text(), 10,
-                 what="new lines in a new file at the path")
+                 message="new lines in a new file at the path")
         old = rotated.read_text()
         assert '"GET /before-rotate HTTP/1.1" 404' in old
         assert "/after-rotate" not in old

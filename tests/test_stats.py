@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPS, ROOT, free_port, run_server, stop_process, wait_listening
+from conftest import APPS, ROOT, free_port, run_server, stop_process, wait_for, wait_listening
 
 APP_FILE = APPS / "stats_app.py"
 THREADS = 4  # per worker, on the main server
@@ -87,17 +87,6 @@ def wait_workers_serving(server, workers=2, timeout=20):
 def route(stats, key):
     assert key in stats["routes"], f"{key} missing from {sorted(stats['routes'])}"
     return stats["routes"][key]
-
-
-def wait_for(predicate, timeout, interval=0.05, message="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {message}; last: {last!r}")
 
 
 def line_of(marker):

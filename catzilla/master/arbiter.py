@@ -20,8 +20,9 @@ import time
 import typing
 
 from ..config import Config
+from ..loading import AppLoadError, load_app
 from ..logs import reopen_log_files
-from ..stats import StatsBoard, board_path
+from ..stats import StatsBoard, board_path, remove_stale_boards
 from .heartbeat import MAX_SLOTS, HeartbeatBoard
 from .listeners import describe, open_listeners
 from .systemd import Notifier
@@ -33,13 +34,23 @@ logger = logging.getLogger("catzilla.master")
 # gunicorn's exit statuses, which operators and init systems already know.
 EXIT_WORKER_BOOT_ERROR = 3
 EXIT_APP_LOAD_ERROR = 4
+# A worker's status when its main raised (spawn): a failing startup hook, a crash while booting.
+EXIT_WORKER_CRASHED = 1
+# Statuses by which a worker reports that the app itself cannot start: retrying would only
+# fail again, so before any worker serves they stop the master. Any other death before boot
+# (a signal from the OOM killer or an operator, an exit nobody asked for) is replaced.
+APP_FAILURES = frozenset({EXIT_APP_LOAD_ERROR, EXIT_WORKER_CRASHED})
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD)
 # After SIGABRT (stack dump) or the graceful timeout, how long before SIGKILL.
 KILL_GRACE = 3.0
-# A respawn that keeps failing to boot waits this long between attempts.
-RESPAWN_BACKOFF = 1.0
+# A worker that died before it booted is replaced after a pause that starts here (a single
+# kill costs a tenth of a second) and doubles with each further failure...
+RESPAWN_BACKOFF_MIN = 0.1
+# ...up to this: a machine that keeps killing workers is not flooded with forks, and one that
+# stopped is serving again within seconds.
+RESPAWN_BACKOFF_MAX = 5.0
 POLL = 0.25  # seconds between supervision passes when nothing wakes the master
 # With --timeout 0 (no heartbeat timeout), how long a reload waits for its new workers.
 RELOAD_WAIT = 60.0
@@ -92,6 +103,7 @@ class Master:
         self.exit_status = 0
         self.announced_ready = False
         self.next_spawn = 0.0
+        self.respawn_backoff = RESPAWN_BACKOFF_MIN
         self.signals: list[int] = []
         self.notifier = Notifier()
         self.last_watchdog = 0.0
@@ -99,8 +111,6 @@ class Master:
     # -- the main loop ---------------------------------------------------------------------
 
     def run(self) -> int:
-        from ..cli import AppLoadError, load_app  # the cli imports us; avoid a cycle
-
         self.pid = os.getpid()
         try:
             self.sockets = open_listeners(self.config)
@@ -144,11 +154,14 @@ class Master:
 
     def _create_stats(self) -> StatsBoard | None:
         """The shared stats block, mapped before the first fork so every worker shares it."""
+        removed = remove_stale_boards()  # left by masters killed with -9: memory in /dev/shm
+        if removed:
+            logger.info("master %d: removed %d stats file(s) of dead masters", self.pid, removed)
         if not self.config.stats:
             return None
         # Room for two generations side by side during a reload, and a few respawns.
         nslots = max(16, 2 * self.target_count + 8)
-        nroutes = len(self.app.router.routes) if self.app is not None else self.config.stats_routes
+        nroutes = 1 + (len(self.app.router.routes) if self.app is not None else self.config.stats_routes)  # + unmatched
         try:
             return StatsBoard.create(nslots, nroutes, board_path(self.pid))
         except OSError as exc:
@@ -259,7 +272,6 @@ class Master:
         return handle
 
     def _worker_main(self, slot: int) -> int:
-        from ..cli import AppLoadError, load_app
         from ..worker.server import Worker
 
         signal.set_wakeup_fd(-1)
@@ -313,7 +325,9 @@ class Master:
                    "" if expected else " unexpectedly; replacing it")
 
     def _boot_failed(self, handle: WorkerHandle, code: int) -> None:
-        if self.reload_generation is not None and handle.generation == self.reload_generation:
+        if code not in APP_FAILURES:
+            self._respawn_later(handle, "died before it was ready")
+        elif self.reload_generation is not None and handle.generation == self.reload_generation:
             logger.error("master %d: reload failed: a new worker did not boot (status %d); "
                          "keeping the running workers", self.pid, code)
             self._abort_reload()
@@ -324,12 +338,21 @@ class Master:
             self.exit_status = EXIT_APP_LOAD_ERROR if code == EXIT_APP_LOAD_ERROR else EXIT_WORKER_BOOT_ERROR
             self.stop("a worker failed to boot")
         else:
-            self.next_spawn = time.monotonic() + RESPAWN_BACKOFF
+            self._respawn_later(handle, "failed to boot")
+
+    def _respawn_later(self, handle: WorkerHandle, what: str) -> None:
+        """Replace a worker that never booted after a growing pause (reset once one boots)."""
+        delay = self.respawn_backoff
+        self.respawn_backoff = min(RESPAWN_BACKOFF_MAX, delay * 2)
+        self.next_spawn = max(self.next_spawn, time.monotonic() + delay)
+        logger.warning("master %d: worker %d (generation %d) %s; replacing it in %.1f s",
+                       self.pid, handle.pid, handle.generation, what, delay)
 
     def _ready_count(self, generation: int) -> int:
         for handle in self.workers.values():
             if not handle.ready and self.board.is_ready(handle.slot):
                 handle.ready = True
+                self.respawn_backoff = RESPAWN_BACKOFF_MIN  # booting works (again)
         return sum(1 for w in self.workers.values()
                    if w.generation == generation and w.ready and w.stopping_since is None)
 
@@ -342,10 +365,12 @@ class Master:
                 handle.ready = True
                 handle.stopping_since = now
 
+    def _live(self, generation: int) -> list[WorkerHandle]:
+        return [w for w in self.workers.values()
+                if w.generation == generation and w.stopping_since is None and w.aborted_since is None]
+
     def _keep_count(self, now: float) -> None:
-        current = [w for w in self.workers.values()
-                   if w.generation == self.generation and w.stopping_since is None
-                   and w.aborted_since is None]
+        current = self._live(self.generation)
         if len(current) < self.target_count and now >= self.next_spawn:
             for _ in range(self.target_count - len(current)):
                 self.spawn(self.generation)
@@ -414,6 +439,11 @@ class Master:
         generation = self.reload_generation
         if generation is None:
             return
+        # A new worker killed before it was ready is replaced within the reload.
+        missing = self.target_count - len(self._live(generation))
+        if missing > 0 and now >= self.next_spawn:
+            for _ in range(missing):
+                self.spawn(generation)
         if self._ready_count(generation) >= self.target_count:
             old = [w for w in self.workers.values() if w.generation < generation]
             self.generation = generation

@@ -25,6 +25,7 @@ of its traffic with whatever else bound it.
 """
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -52,12 +53,37 @@ def bind_tcp(host: str, port: int, backlog: int, reuse_port: bool = False) -> so
     return sock
 
 
-def bind_unix(path: str, backlog: int) -> socket.socket:
+def _probe(path: str) -> int:
+    """connect() to the socket file at `path`: 0 (or EAGAIN: a full backlog) when a server
+    accepts there, ECONNREFUSED only when nobody listens (a socket left by a dead server)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)  # a stale socket from an earlier run
+        probe.setblocking(False)  # a live server with a full backlog must not hang us
+        return probe.connect_ex(path)
+    finally:
+        probe.close()
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Clear the way for bind(): only a stale socket file is removed. A live server's socket,
+    or anything that is not a socket (a file, a symlink), is an error naming the path."""
+    try:
+        mode = os.lstat(path).st_mode
     except FileNotFoundError:
-        pass
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(errno.EEXIST, f"{path} exists and is not a socket; not replacing it")
+    code = _probe(path)
+    if code == errno.ENOENT:  # removed meanwhile: the way is clear
+        return
+    if code != errno.ECONNREFUSED:
+        detail = f" (connect: {os.strerror(code)})" if code else ""
+        raise OSError(errno.EADDRINUSE, f"{path} is in use: another server accepts on it{detail}")
+    os.unlink(path)
+
+
+def bind_unix(path: str, backlog: int) -> socket.socket:
+    _remove_stale_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)

@@ -5,6 +5,15 @@
 - ASYNC_INLINE: a coroutine that cannot suspend is driven to completion right here, on the
   loop, with no Task (a Task costs a scheduling round trip of its own).
 - ASYNC: a Task on the loop.
+
+Exactly one outcome per request: a request whose handler runs in the pool or as a Task is
+the connection's `running` until the first outcome is delivered: the handler's, the 504 of
+its timeout (checked once a tick, see `expire`) or a 503 of admission control. Whatever
+comes second finds `running` changed and is dropped. Admission: the pool bounds its queue
+(`--max-queue`, checked under the lock it takes anyway), a job that waited past
+`--queue-timeout` is answered 503 unrun, and `--limit-concurrency` bounds the requests in
+flight (when set: counted from the pool's own counters and the Tasks, so the sync path pays
+nothing for it).
 """
 from __future__ import annotations
 
@@ -13,6 +22,7 @@ import contextvars
 import threading
 import inspect
 import logging
+import time
 import typing
 
 from ..background_tasks import current_request, inline
@@ -22,10 +32,18 @@ from ..handlers import HandlerKind
 from ..request import Request
 from ..responses import Response, error_response, to_response
 from ..routing import Route
+from .pool import QueueTimeout
 
-__all__ = ["Executor", "Outcome"]
+__all__ = ["Executor", "Outcome", "RETRY_AFTER"]
 
 logger = logging.getLogger("catzilla.worker")
+
+perf_counter = time.perf_counter  # the clock of the connection's `started` (CLOCK_MONOTONIC)
+
+# Seconds a refused client is asked to wait (Retry-After): overload is mostly a burst, and a
+# second spreads the retries out without making anyone wait long.
+RETRY_AFTER = 1
+_RETRY_HEADERS = {"retry-after": str(RETRY_AFTER)}
 
 # What a handler call produced: the response and, unless it streams, its encoded bytes.
 Outcome = tuple[Response, typing.Optional[bytes]]
@@ -39,6 +57,16 @@ ASYNC_INLINE = HandlerKind.ASYNC_INLINE
 
 
 class Connection(typing.Protocol):
+    # Set by the executor: the request whose outcome is still owed, and its Task if any.
+    running: Request | None
+    task: asyncio.Task[None] | None
+    # Read by the executor: when the request started (perf_counter), its route, and what
+    # the protocol decided for its response head.
+    started: float
+    route: Route | None
+    keep_alive: bool
+    worker: typing.Any
+
     def complete(self, outcome: Outcome) -> None: ...
 
 
@@ -52,6 +80,19 @@ def invoke(route: Route, request: Request, kwargs: dict[str, typing.Any] | None)
 
 def encode(response: Response, common: bytes, head_only: bool) -> Outcome:
     return response, (None if response.streaming else response.encode(common, head_only))
+
+
+def overloaded(common: bytes, head_only: bool) -> Outcome:
+    return encode(error_response(503, "Service Unavailable", _RETRY_HEADERS), common, head_only)
+
+
+def common_now(conn: Connection, request: Request) -> bytes:
+    """The header lines every response on `conn` carries, as the protocol chose them for
+    `request` (HttpProtocol._handle), with the current Date."""
+    worker = conn.worker
+    if not conn.keep_alive:
+        return worker.common_close
+    return worker.common_keep_alive if request.http_version == "1.1" else worker.common_keep_alive_10
 
 
 def failure(route: Route | None, exc: BaseException, common: bytes, head_only: bool = False) -> Outcome:
@@ -81,13 +122,22 @@ def _failure(route: Route | None, exc: BaseException, common: bytes, head_only: 
 
 
 class Executor:
-    def __init__(self, loop: asyncio.AbstractEventLoop, pool: typing.Any) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: typing.Any, *, request_timeout: float = 0.0,
+                 limit_concurrency: int = 0) -> None:
         self.loop = loop
         self.pool = pool
         inline.thread = threading.get_ident()  # the loop's thread
+        self.request_timeout = request_timeout  # for routes without a timeout of their own; 0: none
+        self.limit_concurrency = limit_concurrency  # 0: none
+        self.tasks = 0  # handlers running as Tasks
+        # Refusals since the last report, by cause (the tick logs one line, not one each).
+        self.refused = {"max-queue": 0, "limit-concurrency": 0, "queue-timeout": 0}
 
     def start(self, conn: Connection, route: Route, request: Request, common: bytes, head_only: bool) -> None:
         """Run `route`'s handler for `request`; `conn.complete(outcome)` follows on the loop."""
+        if self.limit_concurrency and self.in_flight() >= self.limit_concurrency:
+            self._refuse(conn, "limit-concurrency", common, head_only)
+            return
         binding = route.binding
         if binding.trivial:
             kwargs = None
@@ -99,8 +149,11 @@ class Executor:
                 return
         kind = route.kind
         if kind is SYNC:
-            self.pool.submit(self._sync_done, contextvars.copy_context().run,
-                             _run_sync, conn, route, request, kwargs, common, head_only)
+            conn.running = request  # before the job exists: its thread checks it
+            if not self.pool.admit(self._sync_done, contextvars.copy_context().run,
+                                   _run_sync, conn, route, request, kwargs, common, head_only):
+                conn.running = None
+                self._refuse(conn, "max-queue", common, head_only)
         elif kind is ASYNC_INLINE:
             inline.request = request
             try:
@@ -126,21 +179,66 @@ class Executor:
                 inline.request = None
             conn.complete(outcome)
         else:
-            self.loop.create_task(_run_task(conn, route, request, kwargs, common, head_only))
+            conn.running = request
+            conn.task = self.loop.create_task(_run_task(self, conn, route, request, kwargs, common, head_only))
+            self.tasks += 1
+
+    def in_flight(self) -> int:
+        """Requests whose handler runs or waits: Tasks, and the pool's jobs. The pool's count
+        includes a job abandoned by its timeout (it holds a thread until it returns) and
+        background work, which take capacity as much as requests do."""
+        pool = self.pool
+        return self.tasks + pool.queued + pool.busy
+
+    def deliver(self, conn: Connection, request: Request, outcome: Outcome) -> None:
+        """`outcome` of a Task, unless the request has been answered already (timed out)."""
+        if conn.running is request:
+            conn.running = None
+            conn.task = None
+            self.tasks -= 1
+            conn.complete(outcome)
+
+    def _refuse(self, conn: Connection, cause: str, common: bytes, head_only: bool) -> None:
+        self.refused[cause] += 1
+        conn.complete(overloaded(common, head_only))
 
     def _sync_done(self, result: typing.Any, error: BaseException | None) -> None:
-        """Back on the loop with what _run_sync returned: (conn, outcome), or (conn, the
-        awaitable a `def` handler returned, route, common, head_only)."""
-        if error is not None:  # _run_sync catches everything; this is a bug guard
-            logger.error("thread pool job failed", exc_info=(type(error), error, error.__traceback__))
+        """Back on the loop with what _run_sync returned: (conn, request, outcome), or (conn,
+        request, route, the awaitable a `def` handler returned, common, head_only)."""
+        if error is not None:
+            if type(error) is QueueTimeout:
+                self._stale(*error.args)
+            else:  # _run_sync catches everything; this is a bug guard
+                logger.error("thread pool job failed", exc_info=(type(error), error, error.__traceback__))
             return
-        if len(result) == 2:
-            result[0].complete(result[1])
+        conn = result[0]
+        if conn.running is not result[1]:  # answered 504 meanwhile: the late result is dropped
+            self._dropped(result)
+            return
+        if len(result) == 3:
+            conn.running = None
+            conn.complete(result[2])
         else:
             self._await_returned(*result)
 
-    def _await_returned(self, conn: Connection, route: Route, awaitable: typing.Awaitable[typing.Any],
-                        common: bytes, head_only: bool) -> None:
+    def _stale(self, run: typing.Any, conn: Connection, route: Route, request: Request,
+               kwargs: typing.Any, common: bytes, head_only: bool) -> None:
+        """A job (the arguments `start` gave it) waited past --queue-timeout and was not
+        run: answered 503, unless its request timed out meanwhile."""
+        if conn.running is request:
+            conn.running = None
+            self._refuse(conn, "queue-timeout", common, head_only)
+        else:
+            self.pool.reclaim()  # its abandon() made room for a thread it never took
+
+    def _dropped(self, result: tuple[typing.Any, ...]) -> None:
+        """The late result of a job whose request timed out: its thread is back."""
+        self.pool.reclaim()
+        if len(result) == 6 and inspect.iscoroutine(result[3]):
+            result[3].close()  # never awaited: say nothing about it
+
+    def _await_returned(self, conn: Connection, request: Request, route: Route,
+                        awaitable: typing.Awaitable[typing.Any], common: bytes, head_only: bool) -> None:
         """A `def` handler returned an awaitable: await it on the loop, and say so once."""
         if not route.warned_awaitable:
             route.warned_awaitable = True
@@ -154,32 +252,90 @@ class Executor:
                 outcome = encode(to_response(await awaitable), common, head_only)
             except HANDLER_ERRORS as exc:
                 outcome = failure(route, exc, common, head_only)
-            conn.complete(outcome)
+            self.deliver(conn, request, outcome)
 
-        self.loop.create_task(finish())
+        conn.task = self.loop.create_task(finish())
+        self.tasks += 1
+
+    # -- once a tick ---------------------------------------------------------------------------
+
+    def expire(self, connections: typing.Iterable[Connection], within: float) -> None:
+        """Answer 504 for every request whose handler has run past its timeout. One that
+        will be due within `within` seconds (before the next call) gets a timer of its own,
+        so a timeout fires on time without costing a timer per request."""
+        now = perf_counter()
+        for conn in connections:
+            request = conn.running
+            if request is None:
+                continue
+            limit = self.timeout_of(conn.route)  # type: ignore[arg-type]
+            if not limit:
+                continue
+            left = conn.started + limit - now
+            if left <= 0:
+                self._time_out(conn, request, limit)
+            elif left < within:
+                self.loop.call_later(left, self._expire_one, conn, request, limit)
+
+    def timeout_of(self, route: Route) -> float:
+        return self.request_timeout if route.timeout is None else route.timeout
+
+    def report(self) -> None:
+        """Log the refusals since the last report, in one line."""
+        refused = self.refused
+        total = sum(refused.values())
+        if total:
+            causes = ", ".join(f"{count} by --{cause}" for cause, count in refused.items() if count)
+            logger.warning("overloaded: refused %d requests with 503 since the last report (%s)",
+                           total, causes)
+            for cause in refused:
+                refused[cause] = 0
+
+    def _expire_one(self, conn: Connection, request: Request, limit: float) -> None:
+        if conn.running is request:
+            self._time_out(conn, request, limit)
+
+    def _time_out(self, conn: Connection, request: Request, limit: float) -> None:
+        route = conn.route
+        assert route is not None
+        conn.running = None
+        task, conn.task = conn.task, None
+        if task is not None:
+            self.tasks -= 1
+            task.cancel()
+            fate = "its Task is cancelled"
+        else:
+            self.pool.abandon()
+            fate = "its pool thread is abandoned to it and its result will be dropped"
+        logger.warning("request timed out: the handler for %s %s ran for over %g s (%s); "
+                       "answered 504", route.method, route.path, limit, fate)
+        conn.complete(encode(error_response(504, "Gateway Timeout"), common_now(conn, request),
+                             request.method == "HEAD"))
 
 
 def _run_sync(conn: Connection, route: Route, request: Request, kwargs: dict[str, typing.Any] | None,
               common: bytes, head_only: bool) -> tuple[typing.Any, ...]:
     """In a pool thread, inside a copy of the loop's context: the handler and its
     serialisation, so the loop only writes the bytes."""
+    if conn.running is not request:  # timed out while it waited: nobody wants it run
+        return conn, request, None
     current_request.set(request)
     try:
         result = invoke(route, request, kwargs)
         if inspect.isawaitable(result):
-            return conn, route, result, common, head_only
+            return conn, request, route, result, common, head_only
         if not isinstance(result, Response):
             result = to_response(result)
-        return conn, (result, None if result.streaming else result.encode(common, head_only))
+        return conn, request, (result, None if result.streaming else result.encode(common, head_only))
     except HANDLER_ERRORS as exc:
-        return conn, failure(route, exc, common, head_only)
+        return conn, request, failure(route, exc, common, head_only)
 
 
-async def _run_task(conn: Connection, route: Route, request: Request,
+async def _run_task(executor: Executor, conn: Connection, route: Route, request: Request,
                     kwargs: dict[str, typing.Any] | None, common: bytes, head_only: bool) -> None:
     current_request.set(request)
     try:
         outcome = encode(to_response(await invoke(route, request, kwargs)), common, head_only)
     except HANDLER_ERRORS as exc:
         outcome = failure(route, exc, common, head_only)
-    conn.complete(outcome)
+    executor.deliver(conn, request, outcome)

@@ -4,6 +4,14 @@ Cheaper than `loop.run_in_executor` on purpose: a job is one tuple on a C `Simpl
 finished job is one tuple on a deque, and the loop is woken (one self-pipe write) only when
 that deque goes from empty to non-empty, so a burst of results costs one wake-up. No
 concurrent.futures.Future, no asyncio.Future, no per-job lock.
+
+Overload: `admit` refuses a job at once when `max_queue` jobs already wait for a thread (the
+check is arithmetic under the lock `submit` takes anyway), and a job that has to wait is
+timed, so that one picked up after `queue_timeout` is not run: `done` gets a QueueTimeout
+(a job that finds a thread free costs no clock read). A job whose caller stopped waiting
+(its request timed out) may keep its thread for ever: `abandon` lets the pool start one more
+thread per abandoned job, up to `size` more, and the surplus leaves once they return. A
+hung pool (every thread stuck on one job) is told once a tick by `stuck`.
 """
 from __future__ import annotations
 
@@ -11,24 +19,36 @@ import asyncio
 import collections
 import logging
 import queue
+import sys
 import threading
+import time
+import traceback
 import typing
 
-__all__ = ["ThreadPool", "DEFAULT_THREADS"]
+__all__ = ["ThreadPool", "QueueTimeout", "DEFAULT_THREADS", "QUEUE_PER_THREAD", "thread_stacks"]
 
 logger = logging.getLogger("catzilla.worker")
 
 # Sync handlers mostly wait on I/O (databases, files, other services), not the CPU; 40
 # threads lets 40 such waits overlap per worker while staying far from memory trouble.
 DEFAULT_THREADS = 40
+# --max-queue 'auto': jobs that may wait, per thread. A full queue then waits about this many
+# handler durations, so the requests admitted under overload stay fast (see README).
+QUEUE_PER_THREAD = 2
 
 Done = typing.Callable[[typing.Any, typing.Optional[BaseException]], None]
 _STOP = object()
 
 
+class QueueTimeout(Exception):
+    """What `done` gets for an admitted job that waited longer than `queue_timeout` for a
+    thread and so was not run; `args` holds the job's arguments."""
+
+
 class ThreadPool:
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int = DEFAULT_THREADS,
-                 name: str = "catzilla-pool") -> None:
+                 name: str = "catzilla-pool", *, max_queue: int | None = None,
+                 queue_timeout: float = 0.0) -> None:
         if size < 1:
             raise ValueError("the thread pool needs at least one thread")
         self.size = size
@@ -38,19 +58,99 @@ class ThreadPool:
         self._finished: collections.deque[tuple[Done, typing.Any, BaseException | None]] = collections.deque()
         self._wakeup_pending = False
         self._threads: list[threading.Thread] = []
+        self._named = 0  # threads started so far, for their names
         self._idle = 0  # threads blocked waiting for a job
         self.busy = 0  # jobs being run right now
         self.queued = 0  # jobs submitted and not yet picked up
+        self.completed = 0  # jobs finished, for telling a hung pool (see stuck)
+        self.abandoned = 0  # jobs still running whose callers gave up on them
+        self.limit = size  # threads that may run: size, plus one per abandoned job (<= 2 x size)
+        self._stopping = 0  # _STOPs queued to end surplus threads, not yet taken
+        # Jobs that may wait for a thread before `admit` refuses one; None: no bound.
+        self.max_queue = sys.maxsize if max_queue is None else max_queue
+        self.queue_timeout = queue_timeout  # seconds an admitted job may wait; 0: no limit
+        # Jobs run or waiting beyond which `admit` refuses: since threads = busy + idle, the
+        # jobs waiting with no thread to take them are queued + busy - limit.
+        self._capacity = self.limit + self.max_queue
         self._lock = threading.Lock()  # guards the counters above, off the loop's hot path
+        self._saturated: tuple[int, float] | None = None  # see stuck
 
     def submit(self, done: Done, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> None:
         """Run `fn(*args)` in a pool thread, then `done(result, error)` on the loop."""
         with self._lock:
             self.queued += 1
-            start_thread = self._idle < self.queued and len(self._threads) < self.size
+            start_thread = self._idle < self.queued and len(self._threads) < self.limit
         self._jobs.put((done, fn, args))
         if start_thread:
             self._start_thread()
+
+    def admit(self, done: Done, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> bool:
+        """`submit`, unless `max_queue` jobs already wait for a thread: then False, at once."""
+        with self._lock:
+            ahead = self.queued + self.busy  # a thread each, or waiting
+            if ahead >= self._capacity:
+                return False
+            self.queued += 1
+            start_thread = self._idle < self.queued and len(self._threads) < self.limit
+        if ahead < self.limit or not self.queue_timeout:  # a thread is free for it: no wait
+            self._jobs.put((done, fn, args))
+        else:
+            self._jobs.put((done, self._unless_stale, (time.monotonic(), fn, args)))
+        if start_thread:
+            self._start_thread()
+        return True
+
+    def _unless_stale(self, since: float, fn: typing.Callable[..., typing.Any],
+                      args: tuple[typing.Any, ...]) -> typing.Any:
+        """In a pool thread, a job that had to wait: run unless it waited too long."""
+        if time.monotonic() - since > self.queue_timeout:
+            raise QueueTimeout(*args)
+        return fn(*args)
+
+    def abandon(self) -> None:
+        """A job's caller stopped waiting for it, and its thread may never come back: allow
+        one more thread (up to `size` more in all), so that queued work still finds one."""
+        with self._lock:
+            self.abandoned += 1
+            self._set_limit()
+            start_thread = self._idle < self.queued and len(self._threads) < self.limit
+        if start_thread:
+            self._start_thread()
+
+    def reclaim(self) -> None:
+        """An abandoned job has returned: one thread fewer is allowed, and a surplus thread
+        is told to end (after the jobs queued before its notice)."""
+        with self._lock:
+            self.abandoned = max(0, self.abandoned - 1)
+            self._set_limit()
+            if len(self._threads) - self._stopping > self.limit:
+                self._stopping += 1
+                self._jobs.put(_STOP)
+
+    def _set_limit(self) -> None:
+        self.limit = self.size + min(self.abandoned, self.size)
+        self._capacity = self.limit + self.max_queue
+
+    def stuck(self, longer_than: float) -> list[int]:
+        """Once a tick: when every thread the pool may run has been busy on one job for
+        longer than `longer_than` seconds (the pool is hung: nothing queued can start), the
+        threads' idents; otherwise []. Told without a clock read per job: if all threads are
+        busy and no job has finished since they were first seen so, each has been on its
+        job since then."""
+        now = time.monotonic()
+        with self._lock:
+            saturated = self.busy >= self.limit
+            completed = self.completed
+            idents = [thread.ident for thread in self._threads]
+        if not saturated:
+            self._saturated = None
+            return []
+        if self._saturated is None or self._saturated[0] != completed:
+            self._saturated = (completed, now)
+            return []
+        if now - self._saturated[1] < longer_than:
+            return []
+        return [ident for ident in idents if ident is not None]
 
     def run(self, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> asyncio.Future[typing.Any]:
         """`fn(*args)` in the pool as an awaitable: for the rarer paths (streaming bodies)."""
@@ -71,19 +171,22 @@ class ThreadPool:
         return {"size": self.size, "busy": self.busy, "queued": self.queued}
 
     def shutdown(self, wait: bool = True) -> None:
-        for _ in self._threads:
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
             self._jobs.put(_STOP)
         if wait:
-            for thread in self._threads:
+            for thread in threads:
                 thread.join()
-        self._threads.clear()
+        with self._lock:
+            self._threads.clear()
 
     def _start_thread(self) -> None:
         with self._lock:
             self._idle += 1  # it is about to wait for a job; _work counts it idle after each one
-        thread = threading.Thread(
-            target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
-        self._threads.append(thread)
+            thread = threading.Thread(target=self._work, name=f"{self._name}-{self._named}", daemon=True)
+            self._named += 1
+            self._threads.append(thread)
         thread.start()
 
     def _work(self) -> None:
@@ -93,6 +196,10 @@ class ThreadPool:
             with lock:
                 self._idle -= 1
                 if job is _STOP:
+                    self._stopping = max(0, self._stopping - 1)
+                    thread = threading.current_thread()
+                    if thread in self._threads:  # not after shutdown() has let go of them
+                        self._threads.remove(thread)
                     return
                 self.queued -= 1
                 self.busy += 1
@@ -103,8 +210,12 @@ class ThreadPool:
                 result, error = None, exc
             with lock:
                 self.busy -= 1
+                self.completed += 1
                 self._idle += 1
             finished.append((done, result, error))
+            # Drop this thread's references: an idle thread must not keep its last response
+            # (megabytes, for a large one) alive until its next job.
+            job = args = result = error = None
             # Order matters: append first, then look at the flag (see _deliver).
             if not self._wakeup_pending:
                 self._wakeup_pending = True
@@ -124,3 +235,16 @@ class ThreadPool:
                 done(result, error)
             except Exception:
                 logger.exception("error while completing a thread pool job")
+
+
+def thread_stacks(idents: typing.Iterable[int]) -> str:
+    """The Python stacks of these threads, one per distinct stack with the threads at it."""
+    frames = sys._current_frames()
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    at: dict[str, list[str]] = {}
+    for ident in idents:
+        frame = frames.get(ident)
+        if frame is not None:
+            at.setdefault("".join(traceback.format_stack(frame)), []).append(names.get(ident, str(ident)))
+    return "\n".join(f"{len(threads)} thread(s) ({', '.join(threads)}):\n{stack}"
+                     for stack, threads in at.items())

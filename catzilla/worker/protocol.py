@@ -12,6 +12,8 @@ import asyncio
 import collections
 import enum
 import logging
+import socket
+import struct
 import time
 import typing
 import httptools
@@ -117,6 +119,19 @@ class _BodyReader:
         conn._dispatch(request, False)
 
 
+def _reset(transport: asyncio.Transport) -> None:
+    """Close now, with a reset: close() would wait for the buffer to drain, and even after
+    abort() the kernel keeps trying to deliver what its own buffer holds (megabytes) to a
+    peer that takes nothing. SO_LINGER 0 drops it (RFC 9293 3.10.4's ABORT)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+
+
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, worker: "Worker") -> None:
         self.worker = worker
@@ -125,6 +140,8 @@ class HttpProtocol(asyncio.Protocol):
         self.router = worker.app.router
         self.executor = worker.executor
         self.slot = worker.slot  # this worker's stats slot, or None with --no-stats
+        # The stats row of requests no route answered (404, 405, probes, refusals).
+        self.unmatched = worker.unmatched_index
         self.bytes_in = 0
         # httptools calls the C collector for every URL piece and header line directly.
         self.head = HeaderCollector(config.max_header_size, self.max_body_size)
@@ -148,6 +165,9 @@ class HttpProtocol(asyncio.Protocol):
         self.busy = False
         self.request: Request | None = None
         self.route: typing.Any = None
+        # The executor's (see executor.py): the request whose outcome is owed, and its Task.
+        self.running: Request | None = None
+        self.task: asyncio.Task[None] | None = None
         self.keep_alive = True
         self.started = 0.0
         self.pipeline: collections.deque[typing.Any] = collections.deque()
@@ -159,6 +179,11 @@ class HttpProtocol(asyncio.Protocol):
         # How to go on after an Upgrade request's head (see _upgrade): set by on_message_complete,
         # read when httptools raises HttpParserUpgrade right after it.
         self.upgrade_rest: typing.Any = None
+        # Progress checks, once a tick: unsent response bytes (for --write-timeout), and the
+        # request whose body is watched for --min-body-rate: (its head's start, since, bytes).
+        self.unsent = 0
+        self.unsent_since = 0.0
+        self.body_watch: tuple[float, float, int] = (-1.0, 0.0, 0)
 
     # -- transport events ------------------------------------------------------------------
 
@@ -387,7 +412,7 @@ class HttpProtocol(asyncio.Protocol):
                 request.path_params = params
         self.route = route
         slot = self.slot
-        self.started = perf_counter() if slot is None else slot.begin(-1 if route is None else route.index)
+        self.started = perf_counter() if slot is None else slot.begin(self.unmatched if route is None else route.index)
         if route is None:
             if refusal is None:
                 self.complete(failure(None, error, common, head_only))
@@ -422,7 +447,7 @@ class HttpProtocol(asyncio.Protocol):
         slot = self.slot
         if slot is not None and data is not None:  # a stream is counted when it ends
             route = self.route
-            slot.end(-1 if route is None else route.index, self.started, response.status_code,
+            slot.end(self.unmatched if route is None else route.index, self.started, response.status_code,
                      self.bytes_in, len(data))
             self.bytes_in = 0
         if worker.access_log:
@@ -448,7 +473,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _count(self, status: int, bytes_out: int) -> None:
         route = self.route
-        self.slot.end(-1 if route is None else route.index, self.started, status, self.bytes_in, bytes_out)
+        self.slot.end(self.unmatched if route is None else route.index, self.started, status, self.bytes_in, bytes_out)
         self.bytes_in = 0
 
     def _log_access(self, response: Response, data: bytes | None) -> None:
@@ -594,8 +619,8 @@ class HttpProtocol(asyncio.Protocol):
         logger.info("refused a request from %s: %d %s", client, status, detail)
         response = error_response(status, detail)
         data = response.encode(self.worker.common_close)
-        if self.slot is not None:  # counted with the worker's totals, under no route
-            self.slot.end(-1, self.slot.begin(-1), status, self.bytes_in, len(data))
+        if self.slot is not None:  # counted with the worker's totals, as unmatched
+            self.slot.end(self.unmatched, self.slot.begin(self.unmatched), status, self.bytes_in, len(data))
             self.bytes_in = 0
         if self.worker.access_log:  # the request line may be what was wrong: none is quoted
             access_logger.info('%s - "-" %d %d -', client, status, len(data),
@@ -607,31 +632,53 @@ class HttpProtocol(asyncio.Protocol):
 
     def check_timeouts(self, now: float) -> None:
         """Called about once a second by the worker."""
-        if self.busy or self.transport is None or self.rejection is not None:
+        transport = self.transport
+        if transport is None:
+            return
+        config = self.worker.config
+        if config.write_timeout and self._write_stalled(now, transport, config.write_timeout):
+            logger.info("closed the connection of %s: it took no response bytes for %.0f s "
+                        "(--write-timeout)", self.client, config.write_timeout)
+            _reset(transport)
+            return
+        if self.busy or self.rejection is not None:
             return
         reception = self._reception()
-        config = self.worker.config
         if reception is IDLE:
+            # Draining, too: an idle connection lives out its keep-alive time, so a client
+            # that reuses it soon gets an answer (with `connection: close`), not a reset.
             if now - self.last_activity >= config.keep_alive_timeout:
-                self.transport.close()
+                transport.close()
         elif reception is HEAD:
             if now - self.head_started >= config.header_timeout:
                 self.rejection = (408, "Request Timeout")
                 self._reject()
-        elif now - self.last_activity >= config.header_timeout:
+        elif now - self.last_activity >= config.header_timeout or self._body_too_slow(now, config):
             self.rejection = (408, "Request Timeout")
             self._reject()
+
+    def _write_stalled(self, now: float, transport: asyncio.Transport, limit: float) -> bool:
+        """Response bytes wait in the buffer and the client has taken none for `limit`."""
+        unsent = transport.get_write_buffer_size()
+        if unsent == 0 or self.unsent == 0 or unsent < self.unsent:
+            self.unsent, self.unsent_since = unsent, now  # empty, newly filled, or some taken
+            return False
+        self.unsent = unsent
+        return now - self.unsent_since >= limit
+
+    def _body_too_slow(self, now: float, config: typing.Any) -> bool:
+        """The body being received averages under --min-body-rate, past the grace period.
+        Measured from the first tick that saw this request's body arriving."""
+        if not config.min_body_rate:
+            return False
+        if self.body_watch[0] != self.head_started:  # a new request: start watching it
+            self.body_watch = (self.head_started, now, self.body_size)
+            return False
+        _, since, base = self.body_watch
+        elapsed = now - since
+        return elapsed >= config.body_rate_grace and self.body_size - base < config.min_body_rate * elapsed
 
     def _reception(self) -> Reception:
         if self.reception is HEAD and self.head.headers_complete:
             return BODY
         return self.reception
-
-    def close_if_idle(self, idle_since: float) -> bool:
-        """During a graceful stop: close if no request is on its way or running, and none
-        has been since `idle_since`."""
-        if self.transport is not None and not self.busy and not self.pipeline \
-                and self.reception is IDLE and self.last_activity <= idle_since:
-            self.transport.close()
-            return True
-        return False

@@ -23,11 +23,12 @@ from ..logs import access_logger, reopen_log_files
 from ..master.listeners import describe, open_listeners
 from ..responses import JSONResponse, Response
 from ..responses import PlainTextResponse
-from ..stats import StatsBoard
+from ..stats import UNMATCHED_KEY, StatsBoard
+from .memory import return_large_buffers
 from .metrics import render_prometheus
 from .monitor import LoopMonitor
 from .executor import Executor
-from .pool import ThreadPool
+from .pool import QUEUE_PER_THREAD, ThreadPool, thread_stacks
 from .protocol import HttpProtocol
 
 if typing.TYPE_CHECKING:
@@ -40,10 +41,6 @@ logger = logging.getLogger("catzilla.worker")
 SERVER_HEADER = b"server: catzilla\r\n"
 TICK = 1.0  # seconds: Date header resolution and the granularity of every connection timeout
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-# While draining, a keep-alive connection is closed only after this long without a request:
-# a client looping on requests gets its next answer with `connection: close` instead of
-# racing our close (which would fail that request).
-DRAIN_IDLE_GRACE = 1.0
 
 
 class Supervisor(typing.Protocol):
@@ -85,6 +82,7 @@ class Worker:
         self.static_routes = {path: table for path, table in app.router.static.items()
                               if path not in self.probes}
         self.slot: typing.Any = None  # this worker's WorkerSlot in the stats block
+        self.unmatched_index = -1  # its row for requests no route answered
         self.reader: core.StatsReader | None = None
         self.handled = 0  # requests answered, for --max-requests
         self.loop_lag = 0.0
@@ -92,6 +90,7 @@ class Worker:
         self.max_requests = 0
         if config.max_requests > 0:
             self.max_requests = config.max_requests + random.randint(0, max(0, config.max_requests_jitter))
+        self.pool_hung = False  # every pool thread stuck past --timeout: unready, retiring
         self._stop_requested: asyncio.Future[None] | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._last_tick = 0.0
@@ -110,11 +109,9 @@ class Worker:
     async def serve(self) -> int:
         loop = self.loop = asyncio.get_running_loop()
         config = self.config
-        self.pool = ThreadPool(loop, config.threads)
-        self.executor = Executor(loop, self.pool)
-        self.runner = BackgroundRunner(loop, self.pool)
+        return_large_buffers()
+        self.build(loop)
         self.runner.install()
-        self._attach_stats()
         self._stop_requested = loop.create_future()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stop)
@@ -151,6 +148,18 @@ class Worker:
         await self._shutdown()
         return 0
 
+    def build(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The pool, the executor, the background runner and the stats slot, as configured
+        (also for loadtests/profile_request.py, which drives a worker without sockets)."""
+        config = self.config
+        self.loop = loop
+        max_queue = config.max_queue if config.max_queue is not None else QUEUE_PER_THREAD * config.threads
+        self.pool = ThreadPool(loop, config.threads, max_queue=max_queue, queue_timeout=config.queue_timeout)
+        self.executor = Executor(loop, self.pool, request_timeout=config.request_timeout,
+                                 limit_concurrency=config.limit_concurrency)
+        self.runner = BackgroundRunner(loop, self.pool)
+        self._attach_stats()
+
     def stop(self, reason: str = "signal", retiring: bool = False) -> None:
         """Stop gracefully; `retiring` when the worker decides itself (not told by a signal),
         so that the master replaces it at once and does not take its exit for a crash."""
@@ -166,7 +175,7 @@ class Worker:
         supervisor = self.supervisor
         board = supervisor.board if supervisor is not None else None
         if board is None:  # app.listen(): a private block sized for exactly this app
-            board = StatsBoard.create(1, len(routes))
+            board = StatsBoard.create(1, len(routes) + 1)  # + the unmatched row
             index, generation = 0, 1
         else:
             index, generation = supervisor.slot, supervisor.generation  # type: ignore[union-attr]
@@ -178,8 +187,10 @@ class Worker:
             logger.warning("worker %d has no stats slot (slot %d of %d); its requests are not counted",
                            os.getpid(), index, board.nslots)
             return
+        rows = [(r.key, r.kind is not HandlerKind.SYNC) for r in routes] + [(UNMATCHED_KEY, True)]
         try:
-            self.slot = board.attach(index, generation, [(r.key, r.kind is not HandlerKind.SYNC) for r in routes])
+            self.slot = board.attach(index, generation, rows)
+            self.unmatched_index = len(routes)
         except ValueError as exc:
             logger.warning("stats off for worker %d: %s (raise --stats-routes)", os.getpid(), exc)
 
@@ -190,6 +201,8 @@ class Worker:
                                  media_type="text/plain; version=0.0.4")
 
     def _readiness(self) -> Response:
+        if self.pool_hung:
+            return JSONResponse({"status": "stuck"}, 503)
         if self.draining or not self.started:
             return JSONResponse({"status": "draining" if self.draining else "starting"}, 503)
         return JSONResponse({"status": "ready"})
@@ -214,8 +227,12 @@ class Worker:
         self.common_keep_alive = SERVER_HEADER + date
         self.common_keep_alive_10 = SERVER_HEADER + date + b"connection: keep-alive\r\n"
         self.common_close = SERVER_HEADER + date + b"connection: close\r\n"
-        for connection in list(self.connections):
+        connections = list(self.connections)
+        for connection in connections:
             connection.check_timeouts(now)
+        self.executor.expire(connections, TICK)
+        self.executor.report()
+        self._check_pool()
         if self.reader is not None:
             try:
                 self.reader.sample()
@@ -230,6 +247,22 @@ class Worker:
             if supervisor.orphaned():
                 self.stop("the master process is gone", retiring=True)
 
+    def _check_pool(self) -> None:
+        """Every pool thread stuck on one job for longer than --timeout: a hung worker,
+        although its loop, and so its heartbeat, runs on. Say so to the readiness probe, log
+        where the threads are stuck, and retire so that the master starts a fresh worker."""
+        timeout = self.config.timeout
+        if timeout <= 0 or self.pool_hung or self._stop_requested is None or self._stop_requested.done():
+            return
+        stuck = self.pool.stuck(timeout)
+        if not stuck:
+            return
+        self.pool_hung = True
+        logger.error("worker %d: all %d pool threads have been stuck on one job for over %g s "
+                     "(--timeout); the worker retires. Where they are:\n%s",
+                     os.getpid(), len(stuck), timeout, thread_stacks(stuck))
+        self.stop(f"all {len(stuck)} pool threads stuck", retiring=True)
+
     def retire(self) -> None:
         self.stop(f"recycling after {self.handled} requests (--max-requests)", retiring=True)
 
@@ -240,12 +273,11 @@ class Worker:
         for server in self._servers:
             server.close()
         deadline = loop.time() + self.config.graceful_timeout
-        while loop.time() < deadline:
-            self.now = loop.time()
-            for connection in list(self.connections):
-                connection.close_if_idle(self.now - DRAIN_IDLE_GRACE)
-            if not self.connections:
-                break
+        # Connections are not closed here: each answers its next request with `connection:
+        # close`, and an idle one is closed by the tick when its keep-alive time is up, as
+        # always. Closing idle ones at once would race clients that reuse them (and lose
+        # their requests); the graceful timeout bounds the wait.
+        while loop.time() < deadline and self.connections:
             await asyncio.sleep(0.05)
         remaining = max(0.0, deadline - loop.time())
         try:
