@@ -226,9 +226,6 @@ class HttpProtocol(asyncio.Protocol):
         if self.reception is IDLE:
             self.reception = HEAD
             self.head_started = self.last_activity
-        self._feed(data)
-
-    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except _Rejected:
@@ -308,16 +305,23 @@ class HttpProtocol(asyncio.Protocol):
             if parser.should_upgrade():
                 self._upgrade(request, keep_alive)
                 return
-        self._dispatch(request, keep_alive)
+        if self.busy or self.pipeline:  # _dispatch, without the call on the usual path
+            self._queue(request, keep_alive)
+        else:
+            self._handle(request, keep_alive)
 
     def _dispatch(self, request: Request, keep_alive: bool) -> None:
         if self.busy or self.pipeline:
-            self.pipeline.append((request, keep_alive))
-            if not self.reading_paused and self.transport is not None:
-                self.reading_paused = True
-                self.transport.pause_reading()
+            self._queue(request, keep_alive)
         else:
             self._handle(request, keep_alive)
+
+    def _queue(self, request: Request, keep_alive: bool) -> None:
+        """Pipelined behind a running request: answered in order, and reading pauses."""
+        self.pipeline.append((request, keep_alive))
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
 
     def _unusual_head(self, target: str, items: list[tuple[str, str]],
                       header_map: dict[str, str]) -> tuple[str, str, list[tuple[str, str]]]:
@@ -367,16 +371,16 @@ class HttpProtocol(asyncio.Protocol):
         how, self.upgrade_rest = self.upgrade_rest, None
         if isinstance(how, _BodyReader):
             self.parser = how.parser  # the rest of this connection feeds the body reader
-            if rest:
-                self._feed(rest)
         elif how is _CONTINUE:
             # No body: the next bytes are the next request, for a parser of its own (this
             # one stays stopped).
             self.parser = httptools.HttpRequestParser(self)
-            if rest:
-                self._feed(rest)
         else:
             self.parser = _Discarder()  # a tunnel's bytes (or a refused request's): ignored
+            return
+        if rest:
+            self.bytes_in -= len(rest)  # counted once already, by the call that read them
+            self.data_received(rest)
 
     # -- handling ----------------------------------------------------------------------------
 
