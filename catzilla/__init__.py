@@ -4,6 +4,7 @@ from .datastructures import Headers, QueryParams, UploadFile
 from .errors import HTTPException, RequestValidationError
 from .params import Body, Cookie, File, Form, Header, Path, Query
 from .request import Request
+from .routers import APIRouter, Router, RouterGroup
 from .responses import (
     HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse,
 )
@@ -14,4 +15,5 @@ __all__ = [
     "Catzilla", "Request", "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse",
     "StreamingResponse", "Query", "Path", "Header", "Cookie", "Body", "Form", "File",
     "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
+    "Router", "APIRouter", "RouterGroup",
 ]

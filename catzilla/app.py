@@ -1,11 +1,19 @@
 """The application object users create: `app = Catzilla()`."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 import typing
 
-from .routing import Route, Router
+from .datastructures import State
+from .errors import HTTPException
+from .pipeline import Layer, compile_pipeline
+from .request import Request
+from .routers import Router, Scope, join_path, route_layer
+from .routing import _PARAM, Route
+from .routing import Router as RouteTable
 
 __all__ = ["Catzilla"]
 
@@ -15,54 +23,120 @@ Handler = typing.TypeVar("Handler", bound=typing.Callable[..., typing.Any])
 Hook = typing.Callable[[], typing.Any]
 
 
-class Catzilla:
-    def __init__(self, **options: typing.Any) -> None:
-        # Options the released 0.2 line accepted (production=..., and so on) are tolerated
-        # so that existing apps start; server settings come from Config, not from here.
-        self.options = options
-        self.router = Router()
-        self._on_startup: list[Hook] = []
-        self._on_shutdown: list[Hook] = []
+class NoMatchFound(LookupError):
+    """url_path_for() found no route of that name and those parameters."""
+
+
+# Catzilla 0.2.3's constructor keywords: accepted so that its apps start, and recorded in
+# `app.compat_options`, but none changes anything (server settings come from Config: flags,
+# CATZILLA_* variables, app.listen() keywords).
+COMPAT_0_2_3_OPTIONS = frozenset({
+    "production", "use_jemalloc", "memory_profiling", "auto_memory_tuning", "memory_stats_interval",
+    "auto_validation", "enable_di", "di_container", "show_banner", "log_requests", "enable_colors",
+    "show_request_details", "upload_config",
+})
+
+
+class Catzilla(Scope):
+    def __init__(self, *, title: str = "Catzilla", description: str = "", version: str = "0.1.0",
+                 summary: str | None = None, debug: bool = False, docs_url: str | None = "/docs",
+                 redoc_url: str | None = "/redoc", openapi_url: str | None = "/openapi.json",
+                 root_path: str = "", lifespan: typing.Any = None,
+                 on_startup: typing.Iterable[Hook] | None = None,
+                 on_shutdown: typing.Iterable[Hook] | None = None,
+                 exception_handlers: typing.Mapping[typing.Any, typing.Callable[..., typing.Any]] | None = None,
+                 middleware: typing.Iterable[typing.Any] | None = None,
+                 dependencies: typing.Iterable[typing.Any] | None = None,
+                 **compat_options: typing.Any) -> None:
+        """FastAPI's keywords; title, description, version, summary, debug, docs_url,
+        redoc_url, openapi_url and root_path are recorded as attributes (see README: not all
+        are honoured yet). An unknown keyword is a TypeError naming it, never ignored."""
+        unknown = sorted(set(compat_options) - COMPAT_0_2_3_OPTIONS)
+        if unknown:
+            raise TypeError(f"Catzilla() got unexpected keyword argument{'s' if len(unknown) > 1 else ''}: "
+                            + ", ".join(repr(name) for name in unknown))
+        self.compat_options = compat_options
+        self.title, self.description, self.version, self.summary = title, description, version, summary
+        self.debug = debug
+        self.docs_url, self.redoc_url, self.openapi_url = docs_url, redoc_url, openapi_url
+        self.root_path = root_path
+        Scope.__init__(self)  # the app's own layer: middleware, hooks, exception handlers
+        self.router = RouteTable()
+        self.unmatched_pipeline: typing.Any = None  # see prepare()
+        self._on_startup: list[Hook] = list(on_startup or [])
+        self._on_shutdown: list[Hook] = list(on_shutdown or [])
+        # Taken here, wired in by the lifespan, middleware and dependencies work:
+        self._lifespan = lifespan
+        if lifespan is not None and not callable(lifespan):
+            raise TypeError(f"lifespan must be a callable taking the app, got {lifespan!r}")
+        self.state = State()  # app.state: shared by every request of a worker (request.app.state)
+        self._on_server_start: list[Hook] = []
+        self._lifespan_context: typing.Any = None  # the entered context manager, until shutdown
+        self._exception_handlers = dict(exception_handlers or {})
+        self._middleware = list(middleware or [])
+        self._dependencies = list(dependencies or [])
 
     # -- routes ----------------------------------------------------------------------------
-
-    def route(self, path: str, methods: typing.Iterable[str] = ("GET",), *,
-              name: str | None = None, timeout: float | None = None) -> typing.Callable[[Handler], Handler]:
-        """`timeout`: seconds the handler may run before the request is answered 504 (None:
-        the server's --request-timeout; 0: no limit)."""
-        methods = [methods] if isinstance(methods, str) else list(methods)
-
-        def register(handler: Handler) -> Handler:
-            self.add_route(path, handler, methods, name=name, timeout=timeout)
-            return handler
-
-        return register
+    # route(), get(), post(), ..., middleware(), before_request(), exception_handler() and the
+    # rest are Scope's (catzilla/routers.py), shared with routers.
 
     def add_route(self, path: str, handler: typing.Callable[..., typing.Any],
                   methods: typing.Iterable[str] = ("GET",), *, name: str | None = None,
-                  timeout: float | None = None) -> list[Route]:
-        return self.router.add(path, methods, handler, name, timeout)
+                  timeout: float | None = None, middleware: typing.Iterable[typing.Any] | None = None,
+                  tags: typing.Iterable[str] | None = None) -> list[Route]:
+        """`timeout`: seconds the handler may run before the request is answered 504 (None:
+        the server's --request-timeout; 0: no limit). `middleware`: this route's own (see
+        routers.route_layer)."""
+        return self._add(path, methods, handler, {"name": name, "timeout": timeout},
+                         [route_layer(middleware)], list(tags or []))
 
-    def get(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["GET"], **kw)
+    def include_router(self, router: Router, prefix: str = "", *,
+                       tags: typing.Iterable[str] | None = None) -> None:
+        """Add `router`'s routes (and those of the routers it includes) under `prefix`."""
+        for definition in router.definitions:
+            self._add(join_path(prefix, definition.path), definition.methods, definition.endpoint,
+                      definition.options, definition.layers, list(tags or []) + definition.tags)
 
-    def post(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["POST"], **kw)
+    include_routes = include_router  # Catzilla 0.2.3's name (RouterGroup)
 
-    def put(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["PUT"], **kw)
+    def owner(self) -> "Catzilla":
+        return self
 
-    def patch(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["PATCH"], **kw)
+    def _add(self, path: str, methods: typing.Iterable[str], handler: typing.Callable[..., typing.Any],
+             options: dict[str, typing.Any], layers: list[Layer], tags: list[str]) -> list[Route]:
+        unknown = set(options) - {"name", "timeout"}
+        if unknown:
+            raise TypeError(f"unknown route options: {', '.join(sorted(unknown))}")
+        routes = self.router.add(path, methods, handler, options.get("name"), options.get("timeout"))
+        for route in routes:
+            route.layers = layers
+            route.tags = tags
+        return routes
 
-    def delete(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["DELETE"], **kw)
+    def url_path_for(self, name: str, **params: typing.Any) -> str:
+        """The path of the route called `name` (its `name=`, else its handler's name), with
+        `params` put into its template."""
+        for route in self.router.routes:
+            if route.name == name:
+                names = set(route.path_names)
+                if names == set(params):
+                    return _PARAM.sub(lambda m: str(params[m.group(1)]), route.path)
+        raise NoMatchFound(f"no route named {name!r} with parameters {sorted(params)}")
 
-    def head(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["HEAD"], **kw)
+    def refusal(self, method: str, path: str) -> HTTPException:
+        """What a request no route answers gets: 404, or 405 with the methods there are."""
+        table, _ = self.router.lookup(path)
+        if table is None:
+            return HTTPException(404, "Not Found")
+        return HTTPException(405, "Method Not Allowed", {"allow": self.router.allowed(table)})
 
-    def options(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["OPTIONS"], **kw)
+    def prepare(self, pool_run: typing.Any) -> None:
+        """Compile every route's pipeline (hooks, middleware, exception handlers), once per
+        worker before it serves; `pool_run(fn, *args)` runs `fn` in the worker's pool."""
+        for route in self.router.routes:
+            route.pipeline = compile_pipeline(route, [self.layer, *route.layers], self, pool_run)
+        # Requests no route answers go through the app's own middleware and handlers.
+        self.unmatched_pipeline = compile_pipeline(None, [self.layer], self, pool_run)
 
     @property
     def routes(self) -> list[Route]:
@@ -80,13 +154,60 @@ class Catzilla:
         self._on_shutdown.append(hook)
         return hook
 
+    def on_server_start(self, hook: Hook) -> Hook:
+        """Run `hook` (def or async def) once per server start, before any worker accepts a
+        request, whatever the number of workers (database migrations, warming a shared cache).
+        It runs in a process of its own (the master with --preload or app.listen(), else a
+        short-lived child of the master), so what it leaves in globals is not seen by the
+        workers. Not run again by a HUP reload, a replaced worker or TTIN. If it raises, the
+        server stops with exit status 4 (as when the app does not import)."""
+        self._on_server_start.append(hook)
+        return hook
+
+    def server_start(self) -> None:
+        """Run the on_server_start hooks, outside any event loop (called by the server, once).
+        A sync hook is called as it is (it may run its own asyncio.run()); an async one, or
+        an awaitable a sync one returns, gets an event loop of its own."""
+        async def wait(awaitable: typing.Awaitable[typing.Any]) -> typing.Any:
+            return await awaitable
+
+        for hook in self._on_server_start:
+            result = hook()
+            if inspect.isawaitable(result):
+                asyncio.run(wait(result))
+
     async def startup(self) -> None:
+        """In each worker before it accepts connections: the on_startup hooks in order, then
+        the lifespan is entered; what it yields is every request's initial `request.state`."""
+        Request.app = self
         for hook in self._on_startup:
             result = hook()
             if inspect.isawaitable(result):
                 await result
+        if self._lifespan is not None:
+            try:
+                await self._enter_lifespan()
+            except Exception as exc:
+                # Raised on: the worker stops as on a failing on_startup hook (the master
+                # then stops the server, status 3, before any worker serves).
+                logger.error("the lifespan %s() failed on startup: %s: %s",
+                             getattr(self._lifespan, "__qualname__", self._lifespan), type(exc).__name__, exc)
+                raise
 
     async def shutdown(self) -> None:
+        """After the worker has stopped serving: the lifespan is exited (the code after its
+        `yield`), then the on_shutdown hooks run. A failure in one is logged, never stops
+        the others."""
+        if self._lifespan_context is not None:
+            context, self._lifespan_context = self._lifespan_context, None
+            try:
+                if hasattr(context, "__aexit__"):
+                    await context.__aexit__(None, None, None)
+                else:
+                    context.__exit__(None, None, None)
+            except Exception:
+                logger.exception("lifespan %r failed while shutting down", self._lifespan)
+            Request.lifespan_state = None
         for hook in self._on_shutdown:
             try:
                 result = hook()
@@ -94,6 +215,29 @@ class Catzilla:
                     await result
             except Exception:
                 logger.exception("shutdown hook %r failed", hook)
+
+    async def _enter_lifespan(self) -> None:
+        """`lifespan(app)` as FastAPI/Starlette take it: an async context manager factory
+        (@asynccontextmanager), a sync one (@contextmanager), or a bare (async) generator
+        function. A sync one runs on the loop: nothing is served yet."""
+        lifespan = self._lifespan
+        if inspect.isasyncgenfunction(lifespan):
+            lifespan = contextlib.asynccontextmanager(lifespan)
+        elif inspect.isgeneratorfunction(lifespan):
+            lifespan = contextlib.contextmanager(lifespan)
+        context = lifespan(self)
+        if hasattr(context, "__aenter__"):
+            state = await context.__aenter__()
+        elif hasattr(context, "__enter__"):
+            state = context.__enter__()
+        else:
+            raise TypeError(f"lifespan {self._lifespan!r} returned {context!r}, not a context manager")
+        self._lifespan_context = context
+        if state is not None:
+            if not isinstance(state, typing.Mapping):
+                raise TypeError(f"lifespan {self._lifespan!r} yielded {type(state).__name__}: "
+                                "it may yield a mapping (the requests' state) or nothing")
+            Request.lifespan_state = dict(state) or None
 
     # -- serving ---------------------------------------------------------------------------
 

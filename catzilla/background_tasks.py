@@ -7,7 +7,7 @@ import logging
 import threading
 import typing
 
-from .handlers import HandlerKind, classify
+from .kinds import HandlerKind, classify
 
 __all__ = ["schedule_task", "BackgroundRunner"]
 

@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "stats":
-        from .top import run_top
+        from .stats_command import run_top
 
         return run_top(args.pid, args.file, args.interval, args.once)
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}

@@ -113,10 +113,11 @@ class Headers(typing.Mapping[str, str]):
 
 
 class State:
-    """Free-form attributes a handler or middleware hangs on a request."""
+    """Free-form attributes: a request's (`request.state`) or the app's (`app.state`).
+    `State(mapping)` starts with a shallow copy of `mapping`'s items as attributes."""
 
-    def __init__(self) -> None:
-        object.__setattr__(self, "_data", {})
+    def __init__(self, state: typing.Mapping[str, typing.Any] | None = None) -> None:
+        object.__setattr__(self, "_data", dict(state) if state else {})
 
     def __setattr__(self, name: str, value: typing.Any) -> None:
         self._data[name] = value
@@ -128,7 +129,13 @@ class State:
             raise AttributeError(f"'State' has no attribute {name!r}") from None
 
     def __delattr__(self, name: str) -> None:
-        del self._data[name]
+        try:
+            del self._data[name]
+        except KeyError:
+            raise AttributeError(f"'State' has no attribute {name!r}") from None
+
+    def __repr__(self) -> str:
+        return f"State({self._data!r})"
 
 
 class UploadFile:

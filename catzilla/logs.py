@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import time
 import typing
 
 import orjson
 
-__all__ = ["configure_logging", "reopen_log_files", "JSONFormatter", "access_logger"]
+__all__ = ["configure_logging", "reopen_log_files", "JSONFormatter", "access_logger", "printable_address"]
 
 TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 access_logger = logging.getLogger("catzilla.access")
@@ -60,3 +61,12 @@ def reopen_log_files() -> None:
                 handler.close()  # the next emit opens the path again
             finally:
                 handler.release()
+
+
+def printable_address(sock: socket.socket) -> str:
+    """A listening socket's address as the logs show it: http://host:port or unix:path."""
+    address = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{address}"
+    host, port = address[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -22,6 +22,11 @@ class Request:
         "_state", "background", "responded", "_trailers",
     )
 
+    # Set once per worker by Catzilla.startup()/shutdown() (a process serves one app): read
+    # through the class, so a request pays nothing for them, whether or not it looks.
+    app: typing.Any = None  # the application serving this request
+    lifespan_state: "typing.Mapping[str, typing.Any] | None" = None  # what the lifespan yielded
+
     def __init__(
         self,
         method: str,
@@ -95,7 +100,9 @@ class Request:
     def state(self) -> State:
         state = self._state
         if state is None:
-            state = self._state = State()
+            # Starlette's rule: each request starts from a shallow copy of the lifespan's
+            # state (its own attributes, the same objects), made only if the handler looks.
+            state = self._state = State(self.lifespan_state)
         return state
 
     @property

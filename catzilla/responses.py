@@ -51,6 +51,27 @@ def _encode_header(name: str, value: str) -> bytes:
     return b"%s: %s\r\n" % (raw_name, raw_value)
 
 
+# Header lines already encoded and checked, by (name, value) as a handler or middleware
+# set them: the same few (vary, cache-control, a content-type) recur on every response.
+# Bounded, since values may be per request (ids, cookies): beyond it lines are not kept.
+_LINES: dict[tuple[str, str], tuple[bytes, bool]] = {}
+LINE_CACHE_SIZE = 4096
+
+
+def _line(name: str, value: str) -> tuple[bytes, bool]:
+    """(the encoded line, or b"" for a framing field, which is the server's business; and
+    whether it is the content-type)."""
+    lowered = name.lower()
+    if lowered in ("content-length", "transfer-encoding", "connection"):
+        line = b""
+    else:
+        line = _encode_header(name, value)
+    known = line, lowered == "content-type"
+    if len(_LINES) < LINE_CACHE_SIZE and type(value) is str:
+        _LINES[(name, value)] = known
+    return known
+
+
 class Response:
     """Bytes with a status and headers. `content` may be bytes, str or None."""
 
@@ -87,14 +108,17 @@ class Response:
     def encode_headers(self) -> bytes:
         """The header lines this response adds to the common ones (content-type, user headers)."""
         lines = []
-        if "content-type" not in {k.lower() for k in self.headers}:
+        typed = False
+        for item in self.headers.items():
+            known = _LINES.get(item)
+            if known is None:
+                known = _line(*item)
+            lines.append(known[0])
+            typed = typed or known[1]
+        if not typed:
             content_type = self.content_type()
             if content_type is not None:
-                lines.append(_encode_header("content-type", content_type))
-        for name, value in self.headers.items():
-            if name.lower() in ("content-length", "transfer-encoding", "connection"):
-                continue  # framing is the server's business
-            lines.append(_encode_header(name, value))
+                lines.insert(0, (_LINES.get(("content-type", content_type)) or _line("content-type", content_type))[0])
         return b"".join(lines)
 
     def encode(self, common: bytes, head_only: bool = False) -> bytes:

@@ -5,7 +5,7 @@ import re
 import typing
 
 from .binding import Binding
-from .handlers import classify
+from .kinds import classify
 
 __all__ = ["Route", "Router", "compile_path"]
 
@@ -40,7 +40,7 @@ class Route:
     """One (path, method) and everything decided about its handler at registration."""
 
     __slots__ = ("path", "method", "endpoint", "name", "kind", "binding", "index", "warned_awaitable",
-                 "timeout")
+                 "timeout", "path_names", "layers", "tags", "pipeline")
 
     def __init__(self, path: str, method: str, endpoint: typing.Callable[..., typing.Any],
                  path_names: list[str], name: str | None = None, index: int = 0,
@@ -56,6 +56,12 @@ class Route:
         # Seconds its handler may run before the request is answered 504; None: the server's
         # --request-timeout; 0: no limit.
         self.timeout = _timeout(timeout)
+        self.path_names = path_names
+        # What wraps it, from the routers it came through (see pipeline.py); compiled into
+        # `pipeline` when the app starts, None when nothing does.
+        self.layers: list[typing.Any] = []
+        self.tags: list[str] = []
+        self.pipeline: typing.Any = None
 
     @property
     def key(self) -> str:
@@ -97,12 +103,38 @@ class Router:
         added = []
         for method in methods:
             method = method.upper()
-            if method in table:
+            existing = table.get(method)
+            if existing is not None and existing.method == method:  # not an implied HEAD
                 raise ValueError(f"route {method} {path} is already registered")
             route = table[method] = Route(path, method, endpoint, names, name, len(self.routes), timeout)
             self.routes.append(route)
             added.append(route)
+            if method == "GET" and "HEAD" not in table:
+                # HEAD is answered as GET is (RFC 9110 9.3.2), decided here and not per
+                # request: the table's HEAD entry is the GET route itself (its handler, its
+                # stats row; `routes` lists it once), until a HEAD route of its own replaces it.
+                table["HEAD"] = route
         return added
+
+    def resolve(self, method: str, path: str) -> tuple[Route | None, dict[str, str] | None, str | None]:
+        """Where a request goes, decided here only: (route, raw path parameters or None,
+        None); no route: (None, None, None) when nothing has this path (404), (None, None,
+        allow) when it has not this method (405 with `Allow: allow`). A path without
+        parameters is one dict look-up; templates are tried in the order they were added."""
+        table = self.static.get(path)
+        params = None
+        if table is None:
+            for regex, candidate in self.dynamic:
+                match = regex.match(path)
+                if match is not None:
+                    table, params = candidate, match.groupdict()
+                    break
+            else:
+                return None, None, None
+        route = table.get(method)
+        if route is None:
+            return None, None, self.allowed(table)
+        return route, params, None
 
     def lookup(self, path: str) -> tuple[Methods | None, dict[str, str] | None]:
         """The method table for `path` and its raw path parameters, or (None, None)."""
@@ -117,7 +149,15 @@ class Router:
 
     @staticmethod
     def allowed(table: Methods) -> str:
-        methods = set(table)
-        if "GET" in methods:
-            methods.add("HEAD")
-        return ", ".join(sorted(methods))
+        """The Allow header of a path: its methods (HEAD is there wherever GET is, see add)."""
+        return ", ".join(sorted(table))
+
+
+def __getattr__(name: str) -> typing.Any:
+    # `from catzilla.routing import APIRouter`, as from fastapi.routing: the router users
+    # declare routes on lives in catzilla.routers (this module is the route table).
+    if name in ("APIRouter", "RouterGroup"):
+        from . import routers
+
+        return getattr(routers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ import typing
 
 from .config import Config
 from .logs import configure_logging
-from .master.arbiter import EXIT_WORKER_BOOT_ERROR, Master
+from .master.arbiter import EXIT_WORKER_BOOT_ERROR, Master, run_server_start
 from .master.listeners import open_listeners
 from .worker.server import Worker
 
@@ -33,6 +33,9 @@ def serve(config: Config, target: str | None = None, app: typing.Any = None) -> 
         except (OSError, ValueError) as exc:
             logger.error("cannot listen: %s", exc)
             return EXIT_WORKER_BOOT_ERROR
+        status = run_server_start(app)  # on_server_start hooks: here, once, before serving
+        if status:
+            return status
         return Worker(app, config, sockets).run()
     master = Master(target or f"{type(app).__name__} at {id(app):#x}", config)
     master.app = app

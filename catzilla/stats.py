@@ -231,12 +231,12 @@ class StatsBoard:
     def nslots(self) -> int:
         return self.block.nslots
 
-    def attach(self, slot: int, generation: int, routes: list[tuple[str, bool]]) -> WorkerSlot:
-        return self.block.attach(slot, os.getpid(), generation, routes)
+    def attach(self, slot_index: int, generation: int, routes: list[tuple[str, bool]]) -> WorkerSlot:
+        return self.block.attach(slot_index, os.getpid(), generation, routes)
 
-    def retire(self, slot: int) -> None:
-        if slot < self.block.nslots:
-            self.block.retire(slot)
+    def retire(self, slot_index: int) -> None:
+        if slot_index < self.block.nslots:
+            self.block.retire(slot_index)
 
     def _read(self, method: typing.Callable[..., typing.Any]) -> typing.Any:
         return method() if self._patience is None else method(self._patience)

@@ -25,7 +25,8 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_app import app  # noqa: E402
+import importlib, os  # noqa: E402
+app = importlib.import_module(os.environ.get("BENCH_APP", "bench_app")).app  # noqa: E402
 
 from catzilla.config import Config  # noqa: E402
 from catzilla.worker.protocol import HttpProtocol  # noqa: E402
@@ -79,7 +80,7 @@ async def drive(worker: Worker, target: bytes, count: int) -> float:
 
 async def main(args: argparse.Namespace) -> None:
     config = Config(stats=args.stats, access_log=False, loop_block_threshold=0)
-    worker = Worker(app, config)
+    worker = Worker(app, config, [])  # driven without sockets
     worker.build(asyncio.get_running_loop())
     worker._tick()
     routes = [args.route] if args.route else list(ROUTES)

@@ -24,6 +24,15 @@ APPS = Path(__file__).resolve().parent / "apps"
 EXAMPLES = ROOT / "examples"
 
 
+def load_test_app(name: str):
+    """Import an app module of tests/apps/ in the test process (for in-process checks)."""
+    import importlib
+
+    if str(APPS) not in sys.path:
+        sys.path.insert(0, str(APPS))
+    return importlib.import_module(name)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

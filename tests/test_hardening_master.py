@@ -45,7 +45,7 @@ def uds_cmd(path: Path, *args: str) -> list[str]:
 
 def wait_ready_line(proc: subprocess.Popen, log: Path, count: int = 1) -> None:
     wait_for(lambda: f"{count} worker(s) ready" in log.read_text() or proc.poll() is not None, 20,
-             what="the master's ready line")
+             message="the master's ready line")
     assert proc.poll() is None, log.read_text()
 
 
@@ -227,7 +227,7 @@ def test_stats_file_of_a_master_killed_with_9_is_removed_by_the_next_master() ->
                 os.kill(pid, signal.SIGKILL)
         first.proc.wait(TIMEOUT)
         wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), TIMEOUT,
-                 what="the killed workers to be gone")
+                 message="the killed workers to be gone")
     assert os.path.exists(left), "nothing left to clean up: the test proves nothing"
     with run_server(APP, "--workers", "1") as second:
         wait_log(second, "1 worker(s) ready")
@@ -271,7 +271,7 @@ def test_a_stuck_stats_sequence_never_stalls_the_event_loop() -> None:
                 struct.pack_into("<Q", block, SEQUENCE_OFFSET, sequence)
         # readable again: new counts show up
         wait_for(lambda: json.loads(raw_request(s.host, s.port, "/stats")[1])["requests"] > requests,
-                 TIMEOUT, what="fresh stats after the block recovered")
+                 TIMEOUT, message="fresh stats after the block recovered")
         logs = s.logs()
     warnings = [line for line in logs.splitlines() if "WARNING" in line and "stats block" in line]
     # said once by the sampler and once by the snapshot reader, not every second
@@ -335,7 +335,7 @@ def booting_worker(server, known: set[int]) -> int:
         logs = server.logs()
         fresh = [pid for pid in children(server.proc.pid) - known if not serving(logs, pid)]
         return fresh[0] if fresh else None
-    return wait_for(find, 20, interval=0.02, what="a booting worker")  # type: ignore[return-value]
+    return wait_for(find, 20, interval=0.02, message="a booting worker")  # type: ignore[return-value]
 
 
 def test_worker_killed_before_it_is_ready_is_replaced() -> None:

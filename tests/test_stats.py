@@ -242,7 +242,7 @@ def test_native_extension_is_the_one_in_use(server):
 
     # The master's block is a file in /dev/shm that this (unrelated) process can map and read
     # through the C reader: the same numbers the workers report.
-    from catzilla.core import handler_stats
+    from catzilla.stats_report import handler_stats
     from catzilla.stats import StatsBoard, board_path
 
     path = board_path(server.proc.pid)
@@ -867,7 +867,7 @@ def test_worker_slot_counts_and_histogram_buckets():
 
 
 def test_handler_stats_over_the_block_sum_all_slots():
-    from catzilla.core import handler_stats
+    from catzilla.stats_report import handler_stats
 
     board = _board()
     first, second = board.attach(0, 1, ROUTES), board.attach(1, 1, ROUTES)
@@ -889,7 +889,7 @@ def test_handler_stats_over_the_block_sum_all_slots():
 
 
 def test_retire_folds_into_totals_and_sums_never_go_backwards():
-    from catzilla.core import handler_stats
+    from catzilla.stats_report import handler_stats
 
     board = _board()
     old = board.attach(0, 1, ROUTES)
@@ -937,7 +937,7 @@ def test_retire_folds_into_totals_and_sums_never_go_backwards():
 
 
 def test_retired_totals_keep_routes_apart_across_different_route_sets():
-    from catzilla.core import handler_stats
+    from catzilla.stats_report import handler_stats
 
     board = _board(nslots=2, nroutes=2)
     gen1 = board.attach(0, 1, [("GET /old", False), ("GET /both", True)])

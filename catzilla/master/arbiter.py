@@ -21,13 +21,13 @@ import typing
 
 from ..config import Config
 from ..loading import AppLoadError, load_app
-from ..logs import reopen_log_files
+from ..logs import printable_address, reopen_log_files
 from ..stats import StatsBoard, board_path, remove_stale_boards
-from .heartbeat import MAX_SLOTS, HeartbeatBoard
-from .listeners import describe, open_listeners
+from .heartbeat import MAX_SLOTS, Heartbeats
+from .listeners import open_listeners
 from .systemd import Notifier
 
-__all__ = ["Master", "EXIT_APP_LOAD_ERROR", "EXIT_WORKER_BOOT_ERROR"]
+__all__ = ["Master", "EXIT_APP_LOAD_ERROR", "EXIT_WORKER_BOOT_ERROR", "run_server_start"]
 
 logger = logging.getLogger("catzilla.master")
 
@@ -40,6 +40,10 @@ EXIT_WORKER_CRASHED = 1
 # fail again, so before any worker serves they stop the master. Any other death before boot
 # (a signal from the OOM killer or an operator, an exit nobody asked for) is replaced.
 APP_FAILURES = frozenset({EXIT_APP_LOAD_ERROR, EXIT_WORKER_CRASHED})
+
+# How the one-shot server-start process (Master._server_start) says its on_server_start
+# hooks failed, apart from EXIT_APP_LOAD_ERROR (the app did not import): never a server's status.
+_SERVER_START_FAILED = 5
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD)
@@ -56,10 +60,23 @@ POLL = 0.25  # seconds between supervision passes when nothing wakes the master
 RELOAD_WAIT = 60.0
 
 
+def run_server_start(app: typing.Any) -> int:
+    """Run `app`'s on_server_start hooks in this process: 0, or EXIT_APP_LOAD_ERROR (logged)."""
+    server_start = getattr(app, "server_start", None)
+    if server_start is None:
+        return 0
+    try:
+        server_start()
+    except Exception:
+        logger.exception("an on_server_start hook failed; the server does not start")
+        return EXIT_APP_LOAD_ERROR
+    return 0
+
+
 @dataclasses.dataclass
 class WorkerHandle:
     pid: int
-    slot: int
+    slot_index: int  # its position: its heartbeat and its stats slot
     generation: int
     spawned: float
     ready: bool = False
@@ -70,19 +87,19 @@ class WorkerHandle:
 class _Supervision:
     """What a worker gets from its master (see catzilla.worker.server.Supervisor)."""
 
-    def __init__(self, heartbeats: HeartbeatBoard, board: StatsBoard | None, slot: int,
+    def __init__(self, heartbeats: Heartbeats, board: StatsBoard | None, slot_index: int,
                  generation: int, master_pid: int) -> None:
         self.heartbeats, self.board = heartbeats, board
-        self.slot, self.generation, self.master_pid = slot, generation, master_pid
+        self.slot_index, self.generation, self.master_pid = slot_index, generation, master_pid
 
     def ready(self) -> None:
-        self.heartbeats.mark_ready(self.slot)
+        self.heartbeats.mark_ready(self.slot_index)
 
     def beat(self) -> None:
-        self.heartbeats.beat(self.slot)
+        self.heartbeats.beat(self.slot_index)
 
     def retiring(self) -> None:
-        self.heartbeats.mark_retiring(self.slot)
+        self.heartbeats.mark_retiring(self.slot_index)
 
     def orphaned(self) -> bool:
         return os.getppid() != self.master_pid
@@ -130,12 +147,15 @@ class Master:
                 logger.warning("preloading %s left %d threads running in the master; threads do "
                                "not survive fork, so workers will not have them",
                                self.target, threading.active_count() - 1)
-        self.board = HeartbeatBoard()
+        status = self._server_start()
+        if status:
+            return status
+        self.heartbeats = Heartbeats()
         self.stats = self._create_stats()
         self._write_pid()
         self._install_signals()
         logger.info("master %d: listening on %s, %d worker(s)", self.pid,
-                    ", ".join(describe(s) for s in self.sockets), self.target_count)
+                    ", ".join(printable_address(s) for s in self.sockets), self.target_count)
         try:
             while True:
                 self._handle_signals()
@@ -151,6 +171,57 @@ class Master:
             self._cleanup()
         logger.info("master %d: stopped", self.pid)
         return self.exit_status
+
+    def _server_start(self) -> int:
+        """The app's on_server_start hooks, once per server start, before the first fork
+        (a HUP reload, a replaced worker, TTIN never run them again).
+
+        With --preload (or app.listen()) the app is here: they run in the master. Otherwise
+        the master must not import the app (workers import it after the fork, and a reload
+        imports new code), and a worker cannot run them (a migration may outlast --timeout,
+        whose heartbeat clock runs from the fork; the other workers would have to wait on
+        it): a one-shot child imports the app, runs its hooks and exits, and the workers are
+        forked once it has succeeded. That costs one more import of the app per start
+        (module-level code runs once more; what the hooks leave in globals stays in that
+        child), and an app that does not import is reported from there."""
+        if self.app is not None:
+            return run_server_start(self.app)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:
+            status = EXIT_APP_LOAD_ERROR
+            try:
+                try:
+                    app = load_app(self.target)
+                except AppLoadError as exc:
+                    logger.error("%s", exc)
+                except Exception:
+                    logger.exception("could not load the application %r", self.target)
+                else:
+                    status = _SERVER_START_FAILED if run_server_start(app) else 0
+            except BaseException:
+                logger.exception("the on_server_start process crashed")
+            finally:
+                logging.shutdown()
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except Exception:
+                        pass
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0:
+            return 0
+        if code == EXIT_APP_LOAD_ERROR:
+            logger.error("master %d: the application %r could not be loaded; stopping", self.pid, self.target)
+        elif code == _SERVER_START_FAILED:
+            logger.error("master %d: an on_server_start hook of %r failed; stopping", self.pid, self.target)
+        else:
+            logger.error("master %d: the on_server_start process of %r ended with status %d; stopping",
+                         self.pid, self.target, code)
+        return EXIT_APP_LOAD_ERROR
 
     def _create_stats(self) -> StatsBoard | None:
         """The shared stats block, mapped before the first fork so every worker shares it."""
@@ -235,12 +306,12 @@ class Master:
     # -- workers -------------------------------------------------------------------------
 
     def spawn(self, generation: int) -> WorkerHandle | None:
-        used = {w.slot for w in self.workers.values()}
-        slot = next((s for s in range(MAX_SLOTS) if s not in used), None)
-        if slot is None:
+        used = {w.slot_index for w in self.workers.values()}
+        slot_index = next((s for s in range(MAX_SLOTS) if s not in used), None)
+        if slot_index is None:
             logger.error("master %d: no free worker slot", self.pid)
             return None
-        self.board.reset(slot)
+        self.heartbeats.reset(slot_index)
         self.spawning_generation = generation
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
@@ -254,7 +325,7 @@ class Master:
         if pid == 0:  # the worker
             status = 1
             try:
-                status = self._worker_main(slot)
+                status = self._worker_main(slot_index)
             except BaseException:
                 logger.exception("worker %d crashed", os.getpid())
             finally:
@@ -265,13 +336,13 @@ class Master:
                     except Exception:
                         pass
                 os._exit(status)
-        handle = WorkerHandle(pid, slot, generation, time.monotonic())
+        handle = WorkerHandle(pid, slot_index, generation, time.monotonic())
         self.workers[pid] = handle
         logger.info("master %d: started worker %d (slot %d, generation %d)",
-                    self.pid, pid, slot, generation)
+                    self.pid, pid, slot_index, generation)
         return handle
 
-    def _worker_main(self, slot: int) -> int:
+    def _worker_main(self, slot_index: int) -> int:
         from ..worker.server import Worker
 
         signal.set_wakeup_fd(-1)
@@ -292,7 +363,7 @@ class Master:
                 return EXIT_APP_LOAD_ERROR
         handle = self.workers.get(os.getpid())
         generation = handle.generation if handle is not None else self.spawning_generation
-        supervision = _Supervision(self.board, self.stats, slot, generation, self.pid)
+        supervision = _Supervision(self.heartbeats, self.stats, slot_index, generation, self.pid)
         return Worker(app, self.config, self.sockets, supervision).run()
 
     def _reap(self) -> None:
@@ -307,9 +378,9 @@ class Master:
             if handle is None:
                 continue
             if self.stats is not None:
-                self.stats.retire(handle.slot)  # its counts live on in the totals
+                self.stats.retire(handle.slot_index)  # its counts live on in the totals
             self._log_death(handle, status)
-            booted = handle.ready or self.board.is_ready(handle.slot)
+            booted = handle.ready or self.heartbeats.is_ready(handle.slot_index)
             if not booted and handle.stopping_since is None and not self.stopping:
                 self._boot_failed(handle, os.waitstatus_to_exitcode(status))
 
@@ -319,7 +390,7 @@ class Master:
             how = f"killed by {signal.Signals(-code).name}"
         else:
             how = f"exited with status {code}"
-        expected = handle.stopping_since is not None or self.stopping or self.board.is_retiring(handle.slot)
+        expected = handle.stopping_since is not None or self.stopping or self.heartbeats.is_retiring(handle.slot_index)
         level = logging.INFO if expected and code == 0 else logging.WARNING
         logger.log(level, "master %d: worker %d %s%s", self.pid, handle.pid, how,
                    "" if expected else " unexpectedly; replacing it")
@@ -350,7 +421,7 @@ class Master:
 
     def _ready_count(self, generation: int) -> int:
         for handle in self.workers.values():
-            if not handle.ready and self.board.is_ready(handle.slot):
+            if not handle.ready and self.heartbeats.is_ready(handle.slot_index):
                 handle.ready = True
                 self.respawn_backoff = RESPAWN_BACKOFF_MIN  # booting works (again)
         return sum(1 for w in self.workers.values()
@@ -360,7 +431,7 @@ class Master:
         """A worker stopping on its own (--max-requests) is replaced at once, while it
         finishes its last requests, not after it is gone."""
         for handle in self.workers.values():
-            if handle.stopping_since is None and self.board.is_retiring(handle.slot):
+            if handle.stopping_since is None and self.heartbeats.is_retiring(handle.slot_index):
                 logger.info("master %d: worker %d is retiring; starting its replacement", self.pid, handle.pid)
                 handle.ready = True
                 handle.stopping_since = now
@@ -388,7 +459,7 @@ class Master:
         for handle in list(self.workers.values()):
             if handle.aborted_since is not None:
                 continue
-            silence = self.board.silence(handle.slot)
+            silence = self.heartbeats.silence(handle.slot_index)
             if self.config.timeout and silence > self.config.timeout:  # 0: no timeout
                 logger.error("master %d: worker %d's event loop has not run for %.1f s "
                              "(--timeout %g); dumping its stack and replacing it",

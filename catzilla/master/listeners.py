@@ -31,7 +31,7 @@ import socket
 import stat
 import typing
 
-__all__ = ["bind_tcp", "bind_unix", "open_listeners", "systemd_fds", "describe"]
+__all__ = ["bind_tcp", "bind_unix", "open_listeners", "systemd_fds"]
 
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): inherited sockets start at fd 3
 
@@ -136,10 +136,3 @@ def open_listeners(config: typing.Any) -> list[socket.socket]:
         raise
     return sockets
 
-
-def describe(sock: socket.socket) -> str:
-    address = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
-        return f"unix:{address}"
-    host, port = address[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -23,12 +23,13 @@ import threading
 import inspect
 import logging
 import time
+import types
 import typing
 
 from ..background_tasks import current_request, inline
 from ..binding import BadRequest
 from ..errors import HTTPException, RequestValidationError
-from ..handlers import HandlerKind
+from ..kinds import HandlerKind
 from ..request import Request
 from ..responses import Response, error_response, to_response
 from ..routing import Route
@@ -138,6 +139,9 @@ class Executor:
         if self.limit_concurrency and self.in_flight() >= self.limit_concurrency:
             self._refuse(conn, "limit-concurrency", common, head_only)
             return
+        if route.pipeline is not None:  # hooks, middleware or exception handlers around it
+            self.start_pipeline(conn, route.pipeline, request, common, head_only)
+            return
         binding = route.binding
         if binding.trivial:
             kwargs = None
@@ -182,6 +186,30 @@ class Executor:
             conn.running = request
             conn.task = self.loop.create_task(_run_task(self, conn, route, request, kwargs, common, head_only))
             self.tasks += 1
+
+    def start_pipeline(self, conn: Connection, pipeline: typing.Any, request: Request, common: bytes,
+                       head_only: bool) -> None:
+        """Through the route's compiled chain (or the app's, around a 404/405): driven right
+        here until it first suspends, so a chain that never does costs no Task; one that
+        does is carried on by a Task from where it stopped."""
+        coroutine = pipeline.run(request)
+        inline.request = request
+        try:
+            yielded = coroutine.send(None)
+        except StopIteration as stop:
+            response = stop.value
+            try:
+                outcome = response, (None if response.streaming else response.encode(common, head_only))
+            except HANDLER_ERRORS as exc:  # the response the chain gave cannot be sent
+                outcome = failure(pipeline.route, exc, common, head_only)
+            conn.complete(outcome)
+            return
+        finally:
+            inline.request = None
+        conn.running = request
+        conn.task = self.loop.create_task(
+            _carry_on(self, conn, pipeline, coroutine, yielded, request, common, head_only))
+        self.tasks += 1
 
     def in_flight(self) -> int:
         """Requests whose handler runs or waits: Tasks, and the pool's jobs. The pool's count
@@ -278,7 +306,7 @@ class Executor:
                 self.loop.call_later(left, self._expire_one, conn, request, limit)
 
     def timeout_of(self, route: Route) -> float:
-        return self.request_timeout if route.timeout is None else route.timeout
+        return self.request_timeout if route is None or route.timeout is None else route.timeout
 
     def report(self) -> None:
         """Log the refusals since the last report, in one line."""
@@ -297,7 +325,7 @@ class Executor:
 
     def _time_out(self, conn: Connection, request: Request, limit: float) -> None:
         route = conn.route
-        assert route is not None
+        where = f"{route.method} {route.path}" if route is not None else f"{request.method} {request.path}"
         conn.running = None
         task, conn.task = conn.task, None
         if task is not None:
@@ -307,8 +335,8 @@ class Executor:
         else:
             self.pool.abandon()
             fate = "its pool thread is abandoned to it and its result will be dropped"
-        logger.warning("request timed out: the handler for %s %s ran for over %g s (%s); "
-                       "answered 504", route.method, route.path, limit, fate)
+        logger.warning("request timed out: the handler for %s ran for over %g s (%s); "
+                       "answered 504", where, limit, fate)
         conn.complete(encode(error_response(504, "Gateway Timeout"), common_now(conn, request),
                              request.method == "HEAD"))
 
@@ -329,6 +357,38 @@ def _run_sync(conn: Connection, route: Route, request: Request, kwargs: dict[str
         return conn, request, (result, None if result.streaming else result.encode(common, head_only))
     except HANDLER_ERRORS as exc:
         return conn, request, failure(route, exc, common, head_only)
+
+
+async def _carry_on(executor: Executor, conn: Connection, pipeline: typing.Any,
+                    coroutine: typing.Coroutine[typing.Any, typing.Any, Response], yielded: typing.Any,
+                    request: Request, common: bytes, head_only: bool) -> None:
+    current_request.set(request)
+    try:
+        outcome = encode(await _resume(coroutine, yielded), common, head_only)
+    except HANDLER_ERRORS as exc:  # the response the chain gave cannot be sent
+        outcome = failure(pipeline.route, exc, common, head_only)
+    executor.deliver(conn, request, outcome)
+
+
+@types.coroutine
+def _resume(coroutine: typing.Coroutine[typing.Any, typing.Any, typing.Any],
+            yielded: typing.Any) -> typing.Generator[typing.Any, typing.Any, typing.Any]:
+    """Go on driving a coroutine that was started outside any Task and suspended on
+    `yielded` (a future): the Task that awaits this waits on that future, and everything it
+    sends or throws (a cancellation) goes on into the coroutine."""
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:
+            try:
+                yielded = coroutine.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coroutine.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 async def _run_task(executor: Executor, conn: Connection, route: Route, request: Request,

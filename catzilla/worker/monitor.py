@@ -15,7 +15,7 @@ import threading
 import time
 import typing
 
-from ..handlers import HandlerKind, _target
+from ..kinds import HandlerKind, _target
 
 __all__ = ["LoopMonitor"]
 
@@ -24,10 +24,10 @@ logger = logging.getLogger("catzilla.worker")
 
 class LoopMonitor:
     def __init__(self, loop: asyncio.AbstractEventLoop, routes: typing.Iterable[typing.Any],
-                 threshold: float, slot: typing.Any) -> None:
+                 threshold: float, stats_slot: typing.Any) -> None:
         self.loop = loop
         self.threshold = threshold
-        self.slot = slot
+        self.stats_slot = stats_slot
         self.loop_thread = threading.get_ident()
         self.by_code: dict[typing.Any, typing.Any] = {}
         for route in routes:
@@ -79,5 +79,5 @@ class LoopMonitor:
             "(handler line %d); every other request of this worker waits meanwhile. Make the "
             "handler a plain `def` to run it in the thread pool, or await a non-blocking call.",
             route.method, route.path, self.threshold * 1000, where, handler_frame.f_lineno)
-        if self.slot is not None:
-            self.slot.blocked(route.index)
+        if self.stats_slot is not None:
+            self.stats_slot.blocked(route.index)

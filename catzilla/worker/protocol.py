@@ -27,7 +27,12 @@ from ..responses import Response, error_response
 from .executor import Outcome, failure
 
 if typing.TYPE_CHECKING:
-    from .server import Worker
+    from .._native import WorkerSlot
+    from ..app import Catzilla
+    from ..background_tasks import BackgroundRunner
+    from ..config import Config
+    from .executor import Executor
+    from .pool import ThreadPool
 
 __all__ = ["HttpProtocol", "Reception"]
 
@@ -36,6 +41,31 @@ logger = logging.getLogger("catzilla.worker")
 perf_counter = time.perf_counter
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}
+
+
+class WorkerInterface(typing.Protocol):
+    """What a connection uses of the worker that accepted it (catzilla.worker.server.Worker):
+    the protocol depends on this, never on the worker's class."""
+
+    app: "Catzilla"
+    config: "Config"
+    loop: asyncio.AbstractEventLoop
+    executor: "Executor"
+    pool: "ThreadPool"
+    runner: "BackgroundRunner"
+    stats_slot: "WorkerSlot | None"  # this worker's row block in shared memory, or None
+    unmatched_index: int  # the stats row of requests no route answered
+    connections: set["HttpProtocol"]
+    close_connections: bool  # answer with `connection: close` (draining, --keep-alive-timeout 0)
+    common_close: bytes  # the headers every response carries (server, date, connection)
+    common_keep_alive: bytes
+    common_keep_alive_10: bytes
+    probes: dict[str, typing.Callable[[], Response]]
+    access_log: bool
+    handled: int
+    max_requests: int
+
+    def retire(self) -> None: ...
 
 
 class Reception(enum.Enum):
@@ -133,21 +163,22 @@ def _reset(transport: asyncio.Transport) -> None:
 
 
 class HttpProtocol(asyncio.Protocol):
-    def __init__(self, worker: "Worker") -> None:
+    def __init__(self, worker: WorkerInterface) -> None:
         self.worker = worker
         config = worker.config
         self.max_body_size = config.max_body_size
         self.router = worker.app.router
+        self.resolve = self.router.resolve  # where a request goes (catzilla.routing)
         self.executor = worker.executor
-        self.slot = worker.slot  # this worker's stats slot, or None with --no-stats
+        self.stats_slot = worker.stats_slot  # this worker's stats slot, or None with --no-stats
         # The stats row of requests no route answered (404, 405, probes, refusals).
         self.unmatched = worker.unmatched_index
         self.bytes_in = 0
         # httptools calls the C collector for every URL piece and header line directly.
-        self.head = HeaderCollector(config.max_header_size, self.max_body_size)
-        self.on_url = self.head.on_url
-        self.on_header = self.head.on_header
-        self.on_headers_complete = self.head.on_headers_complete
+        self.collector = HeaderCollector(config.max_header_size, self.max_body_size)
+        self.on_url = self.collector.on_url
+        self.on_header = self.collector.on_header
+        self.on_headers_complete = self.collector.on_headers_complete
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client: Address | None = None
@@ -248,12 +279,12 @@ class HttpProtocol(asyncio.Protocol):
             self.rejection = (400, f"Malformed HTTP request: {exc}")
             self._reject()
         else:
-            if self.head.awaiting_continue and not self.busy and not self.pipeline \
+            if self.collector.awaiting_continue and not self.busy and not self.pipeline \
                     and self.parser.get_http_version() != "1.0":  # no 1xx for 1.0 (RFC 9110 15.2)
                 # Only when this request is next in line: a 100 must not cut into the
                 # response to an earlier pipelined request. A client that hears nothing
                 # sends the body after its own short wait (RFC 9110 10.1.1).
-                self.head.answer_continue()
+                self.collector.answer_continue()
                 self.transport.write(CONTINUE)  # type: ignore[union-attr]
 
     # -- parser callbacks ------------------------------------------------------------------
@@ -269,7 +300,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         parser = self.parser
         method = parser.get_method()
-        path, query, header_items, header_map = self.head.take()
+        path, query, header_items, header_map = self.collector.take()
         unusual = None
         if path is None:  # not a plain origin-form request: see _unusual_head
             path, query, unusual = self._unusual_head(query, header_items, header_map)
@@ -328,7 +359,7 @@ class HttpProtocol(asyncio.Protocol):
         """The cold path of a head: an absolute-form target (RFC 9112 3.2.2, sent to
         proxies), `*` (OPTIONS), an authority (CONNECT), an Upgrade field, or trailers.
         Returns the path, the query and the trailers (empty when none came)."""
-        trailers = self.head.take_trailers() or []
+        trailers = self.collector.take_trailers() or []
         if target == "*":
             return "*", "", trailers
         try:
@@ -396,50 +427,38 @@ class HttpProtocol(asyncio.Protocol):
         else:
             common = worker.common_keep_alive_10
         head_only = request.method == "HEAD"
-        # A route registered for this path and method: one dict look-up for a static path,
-        # the templates otherwise. Everything else (probes, HEAD for GET, 404, 405) is
-        # _resolve's.
+        # Probes first (ahead of every route), then the router decides, in one call: the
+        # route (HEAD finds GET's), or 404, or 405 with Allow.
         path = request.path
-        table = worker.static_routes.get(path)
-        if table is None and path not in worker.probes:
-            table, params = self.router.lookup(path)
-            if params is not None:
-                request.path_params = params
-        route = table.get(request.method) if table is not None else None
-        if route is None:
+        probes = worker.probes
+        if probes and path in probes:
+            route = None
             try:
-                route, params, refusal = self._resolve(request)
-            except Exception as exc:  # a probe or the router failed: still one answer per request
-                route, params, refusal = None, None, None
-                error = exc
-            if params is not None:
+                refusal = probes[path]()
+            except Exception as exc:  # a failed probe still answers its request
+                refusal, error = None, exc
+        else:
+            route, params, allow = self.resolve(request.method, path)
+            if route is None:
+                refusal = (error_response(404, "Not Found") if allow is None
+                           else error_response(405, "Method Not Allowed", {"allow": allow}))
+            elif params is not None:
                 request.path_params = params
         self.route = route
-        slot = self.slot
-        self.started = perf_counter() if slot is None else slot.begin(self.unmatched if route is None else route.index)
+        stats_slot = self.stats_slot
+        self.started = perf_counter() if stats_slot is None else stats_slot.begin(self.unmatched if route is None else route.index)
         if route is None:
-            if refusal is None:
+            unmatched = worker.app.unmatched_pipeline
+            if unmatched is not None and refusal is not None and path not in worker.probes:
+                # The app's middleware and exception handlers see its 404s and 405s too
+                # (a CORS preflight is answered there); probes stay ahead of them.
+                self.executor.start_pipeline(self, unmatched, request, common, head_only)
+            elif refusal is None:
                 self.complete(failure(None, error, common, head_only))
             else:
                 self.complete((refusal, refusal.encode(common, head_only)))
             return
         self.executor.start(self, route, request, common, head_only)
-
-    def _resolve(self, request: Request) -> tuple[typing.Any, dict[str, str] | None, Response | None]:
-        """(route, raw path parameters, None), or (None, None, the response that refuses)."""
-        worker = self.worker
-        if worker.probes and request.path in worker.probes:
-            return None, None, worker.probes[request.path]()
-        table, params = self.router.lookup(request.path)
-        if table is None:
-            return None, None, error_response(404, "Not Found")
-        route = table.get(request.method)
-        if route is None and request.method == "HEAD":
-            route = table.get("GET")
-        if route is None:
-            allow = self.router.allowed(table)
-            return None, None, error_response(405, "Method Not Allowed", {"allow": allow})
-        return route, params, None
 
     def complete(self, outcome: Outcome) -> None:
         """The response to the current request is ready: write it, then move on."""
@@ -448,10 +467,10 @@ class HttpProtocol(asyncio.Protocol):
         worker.handled += 1
         if worker.handled == worker.max_requests:  # max_requests 0: never
             worker.retire()
-        slot = self.slot
-        if slot is not None and data is not None:  # a stream is counted when it ends
+        stats_slot = self.stats_slot
+        if stats_slot is not None and data is not None:  # a stream is counted when it ends
             route = self.route
-            slot.end(self.unmatched if route is None else route.index, self.started, response.status_code,
+            stats_slot.end(self.unmatched if route is None else route.index, self.started, response.status_code,
                      self.bytes_in, len(data))
             self.bytes_in = 0
         if worker.access_log:
@@ -477,7 +496,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _count(self, status: int, bytes_out: int) -> None:
         route = self.route
-        self.slot.end(self.unmatched if route is None else route.index, self.started, status, self.bytes_in, bytes_out)
+        self.stats_slot.end(self.unmatched if route is None else route.index, self.started, status, self.bytes_in, bytes_out)
         self.bytes_in = 0
 
     def _log_access(self, response: Response, data: bytes | None) -> None:
@@ -548,7 +567,7 @@ class HttpProtocol(asyncio.Protocol):
             response, data = failure(self.route, exc, common, head_only)
             transport.write(data)  # type: ignore[arg-type]
             self.streamed = len(data)  # type: ignore[arg-type]
-            if self.slot is not None:
+            if self.stats_slot is not None:
                 self._count(response.status_code, self.streamed)
             self._after_response()
             return
@@ -581,7 +600,7 @@ class HttpProtocol(asyncio.Protocol):
             logger.exception("error while streaming the response body")
             self.keep_alive = False
         # Counted before the last bytes go out: whoever has seen the end sees the count.
-        if self.slot is not None:
+        if self.stats_slot is not None:
             self._count(response.status_code, self.streamed)
         if last and self.transport is not None:
             self.transport.write(last)
@@ -623,8 +642,8 @@ class HttpProtocol(asyncio.Protocol):
         logger.info("refused a request from %s: %d %s", client, status, detail)
         response = error_response(status, detail)
         data = response.encode(self.worker.common_close)
-        if self.slot is not None:  # counted with the worker's totals, as unmatched
-            self.slot.end(self.unmatched, self.slot.begin(self.unmatched), status, self.bytes_in, len(data))
+        if self.stats_slot is not None:  # counted with the worker's totals, as unmatched
+            self.stats_slot.end(self.unmatched, self.stats_slot.begin(self.unmatched), status, self.bytes_in, len(data))
             self.bytes_in = 0
         if self.worker.access_log:  # the request line may be what was wrong: none is quoted
             access_logger.info('%s - "-" %d %d -', client, status, len(data),
@@ -683,6 +702,6 @@ class HttpProtocol(asyncio.Protocol):
         return elapsed >= config.body_rate_grace and self.body_size - base < config.min_body_rate * elapsed
 
     def _reception(self) -> Reception:
-        if self.reception is HEAD and self.head.headers_complete:
+        if self.reception is HEAD and self.collector.headers_complete:
             return BODY
         return self.reception

@@ -15,12 +15,11 @@ from email.utils import formatdate
 
 import uvloop
 
-from .. import core
+from .. import stats_report
 from ..background_tasks import BackgroundRunner
 from ..config import Config
-from ..handlers import HandlerKind
-from ..logs import access_logger, reopen_log_files
-from ..master.listeners import describe, open_listeners
+from ..kinds import HandlerKind
+from ..logs import access_logger, printable_address, reopen_log_files
 from ..responses import JSONResponse, Response
 from ..responses import PlainTextResponse
 from ..stats import UNMATCHED_KEY, StatsBoard
@@ -47,7 +46,7 @@ class Supervisor(typing.Protocol):
     """What a worker tells the master that forked it (see catzilla.master)."""
 
     board: StatsBoard | None  # the shared stats block, when the master made one
-    slot: int
+    slot_index: int  # this worker's position: its heartbeat and its stats slot
     generation: int
 
     def ready(self) -> None: ...
@@ -57,8 +56,10 @@ class Supervisor(typing.Protocol):
 
 
 class Worker:
-    def __init__(self, app: "Catzilla", config: Config, sockets: list[socket.socket] | None = None,
+    def __init__(self, app: "Catzilla", config: Config, sockets: list[socket.socket],
                  supervisor: Supervisor | None = None) -> None:
+        """`sockets`: the listening sockets, opened by whoever starts the worker (serve, or
+        the master before it forks): a worker never opens its own."""
         self.app = app
         self.config = config
         self.sockets = sockets
@@ -78,12 +79,9 @@ class Worker:
             self.probes[config.ready_path] = self._readiness
         if config.metrics_path:
             self.probes[config.metrics_path] = self._metrics
-        # Static routes the protocol may dispatch to directly: probes come first.
-        self.static_routes = {path: table for path, table in app.router.static.items()
-                              if path not in self.probes}
-        self.slot: typing.Any = None  # this worker's WorkerSlot in the stats block
+        self.stats_slot: typing.Any = None  # this worker's WorkerSlot in the stats block
         self.unmatched_index = -1  # its row for requests no route answered
-        self.reader: core.StatsReader | None = None
+        self.reader: stats_report.StatsReader | None = None
         self.handled = 0  # requests answered, for --max-requests
         self.loop_lag = 0.0
         self.monitor: LoopMonitor | None = None
@@ -133,13 +131,13 @@ class Worker:
         # Everything imported and built so far lives as long as the worker: move it out of
         # the collector's sight, so full collections scan only what requests create.
         gc.freeze()
-        sockets = self.sockets or open_listeners(config)
+        sockets = self.sockets
         for sock in sockets:
             server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=config.backlog)
             self._servers.append(server)
         self.started = True
         if config.loop_block_threshold > 0:
-            self.monitor = LoopMonitor(loop, self.app.router.routes, config.loop_block_threshold, self.slot)
+            self.monitor = LoopMonitor(loop, self.app.router.routes, config.loop_block_threshold, self.stats_slot)
             self.monitor.start()
         self._log_start(sockets)
         if self.supervisor is not None:
@@ -158,6 +156,7 @@ class Worker:
         self.executor = Executor(loop, self.pool, request_timeout=config.request_timeout,
                                  limit_concurrency=config.limit_concurrency)
         self.runner = BackgroundRunner(loop, self.pool)
+        self.app.prepare(self.pool.run)
         self._attach_stats()
 
     def stop(self, reason: str = "signal", retiring: bool = False) -> None:
@@ -178,9 +177,9 @@ class Worker:
             board = StatsBoard.create(1, len(routes) + 1)  # + the unmatched row
             index, generation = 0, 1
         else:
-            index, generation = supervisor.slot, supervisor.generation  # type: ignore[union-attr]
-        self.reader = core.StatsReader(board)
-        core.install(self.reader, self.config.stats)
+            index, generation = supervisor.slot_index, supervisor.generation  # type: ignore[union-attr]
+        self.reader = stats_report.StatsReader(board)
+        stats_report.install(self.reader, self.config.stats)
         if not self.config.stats:
             return
         if index >= board.nslots:
@@ -189,7 +188,7 @@ class Worker:
             return
         rows = [(r.key, r.kind is not HandlerKind.SYNC) for r in routes] + [(UNMATCHED_KEY, True)]
         try:
-            self.slot = board.attach(index, generation, rows)
+            self.stats_slot = board.attach(index, generation, rows)
             self.unmatched_index = len(routes)
         except ValueError as exc:
             logger.warning("stats off for worker %d: %s (raise --stats-routes)", os.getpid(), exc)
@@ -210,7 +209,7 @@ class Worker:
     def _log_start(self, sockets: list[socket.socket]) -> None:
         routes = self.app.router.routes
         sync = sum(1 for route in routes if route.kind is HandlerKind.SYNC)
-        logger.info("worker %d serving on %s", os.getpid(), ", ".join(describe(s) for s in sockets))
+        logger.info("worker %d serving on %s", os.getpid(), ", ".join(printable_address(s) for s in sockets))
         logger.info("routes: %d sync, %d async (sync in a pool of %d threads, async on the event loop)",
                     sync, len(routes) - sync, self.config.threads)
 
@@ -238,9 +237,9 @@ class Worker:
                 self.reader.sample()
             except RuntimeError:  # the block stayed mid-fold for a second: skip a sample
                 logger.warning("stats sample skipped: the shared stats block is being rewritten")
-        if self.slot is not None:
+        if self.stats_slot is not None:
             pool = self.pool.snapshot()
-            self.slot.gauges(pool["size"], pool["busy"], pool["queued"], int(self.loop_lag * 1e6))
+            self.stats_slot.gauges(pool["size"], pool["busy"], pool["queued"], int(self.loop_lag * 1e6))
         supervisor = self.supervisor
         if supervisor is not None:
             supervisor.beat()
@@ -294,5 +293,5 @@ class Worker:
         if self.monitor is not None:
             self.monitor.stop()
         self.pool.shutdown(wait=False)
-        core.install(None)
+        stats_report.install(None)
         logger.info("worker %d stopped", os.getpid())

@@ -83,9 +83,9 @@ def perf(request):
 def native(request):
     import catzilla._native
     import catzilla.stats
-    from catzilla import core
+    from catzilla import stats_report
 
-    reader = core._reader
+    reader = stats_report._reader
     return {
         "pid": os.getpid(),
         "native_file": catzilla._native.__file__,

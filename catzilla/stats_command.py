@@ -1,11 +1,11 @@
-"""`catzilla stats`: a live, top-like table of a running server, read from its stats block."""
+"""`catzilla stats` (the command line's side, beside catzilla.cli): a live, top-like table of a running server, read from its stats block."""
 from __future__ import annotations
 
 import sys
 import time
 import typing
 
-from .core import handler_stats
+from .stats_report import handler_stats
 from .stats import StatsBoard, board_path, find_boards, merge_routes, percentile
 
 __all__ = ["run_top", "render"]

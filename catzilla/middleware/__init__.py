@@ -1,0 +1,11 @@
+"""Middleware: `BaseHTTPMiddleware` and the built-in ones, at Starlette's module paths."""
+from .base import BaseHTTPMiddleware, CallNext, Middleware
+from .cors import CORSMiddleware
+from .gzip import GZipMiddleware
+from .request_id import RequestIDMiddleware
+from .trustedhost import TrustedHostMiddleware
+
+__all__ = [
+    "BaseHTTPMiddleware", "CallNext", "Middleware",
+    "CORSMiddleware", "GZipMiddleware", "RequestIDMiddleware", "TrustedHostMiddleware",
+]

@@ -1,0 +1,225 @@
+"""What runs around a handler: hooks, wrapping middleware and exception handlers, compiled
+once per route when the app starts, so a request only walks a prepared chain.
+
+Layers nest from the outside in: the app, each router the route was included through, the
+route itself. For a request:
+
+    app middleware -> router middleware -> route middleware        (dispatch(request, call_next))
+      -> before-request hooks, app's first                        ((request) -> Response | None)
+        -> the handler (parameters bound, return value made a Response)
+      <- after-request hooks, the route's first                    ((request, response) -> Response)
+
+A before-hook that returns something short-circuits: that is the response, and the handler
+does not run (the after-hooks still do). Where each piece runs:
+- around a `def` handler, `def` hooks run in the same pool job as the handler (one hop per
+  request, whatever the chain); `async def` hooks run on the loop, before the job (before-
+  hooks) and after it (after-hooks);
+- around an `async def` handler everything runs on the loop, in order;
+- `def` exception handlers run in the pool, `async def` ones on the loop.
+Exceptions a handler, a hook or a middleware's `call_next` raise are looked up among the
+exception handlers (innermost layer first; a status-code handler before a class one for
+an HTTPException, then the class's MRO); HTTPException, validation errors and bad bodies
+have the built-in answers. Anything else answers 500, through an `Exception` or 500
+handler if one is registered; if that handler fails too, the plain 500 goes out and both
+tracebacks are logged.
+
+A route with none of these has no pipeline at all (`Route.pipeline` is None) and keeps the
+server's direct path.
+"""
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import typing
+
+from .binding import BadRequest
+from .errors import HTTPException, RequestValidationError
+from .kinds import HandlerKind, classify
+from .request import Request
+from .responses import Response, error_response, to_response
+
+__all__ = ["Layer", "Pipeline", "call_handler", "compile_pipeline", "default_error_response"]
+
+logger = logging.getLogger("catzilla")
+
+Hook = typing.Callable[..., typing.Any]
+ExceptionHandler = typing.Callable[[Request, BaseException], typing.Any]
+# Runs `fn(*args)` in the worker's pool and returns an awaitable of its result.
+PoolRun = typing.Callable[..., typing.Awaitable[typing.Any]]
+
+
+class Layer:
+    """What one level (the app, a router, a route) adds around the handlers below it."""
+
+    __slots__ = ("middleware", "before", "after", "exception_handlers")
+
+    def __init__(self) -> None:
+        self.middleware: list[typing.Any] = []  # built middleware objects, or Middleware specs
+        self.before: list[Hook] = []
+        self.after: list[Hook] = []
+        self.exception_handlers: dict[typing.Any, ExceptionHandler] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.middleware or self.before or self.after or self.exception_handlers)
+
+
+def is_async_callable(fn: typing.Any) -> bool:
+    return classify(fn) is not HandlerKind.SYNC
+
+
+def call_handler(route: typing.Any, request: Request) -> typing.Any:
+    """Bind the route's parameters from `request` and call its handler."""
+    binding = route.binding
+    kwargs = None if binding.trivial else binding.bind(request)
+    if binding.pass_request:
+        return route.endpoint(request) if kwargs is None else route.endpoint(request, **kwargs)
+    return route.endpoint() if kwargs is None else route.endpoint(**kwargs)
+
+
+def default_error_response(exc: BaseException) -> Response | None:
+    """The built-in answer to an exception the framework knows, or None (a 500)."""
+    if isinstance(exc, HTTPException):
+        return error_response(exc.status_code, exc.detail, exc.headers)
+    if isinstance(exc, RequestValidationError):
+        return error_response(422, exc.errors)
+    if isinstance(exc, BadRequest):
+        return error_response(400, str(exc))
+    return None
+
+
+def _lookup(handlers: dict[typing.Any, ExceptionHandler], exc: BaseException) -> ExceptionHandler | None:
+    if isinstance(exc, HTTPException) and exc.status_code in handlers:
+        return handlers[exc.status_code]
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    return None
+
+
+class Pipeline:
+    """One route's chain (or, with no route, the app's around its 404/405 answers).
+    `await run(request)` -> Response, on the loop."""
+
+    def __init__(self, route: typing.Any, layers: list[Layer], app: typing.Any, pool_run: PoolRun) -> None:
+        self.route = route
+        self.app = app
+        self.pool_run = pool_run
+        self.handlers: dict[typing.Any, ExceptionHandler] = {}
+        middleware: list[typing.Any] = []
+        before: list[Hook] = []
+        after: list[Hook] = []
+        for layer in layers:  # outermost first
+            self.handlers.update(layer.exception_handlers)  # inner layers override
+            middleware.extend(layer.middleware)
+            before.extend(layer.before)
+            after[:0] = layer.after  # the innermost layer's after-hooks run first
+        self.middleware = middleware  # built once, when added (see routers.built)
+        sync_route = route is not None and route.kind is HandlerKind.SYNC
+        # Around a def handler, def hooks share its pool job (see the module docstring). On
+        # the loop, each hook is kept with whether it must be awaited, decided here.
+        self.loop_before = [(h, is_async_callable(h)) for h in before if not sync_route or is_async_callable(h)]
+        self.job_before = [h for h in before if sync_route and not is_async_callable(h)]
+        self.job_after = [h for h in after if sync_route and not is_async_callable(h)]
+        self.loop_after = [(h, is_async_callable(h)) for h in after if not sync_route or is_async_callable(h)]
+        call: typing.Callable[[Request], typing.Awaitable[Response]] = self._endpoint
+        for mw in reversed(self.middleware):
+            # A partial (C, no frame of its own): dispatch(request, call_next=inner).
+            call = functools.partial(mw.dispatch, call_next=call)
+        self._call = call
+
+    async def run(self, request: Request) -> Response:
+        try:
+            response = await self._call(request)
+        except Exception as exc:
+            return await self._answer(request, exc, last_resort=True)
+        if not isinstance(response, Response):
+            logger.error("middleware of %s returned %r, not a Response", self.where(), response)
+            return error_response(500, "Internal Server Error")
+        return response
+
+    def where(self) -> str:
+        route = self.route
+        return f"{route.method} {route.path}" if route is not None else "unmatched requests"
+
+    async def _endpoint(self, request: Request) -> Response:
+        route = self.route
+        try:
+            for hook, awaited in self.loop_before:
+                result = (await hook(request)) if awaited else hook(request)
+                if result is not None:
+                    response = result if isinstance(result, Response) else to_response(result)
+                    break
+            else:
+                if route is None:  # no route: the 404 or 405 the router decides
+                    raise self.app.refusal(request.method, request.path)
+                if route.kind is HandlerKind.SYNC:
+                    response = await self.pool_run(contextvars.copy_context().run, self._job, request)
+                else:
+                    result = await call_handler(route, request)
+                    response = result if isinstance(result, Response) else to_response(result)
+            for hook, awaited in self.loop_after:
+                result = (await hook(request, response)) if awaited else hook(request, response)
+                response = result if isinstance(result, Response) else _checked(hook, result)
+            return response
+        except Exception as exc:
+            return await self._answer(request, exc)
+
+    def _job(self, request: Request) -> Response:
+        """In a pool thread: def before-hooks, the def handler, def after-hooks."""
+        from .background_tasks import current_request
+
+        current_request.set(request)
+        for hook in self.job_before:
+            result = hook(request)
+            if result is not None:
+                response = to_response(result)
+                break
+        else:
+            result = call_handler(self.route, request)
+            response = result if isinstance(result, Response) else to_response(result)
+        for hook in self.job_after:
+            response = _checked(hook, hook(request, response))
+        return response
+
+    async def _answer(self, request: Request, exc: Exception, last_resort: bool = False) -> Response:
+        """The response for `exc`: a registered handler's, else the built-in one. Inside the
+        middleware (not `last_resort`), an exception nobody handles goes on outwards."""
+        handler = _lookup(self.handlers, exc)
+        if handler is None and last_resort and not isinstance(exc, HTTPException):
+            handler = self.handlers.get(500)
+        if handler is None:
+            response = default_error_response(exc)
+            if response is None:
+                if not last_resort:
+                    raise exc
+                where = f"{self.route.method} {self.route.path}" if self.route is not None else "request"
+                logger.error("Exception in handler for %s", where, exc_info=(type(exc), exc, exc.__traceback__))
+                response = error_response(500, "Internal Server Error")
+            return response
+        try:
+            if is_async_callable(handler):
+                result = await handler(request, exc)
+            else:
+                result = await self.pool_run(contextvars.copy_context().run, handler, request, exc)
+            return to_response(result)
+        except Exception as failure:
+            logger.error("exception handler %r failed on %r", handler, exc,
+                         exc_info=(type(failure), failure, failure.__traceback__))
+            if not isinstance(exc, HTTPException):
+                logger.error("the exception it was handling", exc_info=(type(exc), exc, exc.__traceback__))
+            return error_response(500, "Internal Server Error")
+
+
+def _checked(hook: Hook, result: typing.Any) -> Response:
+    if not isinstance(result, Response):
+        raise TypeError(f"after-request hook {hook!r} must return a Response, got {type(result).__name__}")
+    return result
+
+
+def compile_pipeline(route: typing.Any, layers: list[Layer], app: typing.Any,
+                     pool_run: PoolRun) -> Pipeline | None:
+    """The route's chain, or None when no layer adds anything (the direct path)."""
+    if not any(layers):
+        return None
+    return Pipeline(route, layers, app, pool_run)

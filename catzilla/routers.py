@@ -1,0 +1,216 @@
+"""Routers: routes with shared settings (a prefix, tags, middleware, hooks, exception
+handlers), defined apart from the app and included into it, or into another router.
+
+    users = APIRouter(prefix="/users", tags=["users"])
+
+    @users.get("/{user_id}")
+    async def get_user(request, user_id: int): ...
+
+    app.include_router(users, prefix="/api")        # GET /api/users/{user_id}
+
+Including copies the routes as they are then (Starlette's rule): routes added to a router
+afterwards are not seen by an app that included it before. `APIRouter` (FastAPI) and
+`RouterGroup` with `include_group` (Catzilla 0.2.3) are the same class.
+
+Paths are strict about a trailing slash: `/items` and `/items/` are two routes, and a
+request for one never answers from the other (no redirect). A prefix is joined without
+doubling the slash: prefix `/users` and path `/` give `/users/`, path `` gives `/users`.
+"""
+from __future__ import annotations
+
+import typing
+
+from .pipeline import Layer
+
+__all__ = ["Router", "APIRouter", "RouterGroup", "RouteDefinition", "join_path"]
+
+Handler = typing.TypeVar("Handler", bound=typing.Callable[..., typing.Any])
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def join_path(prefix: str, path: str) -> str:
+    if prefix and not prefix.startswith("/"):
+        raise ValueError(f"a prefix must start with '/': {prefix!r}")
+    if prefix.endswith("/"):
+        raise ValueError(f"a prefix must not end with '/': {prefix!r}")
+    if path and not path.startswith("/"):
+        raise ValueError(f"route path must start with '/': {path!r}")
+    joined = prefix + path
+    return joined or "/"
+
+
+class RouteDefinition:
+    """A route as declared, before it is added to an app: what `include_router` copies."""
+
+    __slots__ = ("path", "methods", "endpoint", "options", "layers", "tags")
+
+    def __init__(self, path: str, methods: list[str], endpoint: typing.Callable[..., typing.Any],
+                 options: dict[str, typing.Any], layers: list[Layer], tags: list[str]) -> None:
+        self.path, self.methods, self.endpoint = path, methods, endpoint
+        self.options, self.layers, self.tags = options, layers, tags
+
+
+def route_layer(middleware: typing.Iterable[typing.Any] | None) -> Layer:
+    """A route's own `middleware=[...]`: wrapping middleware (anything with `dispatch`, or a
+    Middleware spec) and, as in Catzilla 0.2.3, plain callables `(request) -> Response |
+    None` that run before the handler."""
+    layer = Layer()
+    for item in middleware or ():
+        if hasattr(item, "dispatch") or hasattr(item, "build"):
+            layer.middleware.append(built(item, None))
+        elif callable(item):
+            layer.before.append(item)
+        else:
+            raise TypeError(f"route middleware must be a callable or a middleware, got {item!r}")
+    return layer
+
+
+def built(middleware: typing.Any, app: typing.Any) -> typing.Any:
+    """A middleware object from a `Middleware(cls, **options)` spec, a class, or an object."""
+    if isinstance(middleware, type):
+        return middleware(app)
+    if hasattr(middleware, "build") and not hasattr(middleware, "dispatch"):
+        return middleware.build(app)
+    return middleware
+
+
+class Scope:
+    """What the app and routers share: decorators that declare routes and what wraps them."""
+
+    layer: Layer
+
+    def __init__(self) -> None:
+        self.layer = Layer()
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def add_route(self, path: str, endpoint: typing.Callable[..., typing.Any],
+                  methods: typing.Iterable[str] = ("GET",), **options: typing.Any) -> typing.Any:
+        raise NotImplementedError
+
+    def route(self, path: str, methods: typing.Iterable[str] = ("GET",),
+              **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+        methods = [methods] if isinstance(methods, str) else list(methods)
+
+        def register(handler: Handler) -> Handler:
+            self.add_route(path, handler, methods, **options)
+            return handler
+
+        return register
+
+    def api_route(self, path: str, methods: typing.Iterable[str] = ("GET",),
+                  **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, methods, **options)
+
+    def get(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["GET"], **options)
+
+    def post(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["POST"], **options)
+
+    def put(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["PUT"], **options)
+
+    def patch(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["PATCH"], **options)
+
+    def delete(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["DELETE"], **options)
+
+    def head(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["HEAD"], **options)
+
+    def options(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["OPTIONS"], **options)
+
+    # -- what wraps them ---------------------------------------------------------------------
+
+    def add_middleware(self, middleware_class: type, *args: typing.Any, **options: typing.Any) -> None:
+        """Starlette's rule: the middleware added last is the outermost. Built here, once
+        (bad options fail at import, and every route of the layer shares the instance)."""
+        self.layer.middleware.insert(0, middleware_class(self.owner(), *args, **options))
+
+    def owner(self) -> typing.Any:
+        """What a middleware built here gets as its `app`: the app, or None on a router."""
+        return None
+
+    def middleware(self, kind: str = "http") -> typing.Callable[[Handler], Handler]:
+        """`@app.middleware("http") async def mw(request, call_next)`."""
+        if kind != "http":
+            raise ValueError(f"only 'http' middleware is supported, got {kind!r}")
+
+        def register(dispatch: Handler) -> Handler:
+            from .middleware.base import BaseHTTPMiddleware
+
+            self.add_middleware(BaseHTTPMiddleware, dispatch=dispatch)
+            return dispatch
+
+        return register
+
+    def before_request(self, hook: Handler) -> Handler:
+        """`(request) -> Response | None`: a response (or anything a handler may return)
+        short-circuits the handler."""
+        self.layer.before.append(hook)
+        return hook
+
+    def after_request(self, hook: Handler) -> Handler:
+        """`(request, response) -> Response`."""
+        self.layer.after.append(hook)
+        return hook
+
+    def exception_handler(self, key: type[BaseException] | int) -> typing.Callable[[Handler], Handler]:
+        """`(request, exc) -> Response` for an exception class (and its subclasses) or a
+        status code (an HTTPException with it, or the server's own 404/405)."""
+        def register(handler: Handler) -> Handler:
+            self.add_exception_handler(key, handler)
+            return handler
+
+        return register
+
+    def add_exception_handler(self, key: type[BaseException] | int, handler: typing.Callable[..., typing.Any]) -> None:
+        if not (isinstance(key, int) or (isinstance(key, type) and issubclass(key, BaseException))):
+            raise TypeError(f"an exception handler is for an exception class or a status code, not {key!r}")
+        self.layer.exception_handlers[key] = handler
+
+
+class Router(Scope):
+    """Routes declared apart from the app; `include_router` adds them to it."""
+
+    def __init__(self, prefix: str = "", *, tags: typing.Iterable[str] | None = None,
+                 dependencies: typing.Iterable[typing.Any] | None = None,
+                 middleware: typing.Iterable[typing.Any] | None = None,
+                 exception_handlers: typing.Mapping[typing.Any, typing.Callable[..., typing.Any]] | None = None
+                 ) -> None:
+        super().__init__()
+        join_path(prefix, "")  # checks the prefix
+        self.prefix = prefix
+        self.tags = list(tags or [])
+        self.dependencies = list(dependencies or [])
+        for item in middleware or ():
+            self.layer.middleware.append(built(item, None))
+        for key, handler in (exception_handlers or {}).items():
+            self.add_exception_handler(key, handler)
+        self.definitions: list[RouteDefinition] = []
+
+    def add_route(self, path: str, endpoint: typing.Callable[..., typing.Any],
+                  methods: typing.Iterable[str] = ("GET",), **options: typing.Any) -> None:
+        methods = [methods] if isinstance(methods, str) else [m.upper() for m in methods]
+        tags = list(options.pop("tags", None) or [])
+        layer = route_layer(options.pop("middleware", None))
+        self.definitions.append(RouteDefinition(join_path(self.prefix, path), methods, endpoint,
+                                                options, [self.layer, layer], self.tags + tags))
+
+    def include_router(self, router: "Router", prefix: str = "", *,
+                       tags: typing.Iterable[str] | None = None) -> None:
+        for definition in router.definitions:
+            self.definitions.append(RouteDefinition(
+                join_path(self.prefix + prefix, definition.path), definition.methods,
+                definition.endpoint, dict(definition.options), [self.layer, *definition.layers],
+                self.tags + list(tags or []) + definition.tags))
+
+    include_group = include_router  # Catzilla 0.2.3
+
+
+APIRouter = Router
+RouterGroup = Router

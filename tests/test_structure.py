@@ -1,0 +1,113 @@
+"""Routers, middleware, hooks and exception handlers in layers, over a real server."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from conftest import run_server
+
+TIMEOUT = 5.0
+
+
+@pytest.fixture(scope="module")
+def client():
+    with run_server("structure_app:app", "--threads", "4") as server:
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+            client.server = server
+            yield client
+
+
+def test_middleware_and_hooks_nest_app_router_route_on_a_sync_route(client):
+    r = client.get("/api/sync")
+    assert r.status_code == 200
+    trail = r.json()["trail"]
+    # app middleware (outermost first), router middleware, async hooks on the loop, then the
+    # def hooks and the def handler in one pool job (the same thread).
+    assert trail[:4] == ["fn>", "app-outer>", "app-inner>", "router>"]
+    assert trail[4] == "app-before"
+    assert trail[5].startswith("router-before@") and trail[6] == "route-hook"
+    assert trail[7].startswith("handler@")
+    assert trail[5].split("@")[1] == trail[7].split("@")[1]  # same pool thread
+    assert r.headers["x-after"].endswith("router-after app-after")
+    assert r.headers["x-trail"].endswith("<router <app-inner <app-outer")
+    assert r.headers["x-fn"] == "1"
+
+
+def test_async_route_through_nested_routers(client):
+    r = client.get("/api/async/7")
+    assert r.json()["item"] == 7
+    assert r.json()["trail"][:5] == ["fn>", "app-outer>", "app-inner>", "router>", "app-before"]
+    r = client.get("/api/inner/ping")
+    assert r.status_code == 200 and "router>" in r.json()["trail"]
+
+
+def test_a_before_hook_short_circuits_a_sync_route(client):
+    r = client.get("/api/sync", headers={"x-deny": "router"})
+    assert (r.status_code, r.text) == (401, "denied by router")
+    assert "handler" not in r.headers["x-after"]  # the after hooks still ran, the handler not
+    r = client.get("/api/sync", headers={"x-deny": "app"})
+    assert r.status_code == 403 and r.json() == {"denied": "by app"}
+
+
+def test_exception_handlers_by_class_along_the_mro_in_the_pool(client):
+    r = client.get("/api/teapot")
+    assert r.status_code == 418 and r.json()["teapot"] == "short and stout"
+    assert r.json()["thread"].startswith("catzilla-pool")  # a def exception handler runs in the pool
+    assert client.get("/api/teapot-sync").status_code == 418
+
+
+def test_status_code_handlers_and_custom_404_405(client):
+    r = client.get("/http-error")
+    assert (r.status_code, r.text) == (409, "custom conflict")
+    r = client.get("/nowhere")
+    assert r.status_code == 404 and r.json() == {"custom": "not here", "path": "/nowhere"}
+    assert r.headers["x-fn"] == "1"  # app middleware sees unmatched requests
+    r = client.post("/api/sync")
+    assert r.status_code == 405 and r.json()["custom"] == "wrong method" and "GET" in r.json()["allow"]
+
+
+def test_an_unhandled_exception_is_a_500_and_the_worker_lives(client):
+    r = client.get("/crash")
+    assert r.status_code == 500 and r.json() == {"detail": "Internal Server Error"}
+    assert client.get("/api/async/1").status_code == 200
+
+
+def test_a_failing_exception_handler_gives_the_plain_500_and_logs_both(client):
+    r = client.get("/broken-handler")
+    assert r.status_code == 500 and r.json() == {"detail": "Internal Server Error"}
+    logs = client.server.logs()
+    assert "the handler fails too" in logs and "first failure" in logs
+
+
+def test_options_routes_register(client):
+    r = client.options("/preflight")
+    assert (r.status_code, r.text) == (200, "options")
+
+
+def test_url_path_for_and_names():
+    from conftest import load_test_app
+
+    structure_app = load_test_app("structure_app")
+
+    assert structure_app.app.url_path_for("api-item", item=5) == "/api/async/5"
+    assert structure_app.app.url_path_for("api-sync") == "/api/sync"
+    with pytest.raises(LookupError):
+        structure_app.app.url_path_for("api-item")
+
+
+def test_router_prefixes_are_checked():
+    from catzilla import APIRouter
+
+    with pytest.raises(ValueError):
+        APIRouter(prefix="/trailing/")
+    with pytest.raises(ValueError):
+        APIRouter(prefix="no-slash")
+
+
+def test_a_chain_that_suspends_goes_on_in_a_task_and_times_out_like_any(client):
+    r = client.get("/sleepy")
+    assert r.status_code == 200 and r.json()["trail"][-1] == "slept"
+    assert r.headers["x-fn"] == "1" and r.headers["x-after"].endswith("app-after")
+    r = client.get("/sleepy", params={"seconds": 5})
+    assert r.status_code == 504
+    assert client.get("/sleepy").status_code == 200
