@@ -160,7 +160,7 @@ class Pipeline:
                     response = result if isinstance(result, Response) else to_response(result)
             for hook, awaited in self.loop_after:
                 result = (await hook(request, response)) if awaited else hook(request, response)
-                response = result if isinstance(result, Response) else _checked(hook, result)
+                response = result if isinstance(result, Response) else _checked(hook, result, response)
             return response
         except Exception as exc:
             return await self._answer(request, exc)
@@ -179,7 +179,7 @@ class Pipeline:
             result = call_handler(self.route, request)
             response = result if isinstance(result, Response) else to_response(result)
         for hook in self.job_after:
-            response = _checked(hook, hook(request, response))
+            response = _checked(hook, hook(request, response), response)
         return response
 
     async def _answer(self, request: Request, exc: Exception, last_resort: bool = False) -> Response:
@@ -211,9 +211,11 @@ class Pipeline:
             return error_response(500, "Internal Server Error")
 
 
-def _checked(hook: Hook, result: typing.Any) -> Response:
+def _checked(hook: Hook, result: typing.Any, response: Response) -> Response:
+    if result is None:  # the hook only looked (or changed the response in place)
+        return response
     if not isinstance(result, Response):
-        raise TypeError(f"after-request hook {hook!r} must return a Response, got {type(result).__name__}")
+        raise TypeError(f"after-request hook {hook!r} must return a Response or None, got {type(result).__name__}")
     return result
 
 

@@ -18,6 +18,7 @@ doubling the slash: prefix `/users` and path `/` give `/users/`, path `` gives `
 """
 from __future__ import annotations
 
+import bisect
 import typing
 
 from .pipeline import Layer
@@ -27,6 +28,9 @@ __all__ = ["Router", "APIRouter", "RouterGroup", "RouteDefinition", "join_path"]
 Handler = typing.TypeVar("Handler", bound=typing.Callable[..., typing.Any])
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+Hook = typing.Callable[..., typing.Any]
+# A hook's place among its layer's when none is given: 0.2.3's middle of 0..100.
+DEFAULT_PRIORITY = 50
 
 
 def join_path(prefix: str, path: str) -> str:
@@ -82,6 +86,8 @@ class Scope:
 
     def __init__(self) -> None:
         self.layer = Layer()
+        self._before_priorities: list[int] = []  # beside layer.before, for add_hook
+        self._after_priorities: list[int] = []
 
     # -- routes ------------------------------------------------------------------------------
 
@@ -135,28 +141,51 @@ class Scope:
         """What a middleware built here gets as its `app`: the app, or None on a router."""
         return None
 
-    def middleware(self, kind: str = "http") -> typing.Callable[[Handler], Handler]:
-        """`@app.middleware("http") async def mw(request, call_next)`."""
-        if kind != "http":
+    def middleware(self, kind: typing.Any = "http", *, priority: int = DEFAULT_PRIORITY,
+                   pre_route: bool = True, post_route: bool = False,
+                   name: str | None = None) -> typing.Any:
+        """`@app.middleware("http") async def mw(request, call_next)` (FastAPI), or Catzilla
+        0.2.3's `@app.middleware(priority=10, pre_route=True)`: a hook, `(request) ->
+        Response | None` before the handler, or with `post_route=True` `(request,
+        response) -> Response | None` after it; a lower priority runs first."""
+        if callable(kind):  # 0.2.3's bare `@app.middleware`
+            self.add_hook(kind, priority, after=post_route)
+            return kind
+        if kind is not None and kind != "http":
             raise ValueError(f"only 'http' middleware is supported, got {kind!r}")
+        if kind == "http" and (priority, pre_route, post_route) == (DEFAULT_PRIORITY, True, False):
+            def register(dispatch: Handler) -> Handler:
+                from .middleware.base import BaseHTTPMiddleware
 
-        def register(dispatch: Handler) -> Handler:
-            from .middleware.base import BaseHTTPMiddleware
+                self.add_middleware(BaseHTTPMiddleware, dispatch=dispatch)
+                return dispatch
 
-            self.add_middleware(BaseHTTPMiddleware, dispatch=dispatch)
-            return dispatch
+            return register
 
-        return register
+        def register_hook(hook: Handler) -> Handler:
+            self.add_hook(hook, priority, after=post_route)
+            return hook
+
+        return register_hook
+
+    def add_hook(self, hook: Hook, priority: int = DEFAULT_PRIORITY, *, after: bool = False) -> None:
+        """Before (or `after`) the handler; hooks of a layer run by `priority`, lowest first,
+        and in the order they were added within one priority."""
+        hooks, priorities = (self.layer.after, self._after_priorities) if after \
+            else (self.layer.before, self._before_priorities)
+        at = bisect.bisect_right(priorities, priority)
+        priorities.insert(at, priority)
+        hooks.insert(at, hook)
 
     def before_request(self, hook: Handler) -> Handler:
         """`(request) -> Response | None`: a response (or anything a handler may return)
         short-circuits the handler."""
-        self.layer.before.append(hook)
+        self.add_hook(hook)
         return hook
 
     def after_request(self, hook: Handler) -> Handler:
-        """`(request, response) -> Response`."""
-        self.layer.after.append(hook)
+        """`(request, response) -> Response` (None keeps the response)."""
+        self.add_hook(hook, after=True)
         return hook
 
     def exception_handler(self, key: type[BaseException] | int) -> typing.Callable[[Handler], Handler]:
@@ -168,10 +197,40 @@ class Scope:
 
         return register
 
+    # Catzilla 0.2.3's names.
+    def set_exception_handler(self, key: type[BaseException] | int, handler: typing.Callable[..., typing.Any]) -> None:
+        self.add_exception_handler(key, handler)
+
+    def set_not_found_handler(self, handler: typing.Callable[..., typing.Any]) -> None:
+        self.add_exception_handler(404, _request_only(handler))
+
+    def set_internal_error_handler(self, handler: typing.Callable[..., typing.Any]) -> None:
+        self.add_exception_handler(500, _request_only(handler))
+
     def add_exception_handler(self, key: type[BaseException] | int, handler: typing.Callable[..., typing.Any]) -> None:
         if not (isinstance(key, int) or (isinstance(key, type) and issubclass(key, BaseException))):
             raise TypeError(f"an exception handler is for an exception class or a status code, not {key!r}")
         self.layer.exception_handlers[key] = handler
+
+
+def _request_only(handler: typing.Callable[..., typing.Any]) -> typing.Callable[..., typing.Any]:
+    """0.2.3's not-found and internal-error handlers may take the request alone."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return handler
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) != 1 or any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return handler
+    if inspect.iscoroutinefunction(handler):
+        async def adapted(request: typing.Any, exc: BaseException) -> typing.Any:
+            return await handler(request)
+    else:
+        def adapted(request: typing.Any, exc: BaseException) -> typing.Any:  # type: ignore[misc]
+            return handler(request)
+    return adapted
 
 
 class Router(Scope):

@@ -111,3 +111,22 @@ def test_a_chain_that_suspends_goes_on_in_a_task_and_times_out_like_any(client):
     r = client.get("/sleepy", params={"seconds": 5})
     assert r.status_code == 504
     assert client.get("/sleepy").status_code == 200
+
+
+def test_catzilla_023_middleware_hooks_run_by_priority(client):
+    r = client.get("/legacy/order")
+    trail = r.json()["trail"]
+    assert trail[trail.index("app-before"):] == ["app-before", "p10", "p90", "handler"]
+    assert r.headers["x-post"] == "1"
+    r = client.get("/legacy/order", headers={"x-deny": "legacy"})
+    assert r.status_code == 429 and r.json() == {"denied": "p10"} and r.headers["x-post"] == "1"
+
+
+def test_catzilla_023_exception_handler_setters():
+    with run_server("structure_app:legacy_app") as server:
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+            assert client.get("/nope").json() == {"missing": "/nope"}
+            r = client.get("/boom")
+            assert r.status_code == 500 and r.json() == {"oops": True}
+            r = client.get("/teapot")
+            assert r.status_code == 418 and r.json() == {"tea": "legacy"}

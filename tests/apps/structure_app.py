@@ -183,3 +183,50 @@ async def sleepy(request, seconds: float = 0.01):
     await asyncio.sleep(seconds)  # suspends: the chain goes on in a Task from here
     trail(request).append("slept")
     return {"trail": trail(request)}
+
+
+legacy = APIRouter(prefix="/legacy")  # Catzilla 0.2.3's hooks: priority orders them
+
+
+@legacy.middleware(priority=90, pre_route=True)
+def late(request):
+    trail(request).append("p90")
+
+
+@legacy.middleware(priority=10)
+async def early(request):
+    trail(request).append("p10")
+    if request.headers.get("x-deny") == "legacy":
+        return JSONResponse({"denied": "p10"}, status_code=429)
+
+
+@legacy.middleware(priority=20, post_route=True)
+def post(request, response):
+    response.headers["x-post"] = "1"  # returns None: the response stays
+
+
+@legacy.get("/order")
+async def order(request):
+    trail(request).append("handler")
+    return {"trail": trail(request)}
+
+
+app.include_router(legacy)
+
+
+legacy_app = Catzilla()  # 0.2.3's handler setters, on an app of its own
+
+
+@legacy_app.get("/boom")
+def boom(request):
+    raise ValueError("boom")
+
+
+@legacy_app.get("/teapot")
+def legacy_teapot(request):
+    raise Teapot("legacy")
+
+
+legacy_app.set_not_found_handler(lambda request: JSONResponse({"missing": request.path}, status_code=404))
+legacy_app.set_internal_error_handler(lambda request: JSONResponse({"oops": True}, status_code=500))
+legacy_app.set_exception_handler(Teapot, lambda request, exc: JSONResponse({"tea": str(exc)}, status_code=418))
