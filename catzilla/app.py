@@ -11,7 +11,7 @@ from .datastructures import State
 from .errors import HTTPException
 from .pipeline import Layer, compile_pipeline
 from .request import Request
-from .routers import Router, Scope, join_path, route_layer
+from .routers import Router, Scope, built, join_path, route_layer
 from .routing import _PARAM, Route
 from .routing import Router as RouteTable
 
@@ -72,8 +72,10 @@ class Catzilla(Scope):
         self.state = State()  # app.state: shared by every request of a worker (request.app.state)
         self._on_server_start: list[Hook] = []
         self._lifespan_context: typing.Any = None  # the entered context manager, until shutdown
-        self._exception_handlers = dict(exception_handlers or {})
-        self._middleware = list(middleware or [])
+        for key, handler in (exception_handlers or {}).items():
+            self.add_exception_handler(key, handler)
+        # Starlette's order: the list's first is the outermost.
+        self.layer.middleware[:0] = [built(item, self) for item in middleware or ()]
         self._dependencies = list(dependencies or [])
 
     # -- routes ----------------------------------------------------------------------------
@@ -113,7 +115,7 @@ class Catzilla(Scope):
             route.tags = tags
         return routes
 
-    def url_path_for(self, name: str, **params: typing.Any) -> str:
+    def url_path_for(self, name: str, /, **params: typing.Any) -> str:
         """The path of the route called `name` (its `name=`, else its handler's name), with
         `params` put into its template."""
         for route in self.router.routes:

@@ -130,3 +130,40 @@ def test_catzilla_023_exception_handler_setters():
             assert r.status_code == 500 and r.json() == {"oops": True}
             r = client.get("/teapot")
             assert r.status_code == 418 and r.json() == {"tea": "legacy"}
+
+
+def test_constructor_middleware_and_exception_handlers():
+    from catzilla import Catzilla
+    from catzilla.middleware import Middleware
+    from catzilla.middleware.request_id import RequestIDMiddleware
+
+    def handler(request, exc):
+        return None
+
+    app = Catzilla(middleware=[Middleware(RequestIDMiddleware)], exception_handlers={KeyError: handler})
+    assert isinstance(app.layer.middleware[0], RequestIDMiddleware)
+    assert app.layer.exception_handlers[KeyError] is handler
+    with pytest.raises(TypeError, match="bogus"):
+        Catzilla(bogus=1)
+
+
+def test_the_structured_example_app():
+    with run_server("structured:app", "--workers", "1") as server:
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+            assert client.get("/").json() == {"item": "/api/items/apple"}
+            r = client.get("/api/items/apple", headers={"origin": "https://shop.example"})
+            assert r.json()["stock"] == 3 and len(r.json()["request_id"]) == 32
+            assert r.headers["access-control-allow-origin"] == "https://shop.example"
+            assert r.headers["x-request-id"] == r.json()["request_id"] and "server-timing" in r.headers
+            assert client.post("/api/items/apple/buy").status_code == 401
+            r = client.post("/api/items/apple/buy", headers={"x-api-key": "secret"})
+            assert r.json() == {"name": "apple", "left": 2}
+            r = client.post("/api/items/pear/buy", headers={"x-api-key": "secret"})
+            assert r.status_code == 409 and r.json() == {"detail": "pear is out of stock"}
+            assert client.get("/api/items/plum").json() == {"detail": "nothing at /api/items/plum"}
+            assert client.get("/nowhere").json() == {"detail": "nothing at /nowhere"}
+            raw = httpx.get(server.url + "/api/items/", headers={"accept-encoding": "gzip"}, timeout=TIMEOUT)
+            assert raw.headers["content-encoding"] == "gzip" and b"apple: 2" in raw.content
+            r = client.options("/api/items/apple", headers={
+                "origin": "https://shop.example", "access-control-request-method": "POST"})
+            assert r.status_code == 200 and "POST" in r.headers["access-control-allow-methods"]
