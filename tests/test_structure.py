@@ -1,6 +1,8 @@
 """Routers, middleware, hooks and exception handlers in layers, over a real server."""
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -167,3 +169,11 @@ def test_the_structured_example_app():
             r = client.options("/api/items/apple", headers={
                 "origin": "https://shop.example", "access-control-request-method": "POST"})
             assert r.status_code == 200 and "POST" in r.headers["access-control-allow-methods"]
+
+
+def test_the_blocked_loop_detector_names_a_hook(client):
+    assert client.get("/blocking/route", headers={"x-block": "1"}).status_code == 200
+    deadline = time.monotonic() + 5
+    while "hook blocking_hook for GET /blocking/route has blocked the event loop" not in client.server.logs():
+        assert time.monotonic() < deadline, client.server.logs()[-2000:]
+        time.sleep(0.1)

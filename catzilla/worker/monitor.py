@@ -29,15 +29,28 @@ class LoopMonitor:
         self.threshold = threshold
         self.stats_slot = stats_slot
         self.loop_thread = threading.get_ident()
+        # The code of everything that runs on the loop for a route: its async handler, and
+        # the hooks and middleware of its chain, with what to call it in the warning.
         self.by_code: dict[typing.Any, typing.Any] = {}
+        self.what: dict[typing.Any, str] = {}
         for route in routes:
             if route.kind is not HandlerKind.SYNC:
-                code = getattr(_target(route.endpoint), "__code__", None)
-                if code is not None:
-                    self.by_code[code] = route
+                self._watch_code(route.endpoint, route, "async handler")
+            pipeline = getattr(route, "pipeline", None)
+            if pipeline is not None:
+                for hook, _ in pipeline.loop_before + pipeline.loop_after:
+                    self._watch_code(hook, route, f"hook {getattr(hook, '__qualname__', hook)!s}")
+                for middleware in pipeline.middleware:
+                    self._watch_code(middleware.dispatch, route, f"middleware {type(middleware).__name__}")
         self._answered = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="catzilla-loop-monitor", daemon=True)
+
+    def _watch_code(self, fn: typing.Any, route: typing.Any, what: str) -> None:
+        code = getattr(_target(fn), "__code__", None)
+        if code is not None and code not in self.by_code:
+            self.by_code[code] = route
+            self.what[code] = what
 
     def start(self) -> None:
         self._thread.start()
@@ -74,10 +87,11 @@ class LoopMonitor:
         if route is None or innermost is None or handler_frame is None:
             return  # the loop is busy, but not inside an async handler (our own code, a Task)
         where = f"{innermost.f_code.co_filename}:{innermost.f_lineno} in {innermost.f_code.co_name}"
+        what = self.what[handler_frame.f_code]
         logger.warning(
-            "async handler for %s %s has blocked the event loop for over %.0f ms at %s "
-            "(handler line %d); every other request of this worker waits meanwhile. Make the "
-            "handler a plain `def` to run it in the thread pool, or await a non-blocking call.",
-            route.method, route.path, self.threshold * 1000, where, handler_frame.f_lineno)
+            "%s for %s %s has blocked the event loop for over %.0f ms at %s "
+            "(its line %d); every other request of this worker waits meanwhile. Make it a "
+            "plain `def` to run it in the thread pool, or await a non-blocking call.",
+            what, route.method, route.path, self.threshold * 1000, where, handler_frame.f_lineno)
         if self.stats_slot is not None:
             self.stats_slot.blocked(route.index)

@@ -3,6 +3,7 @@ layers (app, router, nested router, route)."""
 from __future__ import annotations
 
 import threading
+import time
 
 from catzilla import APIRouter, Catzilla, HTTPException, JSONResponse, PlainTextResponse
 from catzilla.middleware import BaseHTTPMiddleware
@@ -230,3 +231,20 @@ def legacy_teapot(request):
 legacy_app.set_not_found_handler(lambda request: JSONResponse({"missing": request.path}, status_code=404))
 legacy_app.set_internal_error_handler(lambda request: JSONResponse({"oops": True}, status_code=500))
 legacy_app.set_exception_handler(Teapot, lambda request, exc: JSONResponse({"tea": str(exc)}, status_code=418))
+
+
+blocking = APIRouter(prefix="/blocking")
+
+
+@blocking.before_request
+async def blocking_hook(request):
+    if request.headers.get("x-block"):
+        time.sleep(0.3)  # blocks the loop: the detector must name this hook
+
+
+@blocking.get("/route")
+async def blocking_route(request):
+    return {"ok": True}
+
+
+app.include_router(blocking)
