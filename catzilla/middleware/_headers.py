@@ -33,6 +33,9 @@ def pop_header(headers: dict[str, str], name: str) -> str | None:
 
 def add_vary(headers: dict[str, str], field: str) -> None:
     """Add `field` to Vary, keeping what is there (RFC 9110 12.5.5); "*" already covers it."""
+    if not headers:  # the usual response: no field to merge with, in any spelling
+        headers["Vary"] = field
+        return
     current = get_header(headers, "Vary")
     if not current:
         set_header(headers, "Vary", field)
