@@ -203,13 +203,7 @@ class Master:
             except BaseException:
                 logger.exception("the on_server_start process crashed")
             finally:
-                logging.shutdown()
-                for stream in (sys.stdout, sys.stderr):
-                    try:
-                        stream.flush()
-                    except Exception:
-                        pass
-                os._exit(status)
+                _exit_child(status)
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
@@ -329,13 +323,7 @@ class Master:
             except BaseException:
                 logger.exception("worker %d crashed", os.getpid())
             finally:
-                logging.shutdown()
-                for stream in (sys.stdout, sys.stderr):
-                    try:
-                        stream.flush()
-                    except Exception:
-                        pass
-                os._exit(status)
+                _exit_child(status)
         handle = WorkerHandle(pid, slot_index, generation, time.monotonic())
         self.workers[pid] = handle
         logger.info("master %d: started worker %d (slot %d, generation %d)",
@@ -581,3 +569,15 @@ class Master:
         if self.stats is not None:
             self.stats.unlink()
         self.notifier.close()
+
+
+def _exit_child(status: int) -> typing.NoReturn:
+    """End a forked child (a worker, the server-start process) without running the
+    master's exit handlers, its logs and output flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(status)
