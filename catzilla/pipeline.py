@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import logging
 import typing
 
@@ -122,6 +123,13 @@ class Pipeline:
         self.job_before = [h for h in before if sync_route and not is_async_callable(h)]
         self.job_after = [h for h in after if sync_route and not is_async_callable(h)]
         self.loop_after = [(h, is_async_callable(h)) for h in after if not sync_route or is_async_callable(h)]
+        self.sync_route = sync_route
+        # Whether anything in the chain can suspend (see Executor.start_pipeline): wrapping
+        # middleware awaits call_next, a def handler waits for its pool job, and so do def
+        # exception handlers; only hooks and handlers that never await cannot.
+        self.may_suspend = bool(self.middleware) or route is None or route.kind is not HandlerKind.ASYNC_INLINE \
+            or any(classify(h) is HandlerKind.ASYNC for h in before + after) \
+            or any(classify(h) is not HandlerKind.ASYNC_INLINE for h in self.handlers.values())
         call: typing.Callable[[Request], typing.Awaitable[Response]] = self._endpoint
         for mw in reversed(self.middleware):
             # A partial (C, no frame of its own): dispatch(request, call_next=inner).
@@ -149,12 +157,17 @@ class Pipeline:
                 result = (await hook(request)) if awaited else hook(request)
                 if result is not None:
                     response = result if isinstance(result, Response) else to_response(result)
+                    if self.job_after:  # the def after-hooks still run, in the pool
+                        response = await self.pool_run(contextvars.copy_context().run, self._job_after,
+                                                       request, response)
                     break
             else:
                 if route is None:  # no route: the 404 or 405 the router decides
                     raise self.app.refusal(request.method, request.path)
                 if route.kind is HandlerKind.SYNC:
                     response = await self.pool_run(contextvars.copy_context().run, self._job, request)
+                    if not isinstance(response, Response):  # a def handler returned an awaitable
+                        response = self._job_after(request, to_response(await response))
                 else:
                     result = await call_handler(route, request)
                     response = result if isinstance(result, Response) else to_response(result)
@@ -177,7 +190,12 @@ class Pipeline:
                 break
         else:
             result = call_handler(self.route, request)
+            if inspect.isawaitable(result):
+                return result  # awaited on the loop; the def after-hooks run there after it
             response = result if isinstance(result, Response) else to_response(result)
+        return self._job_after(request, response)
+
+    def _job_after(self, request: Request, response: Response) -> Response:
         for hook in self.job_after:
             response = _checked(hook, hook(request, response), response)
         return response

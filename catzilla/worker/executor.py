@@ -131,6 +131,7 @@ class Executor:
         self.request_timeout = request_timeout  # for routes without a timeout of their own; 0: none
         self.limit_concurrency = limit_concurrency  # 0: none
         self.tasks = 0  # handlers running as Tasks
+        self.pipeline_tasks = 0  # of which chains around a def handler (their job counts too)
         # Refusals since the last report, by cause (the tick logs one line, not one each).
         self.refused = {"max-queue": 0, "limit-concurrency": 0, "queue-timeout": 0}
 
@@ -189,13 +190,23 @@ class Executor:
 
     def start_pipeline(self, conn: Connection, pipeline: typing.Any, request: Request, common: bytes,
                        head_only: bool) -> None:
-        """Through the route's compiled chain (or the app's, around a 404/405): driven right
-        here until it first suspends, so a chain that never does costs no Task; one that
-        does is carried on by a Task from where it stopped."""
+        """Through the route's compiled chain (or the app's, around a 404/405). A chain that
+        may suspend runs as a Task from the start: code in it may rely on a current Task
+        (asyncio.timeout, TaskGroup, anyio). One that cannot (hooks and handler that never
+        await) is driven right here, in a context of its own, and costs no Task."""
+        context = contextvars.copy_context()
+        if pipeline.may_suspend:
+            conn.running = request
+            conn.task = self.loop.create_task(
+                _carry_on(self, conn, pipeline, pipeline.run(request), False, None, request, common, head_only),
+                context=context)
+            self.tasks += 1
+            self.pipeline_tasks += pipeline.sync_route
+            return
         coroutine = pipeline.run(request)
         inline.request = request
         try:
-            yielded = coroutine.send(None)
+            yielded = context.run(coroutine.send, None)
         except StopIteration as stop:
             response = stop.value
             try:
@@ -204,19 +215,48 @@ class Executor:
                 outcome = failure(pipeline.route, exc, common, head_only)
             conn.complete(outcome)
             return
+        except HANDLER_ERRORS as exc:  # SystemExit out of a handler: still one answer
+            conn.complete(failure(pipeline.route, exc, common, head_only))
+            return
         finally:
             inline.request = None
+        # It suspended after all (an exception handler that runs in the pool): a Task goes
+        # on from where it stopped, in the same context.
         conn.running = request
         conn.task = self.loop.create_task(
-            _carry_on(self, conn, pipeline, coroutine, yielded, request, common, head_only))
+            _carry_on(self, conn, pipeline, coroutine, True, yielded, request, common, head_only), context=context)
         self.tasks += 1
 
-    def in_flight(self) -> int:
+    def run_in_pool(self, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> asyncio.Future[typing.Any]:
+        """`fn(*args)` in the pool for a chain (see pipeline.py), admitted as a direct sync
+        request is (--max-queue, --queue-timeout: 503); a chain cancelled while it waits
+        (its timeout) abandons the thread to the job, as a direct sync request does."""
+        future = self.loop.create_future()
+        pool = self.pool
+
+        def done(result: typing.Any, error: BaseException | None) -> None:
+            if future.cancelled():
+                pool.reclaim()  # the abandoned job is back: its thread may go
+            elif type(error) is QueueTimeout:
+                self.refused["queue-timeout"] += 1
+                future.set_exception(HTTPException(503, "Service Unavailable", _RETRY_HEADERS))
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        if not pool.admit(done, fn, *args):
+            self.refused["max-queue"] += 1
+            raise HTTPException(503, "Service Unavailable", _RETRY_HEADERS)
+        future.add_done_callback(_abandon_if_cancelled(pool))
+        return future
+
+    def in_flight(self) -> int:  # (pipeline Tasks of def routes are counted by their pool job)
         """Requests whose handler runs or waits: Tasks, and the pool's jobs. The pool's count
         includes a job abandoned by its timeout (it holds a thread until it returns) and
         background work, which take capacity as much as requests do."""
         pool = self.pool
-        return self.tasks + pool.queued + pool.busy
+        return self.tasks - self.pipeline_tasks + pool.queued + pool.busy
 
     def deliver(self, conn: Connection, request: Request, outcome: Outcome) -> None:
         """`outcome` of a Task, unless the request has been answered already (timed out)."""
@@ -359,14 +399,27 @@ def _run_sync(conn: Connection, route: Route, request: Request, kwargs: dict[str
         return conn, request, failure(route, exc, common, head_only)
 
 
+def _abandon_if_cancelled(pool: typing.Any) -> typing.Callable[[asyncio.Future[typing.Any]], None]:
+    def check(future: asyncio.Future[typing.Any]) -> None:
+        if future.cancelled():
+            pool.abandon()
+    return check
+
+
 async def _carry_on(executor: Executor, conn: Connection, pipeline: typing.Any,
-                    coroutine: typing.Coroutine[typing.Any, typing.Any, Response], yielded: typing.Any,
-                    request: Request, common: bytes, head_only: bool) -> None:
+                    coroutine: typing.Coroutine[typing.Any, typing.Any, Response], started: bool,
+                    yielded: typing.Any, request: Request, common: bytes, head_only: bool) -> None:
+    """A chain as a Task: from its start, or (`started`) from where it first suspended."""
     current_request.set(request)
     try:
-        outcome = encode(await _resume(coroutine, yielded), common, head_only)
-    except HANDLER_ERRORS as exc:  # the response the chain gave cannot be sent
-        outcome = failure(pipeline.route, exc, common, head_only)
+        try:
+            response = await (_resume(coroutine, yielded) if started else coroutine)
+            outcome = encode(response, common, head_only)
+        except HANDLER_ERRORS as exc:  # the response the chain gave cannot be sent
+            outcome = failure(pipeline.route, exc, common, head_only)
+    finally:
+        if pipeline.sync_route and not started:  # counted by start_pipeline
+            executor.pipeline_tasks -= 1
     executor.deliver(conn, request, outcome)
 
 

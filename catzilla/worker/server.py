@@ -156,7 +156,7 @@ class Worker:
         self.executor = Executor(loop, self.pool, request_timeout=config.request_timeout,
                                  limit_concurrency=config.limit_concurrency)
         self.runner = BackgroundRunner(loop, self.pool)
-        self.app.prepare(self.pool.run)
+        self.app.prepare(self.executor.run_in_pool)
         self._attach_stats()
 
     def stop(self, reason: str = "signal", retiring: bool = False) -> None:

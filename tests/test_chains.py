@@ -1,0 +1,80 @@
+"""Code in a chain of middleware and hooks gets what it would get without one: a current
+Task, its own context, the after-hooks, one answer, admission control and timeouts."""
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+import httpx
+import pytest
+
+from conftest import read_response, run_server
+
+TIMEOUT = 5.0
+
+
+@pytest.fixture(scope="module")
+def server():
+    with run_server("chain_app:app", "--threads", "2", "--max-queue", "1") as s:
+        yield s
+
+
+def get(server, path: str, **kw) -> httpx.Response:
+    return httpx.get(server.url + path, timeout=TIMEOUT, **kw)
+
+
+def test_a_chain_runs_in_a_task(server):
+    assert get(server, "/task-features").json() == {"task": True}
+    assert get(server, "/mw-timeout").text == "ok"
+
+
+def test_context_variables_stay_with_their_request(server):
+    assert get(server, "/leak").text == "leaked"
+    assert get(server, "/read").text == "unset"
+    assert get(server, "/token").text == "x"  # reset after a suspension works
+    assert get(server, "/read").text == "unset"
+
+
+def test_a_short_circuit_on_a_sync_route_still_runs_every_after_hook(server):
+    r = get(server, "/sync", params={"short": "1"})
+    assert r.text == "short-circuited"
+    assert r.headers["x-def-after"] == "1" and r.headers["x-async-after"] == "1"
+
+
+def test_system_exit_in_a_chain_is_a_500_and_the_connection_goes_on(server):
+    with server.connect() as sock:
+        sock.settimeout(TIMEOUT)
+        sock.sendall(b"GET /exit HTTP/1.1\r\nHost: a\r\n\r\nGET /read HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_response(sock)[0] == 500
+        assert read_response(sock)[0] == 200
+
+
+def test_a_def_handler_returning_a_coroutine(server):
+    r = get(server, "/coroutine")
+    assert r.text == "from coroutine" and r.headers["x-def-after"] == "1"
+
+
+def test_max_queue_applies_to_a_chain_around_a_def_handler(server):
+    with concurrent.futures.ThreadPoolExecutor(8) as threads:
+        started = time.monotonic()
+        statuses = list(threads.map(lambda _: get(server, "/slow", params={"seconds": 1}).status_code, range(8)))
+    assert statuses.count(503) >= 4, statuses
+    assert statuses.count(200) >= 2
+    assert time.monotonic() - started < 4
+
+
+def test_a_timed_out_def_handler_in_a_chain_frees_its_thread():
+    with run_server("chain_app:app", "--threads", "2", "--request-timeout", "0.5") as s:
+        with concurrent.futures.ThreadPoolExecutor(2) as threads:
+            slow = [threads.submit(get, s, "/slow", params={"seconds": 3}) for _ in range(2)]
+            assert [f.result().status_code for f in slow] == [504, 504]
+        started = time.monotonic()
+        assert get(s, "/slow", params={"seconds": 0}).status_code == 200
+        assert time.monotonic() - started < 1.5  # a replacement thread took it
+
+
+def test_limit_concurrency_counts_a_chain_around_a_def_handler_once():
+    with run_server("chain_app:app", "--threads", "8", "--limit-concurrency", "4") as s:
+        with concurrent.futures.ThreadPoolExecutor(4) as threads:
+            statuses = list(threads.map(lambda _: get(s, "/slow", params={"seconds": 0.5}).status_code, range(4)))
+        assert statuses == [200] * 4
