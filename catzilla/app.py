@@ -127,10 +127,10 @@ class Catzilla(Scope):
 
     def refusal(self, method: str, path: str) -> HTTPException:
         """What a request no route answers gets: 404, or 405 with the methods there are."""
-        table, _ = self.router.lookup(path)
-        if table is None:
+        _, _, allow = self.router.resolve(method, path)
+        if allow is None:
             return HTTPException(404, "Not Found")
-        return HTTPException(405, "Method Not Allowed", {"allow": self.router.allowed(table)})
+        return HTTPException(405, "Method Not Allowed", {"allow": allow})
 
     def prepare(self, pool_run: typing.Any) -> None:
         """Compile every route's pipeline (hooks, middleware, exception handlers), once per

@@ -136,17 +136,6 @@ class Router:
             return None, None, self.allowed(table)
         return route, params, None
 
-    def lookup(self, path: str) -> tuple[Methods | None, dict[str, str] | None]:
-        """The method table for `path` and its raw path parameters, or (None, None)."""
-        table = self.static.get(path)
-        if table is not None:
-            return table, None
-        for regex, table in self.dynamic:
-            match = regex.match(path)
-            if match is not None:
-                return table, match.groupdict()
-        return None, None
-
     @staticmethod
     def allowed(table: Methods) -> str:
         """The Allow header of a path: its methods (HEAD is there wherever GET is, see add)."""
