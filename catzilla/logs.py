@@ -44,6 +44,7 @@ def configure_logging(level: str = "info", log_format: str = "text", log_file: s
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.catzilla_format = log_format  # type: ignore[attr-defined]  # see worker/access_log.py
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

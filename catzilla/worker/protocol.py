@@ -62,6 +62,7 @@ class WorkerInterface(typing.Protocol):
     common_keep_alive_10: bytes
     probes: dict[str, typing.Callable[[], Response]]
     access_log: bool
+    access: typing.Any  # its AccessLog
     handled: int
     max_requests: int
 
@@ -503,14 +504,10 @@ class HttpProtocol(asyncio.Protocol):
         request = self.request
         if request is None:
             return
-        client = f"{self.client.host}:{self.client.port}" if self.client else "-"
-        duration_ms = (perf_counter() - self.started) * 1000.0
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %s %.1fms', client, request.method, request.path,
-            request.http_version, response.status_code, len(data) if data is not None else "-",
-            duration_ms,
-            extra={"client": client, "method": request.method, "path": request.path,
-                   "status": response.status_code, "duration_ms": round(duration_ms, 3)})
+        client = self.client
+        self.worker.access.log(f"{client.host}:{client.port}" if client else "-", request.method,
+                               request.path, request.http_version, response.status_code,
+                               None if data is None else len(data), (perf_counter() - self.started) * 1000.0)
 
     def _after_response(self) -> None:
         request = self.request

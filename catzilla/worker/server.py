@@ -23,6 +23,7 @@ from ..logs import access_logger, printable_address, reopen_log_files
 from ..responses import JSONResponse, Response
 from ..responses import PlainTextResponse
 from ..stats import UNMATCHED_KEY, StatsBoard
+from .access_log import AccessLog
 from .memory import return_large_buffers
 from .metrics import render_prometheus
 from .monitor import LoopMonitor
@@ -156,6 +157,7 @@ class Worker:
         self.executor = Executor(loop, self.pool, request_timeout=config.request_timeout,
                                  limit_concurrency=config.limit_concurrency)
         self.runner = BackgroundRunner(loop, self.pool)
+        self.access = AccessLog(loop)
         self.app.prepare(self.executor.run_in_pool)
         self._attach_stats()
 
