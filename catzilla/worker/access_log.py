@@ -27,12 +27,17 @@ __all__ = ["AccessLog"]
 class AccessLog:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.handler = _direct_handler()
-        self.json = self.handler is not None and self.handler.catzilla_format == "json"  # type: ignore[attr-defined]
+        self.decide()
         self.pid = os.getpid()
         self.lines: list[str] = []
         self._second = -1
         self._prefix = ""
+
+    def decide(self) -> None:
+        """Direct lines or records; again once the app's startup hooks (which may set up
+        logging of their own) have run."""
+        self.handler = _direct_handler()
+        self.json = self.handler is not None and self.handler.catzilla_format == "json"  # type: ignore[attr-defined]
 
     def log(self, client: str, method: str, path: str, version: str, status: int,
             size: int | None, duration_ms: float) -> None:

@@ -129,6 +129,7 @@ class Worker:
         faulthandler.enable(file=self._fault_log, all_threads=True)
         self._tick()
         await self.app.startup()
+        self.access.decide()  # the startup hooks may have set up logging of their own
         # Everything imported and built so far lives as long as the worker: move it out of
         # the collector's sight, so full collections scan only what requests create.
         gc.freeze()
