@@ -31,7 +31,7 @@ class AccessLog:
         self.pid = os.getpid()
         self.lines: list[str] = []
         self._second = -1
-        self._prefix = ""
+        self._text_format = ""
 
     def decide(self) -> None:
         """Direct lines or records; again once the app's startup hooks (which may set up
@@ -49,21 +49,22 @@ class AccessLog:
                        "duration_ms": round(duration_ms, 3)})
             return
         now = time.time()
-        message = '%s - "%s %s HTTP/%s" %d %s %.1fms' % (
-            client, method, path, version, status, "-" if size is None else size, duration_ms)
-        if self.json:
+        if not self.json:
+            second = int(now)
+            if second != self._second:  # logging's asctime, up to the second, once a second
+                self._second = second
+                self._text_format = time.strftime("[%Y-%m-%d %H:%M:%S", time.localtime(second)) \
+                    + ",%03d] [" + str(self.pid) + '] [INFO] catzilla.access: %s - "%s %s HTTP/%s" %d %s %.1fms'
+            line = self._text_format % (now % 1 * 1000, client, method, path, version, status,
+                                        "-" if size is None else size, duration_ms)
+        else:
+            message = '%s - "%s %s HTTP/%s" %d %s %.1fms' % (
+                client, method, path, version, status, "-" if size is None else size, duration_ms)
             line = orjson.dumps({
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (now % 1 * 1000),
                 "level": "info", "logger": "catzilla.access", "pid": self.pid, "message": message,
                 "client": client, "method": method, "path": path, "status": status,
                 "duration_ms": round(duration_ms, 3)}).decode()
-        else:
-            second = int(now)
-            if second != self._second:  # logging's asctime, up to the second, once a second
-                self._second = second
-                self._prefix = time.strftime("[%Y-%m-%d %H:%M:%S", time.localtime(second))
-            line = "%s,%03d] [%d] [INFO] catzilla.access: %s" % (
-                self._prefix, now % 1 * 1000, self.pid, message)
         if not self.lines:
             self.loop.call_soon(self.flush)
         self.lines.append(line)

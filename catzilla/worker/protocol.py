@@ -183,6 +183,7 @@ class HttpProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client: Address | None = None
+        self.client_text = "-"  # host:port as the logs show it, made once per connection
         # Reception of the request being parsed.
         self.reception = IDLE
         # Timeouts are checked once a tick, but measured from the loop's own clock (a cached
@@ -225,6 +226,7 @@ class HttpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = Address(peer[0], peer[1])
+            self.client_text = f"{peer[0]}:{peer[1]}"
         self.worker.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -504,10 +506,9 @@ class HttpProtocol(asyncio.Protocol):
         request = self.request
         if request is None:
             return
-        client = self.client
-        self.worker.access.log(f"{client.host}:{client.port}" if client else "-", request.method,
-                               request.path, request.http_version, response.status_code,
-                               None if data is None else len(data), (perf_counter() - self.started) * 1000.0)
+        self.worker.access.log(self.client_text, request.method, request.path, request.http_version,
+                               response.status_code, None if data is None else len(data),
+                               (perf_counter() - self.started) * 1000.0)
 
     def _after_response(self) -> None:
         request = self.request
@@ -635,7 +636,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _send_rejection(self, rejection: tuple[int, str] | None) -> None:
         status, detail = rejection or (400, "Bad Request")
-        client = f"{self.client.host}:{self.client.port}" if self.client else "-"
+        client = self.client_text
         logger.info("refused a request from %s: %d %s", client, status, detail)
         response = error_response(status, detail)
         data = response.encode(self.worker.common_close)
