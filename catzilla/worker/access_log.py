@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import time
-import typing
 
 import orjson
 
