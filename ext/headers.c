@@ -943,24 +943,24 @@ static PyMethodDef header_functions[] = {
     {NULL},
 };
 
+/* Letters, digits and `extra` in `table`. */
+static void
+mark_alnum(uint8_t *table, const char *extra)
+{
+    for (int c = '0'; c <= '9'; c++)
+        table[c] = 1;
+    for (int c = 'a'; c <= 'z'; c++)
+        table[c] = table[c - 32] = 1;
+    for (const char *p = extra; *p; p++)
+        table[(unsigned char)*p] = 1;
+}
+
 static void
 init_tables(void)
 {
-    static const char tchar_extra[] = "!#$%&'*+-.^_`|~";
-    for (int c = '0'; c <= '9'; c++)
-        token_char[c] = 1;
-    for (int c = 'a'; c <= 'z'; c++)
-        token_char[c] = token_char[c - 32] = 1;
-    for (const char *p = tchar_extra; *p; p++)
-        token_char[(unsigned char)*p] = 1;
+    mark_alnum(token_char, "!#$%&'*+-.^_`|~");
+    mark_alnum(reg_name_char, "-._~!$&'()*+,;=%");
     forbidden_in_value['\r'] = forbidden_in_value['\n'] = forbidden_in_value[0] = 1;
-    static const char reg_name_extra[] = "-._~!$&'()*+,;=%";
-    for (int c = '0'; c <= '9'; c++)
-        reg_name_char[c] = 1;
-    for (int c = 'a'; c <= 'z'; c++)
-        reg_name_char[c] = reg_name_char[c - 32] = 1;
-    for (const char *p = reg_name_extra; *p; p++)
-        reg_name_char[(unsigned char)*p] = 1;
 }
 
 int
