@@ -29,6 +29,7 @@ import typing
 from ..background_tasks import current_request, inline
 from ..binding import BadRequest
 from ..errors import HTTPException, RequestValidationError
+from .._native import Suspended, drive
 from ..kinds import HandlerKind
 from ..pipeline import refusal
 from ..request import Request
@@ -162,21 +163,20 @@ class Executor:
         elif kind is ASYNC_INLINE:
             inline.request = request
             try:
+                if not binding.pass_request:
+                    coroutine = invoke(route, request, kwargs)
+                elif kwargs is None:  # the usual `(request)`
+                    coroutine = route.endpoint(request)
+                else:
+                    coroutine = route.endpoint(request, **kwargs)
                 try:
-                    if not binding.pass_request:
-                        coroutine = invoke(route, request, kwargs)
-                    elif kwargs is None:  # the usual `(request)`
-                        coroutine = route.endpoint(request)
-                    else:
-                        coroutine = route.endpoint(request, **kwargs)
-                    coroutine.send(None)
+                    response = drive(coroutine)
+                except Suspended:
                     # Unreachable for a body without await; guards against a misclassification.
                     coroutine.close()
-                    raise RuntimeError(f"handler {route.name} suspended although it has no await")
-                except StopIteration as stop:
-                    response = stop.value
-                    if not isinstance(response, Response):
-                        response = to_response(response)
+                    raise RuntimeError(f"handler {route.name} suspended although it has no await") from None
+                if not isinstance(response, Response):
+                    response = to_response(response)
                 data = None if response.streaming else response.encode(exchange.common, exchange.head_only)
             except HANDLER_ERRORS as exc:
                 response, data = failure(exchange, exc)
@@ -208,12 +208,14 @@ class Executor:
         coroutine = pipeline.run(request)
         inline.request = request
         try:
-            yielded = context.run(coroutine.send, None)
-        except StopIteration as stop:
-            answer(exchange, stop.value)
-            return
+            response = context.run(drive, coroutine)
+        except Suspended as suspended:
+            yielded = suspended.args[0]
         except HANDLER_ERRORS as exc:  # SystemExit out of a handler: still one answer
             exchange.connection.complete(exchange, *failure(exchange, exc))
+            return
+        else:
+            answer(exchange, response)
             return
         finally:
             inline.request = None

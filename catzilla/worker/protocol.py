@@ -321,7 +321,7 @@ class HttpProtocol(asyncio.Protocol):
             path,
             query,
             header_items,
-            body[0] if len(body) == 1 else b"".join(body),
+            (body[0] if len(body) == 1 else b"".join(body)) if body else b"",
             self.client,
             version,
             header_map,
