@@ -14,6 +14,7 @@ from .request import Request
 from .routers import Router, Scope, built, join_path, route_layer
 from .routing import _PARAM, Route
 from .routing import Router as RouteTable
+from .staticfiles import StaticFiles
 
 __all__ = ["Catzilla"]
 
@@ -100,6 +101,30 @@ class Catzilla(Scope):
                       definition.options, definition.layers, list(tags or []) + definition.tags)
 
     include_routes = include_router  # Catzilla 0.2.3's name (RouterGroup)
+
+    def mount_static(self, path: str, directory: str, *, name: str | None = None,
+                     index_file: str = "index.html", enable_etags: bool = True,
+                     enable_range_requests: bool = True, enable_directory_listing: bool = False,
+                     enable_hidden_files: bool = False, max_file_size: int | None = None,
+                     html: bool = False, cache_control: str | None = None,
+                     **caching: typing.Any) -> StaticFiles:
+        """Serve the files under `directory` at `path` (Catzilla 0.2.3's arguments; see
+        catzilla.staticfiles). Its cache and compression options (`enable_hot_cache`,
+        `cache_size_mb`, `cache_ttl_seconds`, `enable_compression`, `compression_level`) are
+        accepted and unused: files go from the kernel's page cache with sendfile(2), and
+        precompressed .br/.gz siblings are served to clients that accept them."""
+        unknown = set(caching) - {"enable_hot_cache", "cache_size_mb", "cache_ttl_seconds",
+                                  "enable_compression", "compression_level"}
+        if unknown:
+            raise TypeError(f"mount_static() got unknown arguments: {', '.join(sorted(unknown))}")
+        if not path.startswith("/"):
+            raise ValueError(f"mount path must start with '/': {path!r}")
+        static = StaticFiles(directory=directory, html=html, index_file=index_file,
+                             hidden_files=enable_hidden_files, etags=enable_etags,
+                             ranges=enable_range_requests, max_file_size=max_file_size,
+                             directory_listing=enable_directory_listing, cache_control=cache_control)
+        static.attach(self, path, name)
+        return static
 
     def owner(self) -> "Catzilla":
         return self

@@ -25,6 +25,7 @@ from ..logs import access_logger
 from ..request import Request
 from ..responses import Response, error_response
 from .executor import Outcome, failure
+from .sendfile import send_parts
 
 if typing.TYPE_CHECKING:
     from .._native import WorkerSlot
@@ -549,6 +550,8 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     async def _stream(self, response: Response) -> None:
+        if response.sends_file:  # a FileResponse: see _send_file
+            return await self._send_file(response)
         transport = self.transport
         assert transport is not None
         request = self.request
@@ -602,6 +605,43 @@ class HttpProtocol(asyncio.Protocol):
             self._count(response.status_code, self.streamed)
         if last and self.transport is not None:
             self.transport.write(last)
+        self._after_response()
+
+    async def _send_file(self, response: Response) -> None:
+        """A FileResponse: its plan (status, head, parts) depends on this request's Range and
+        validators; the file's bytes go with sendfile(2) (catzilla.worker.sendfile)."""
+        request = self.request
+        assert request is not None and self.transport is not None
+        worker = self.worker
+        config = worker.config
+        head_only = request.method == "HEAD"
+        if not self.keep_alive:
+            common = worker.common_close
+        else:
+            common = worker.common_keep_alive if request.http_version == "1.1" else worker.common_keep_alive_10
+        file = None
+        try:
+            status, head, parts, file = response.plan(  # type: ignore[attr-defined]
+                request.headers, request.method, common, config.max_ranges)
+        except Exception as exc:  # no file, a directory: nothing is sent yet
+            failed, data = failure(self.route, exc, common, head_only)
+            status, head, parts = failed.status_code, data, []  # type: ignore[assignment]
+        self.transport.write(head)
+        sent = len(head)
+        try:
+            if file is not None:
+                sent += await send_parts(self, worker.loop, parts, file.fileno(),
+                                         config.write_timeout, config.sendfile_chunk)
+        except (ConnectionError, TimeoutError) as exc:
+            logger.info("file response to %s cut short: %s", self.client_text, exc)
+            self.keep_alive = False
+            if self.transport is not None:
+                _reset(self.transport)
+        finally:
+            if file is not None:
+                file.close()
+        if self.stats_slot is not None:
+            self._count(status, sent)
         self._after_response()
 
     async def _write_chunk(self, response: Response, chunk: typing.Any, chunked: bool) -> None:
