@@ -23,6 +23,11 @@ def raw_pairs(headers: typing.Any) -> RawHeaders:
     iterable of (name, value) pairs (str or bytes), as raw pairs in order."""
     if not headers:
         return []
+    if type(headers) is dict:  # the usual `headers={...}`: no ABC checks
+        try:
+            return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        except AttributeError:  # a non-str name or value: the general path below
+            pass
     if isinstance(headers, MutableHeaders):
         return list(headers.raw)
     items = headers.items() if isinstance(headers, typing.Mapping) else headers

@@ -346,3 +346,16 @@ def test_one_gib_download_keeps_the_worker_small(tmp_path):
               f"peak growth {growth_mib:.1f} MiB")
         assert received == gib
         assert growth_mib < 32
+
+
+def test_a_middleware_can_take_over_a_file_body(files):
+    """GZipMiddleware replaces body_iterator: the file is then read and streamed compressed."""
+    with run_server("responses_gzip_app:app", "--workers", "1", env={"RESPONSES_FILES": str(files)}) as s:
+        with httpx.Client(base_url=s.url, timeout=TIMEOUT) as c:
+            for path in ("/file/big.bin", "/static/big.bin"):
+                response = c.get(path, headers={"Accept-Encoding": "gzip"})
+                assert response.status_code == 200
+                assert response.headers["content-encoding"] == "gzip"
+                assert response.content == big_content()
+            plain = c.get("/file/hello.txt", headers={"Accept-Encoding": "identity"})
+            assert "content-encoding" not in plain.headers and plain.content == b"hello world\n"
