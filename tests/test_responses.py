@@ -12,7 +12,7 @@ import httpx
 import pytest
 import requests
 
-from conftest import run_server
+from conftest import run_server, wait_for
 from responses_files import BIG_SIZE, big_content, make_tree
 
 TIMEOUT = 10.0
@@ -359,3 +359,32 @@ def test_a_middleware_can_take_over_a_file_body(files):
                 assert response.content == big_content()
             plain = c.get("/file/hello.txt", headers={"Accept-Encoding": "identity"})
             assert "content-encoding" not in plain.headers and plain.content == b"hello world\n"
+
+
+def test_a_reader_that_stalls_is_cut_off_and_others_are_served(tmp_path):
+    """sendfile waits for the socket; a client that takes nothing for --write-timeout is
+    dropped, and meanwhile the worker answers other connections."""
+    size = 64 * 1024 * 1024
+    with open(tmp_path / "large.bin", "wb") as f:
+        f.truncate(size)
+    (tmp_path / "hello.txt").write_text("hello world\n")
+    with run_server("responses_app:app", "--workers", "1", "--write-timeout", "1",
+                    env={"RESPONSES_FILES": str(tmp_path)}) as s:
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+        stalled.connect((s.host, s.port))
+        stalled.sendall(b"GET /file/large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+        with httpx.Client(base_url=s.url, timeout=TIMEOUT) as c:
+            assert c.get("/file/hello.txt").content == b"hello world\n"
+        wait_for(lambda: "cut short" in s.logs(), 10, message="the stalled download to be cut")
+        received = 0
+        stalled.settimeout(TIMEOUT)
+        try:
+            while chunk := stalled.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        finally:
+            stalled.close()
+        assert received < size
