@@ -611,7 +611,9 @@ class HttpProtocol(asyncio.Protocol):
         """A FileResponse: its plan (status, head, parts) depends on this request's Range and
         validators; the file's bytes go with sendfile(2) (catzilla.worker.sendfile)."""
         request = self.request
-        assert request is not None and self.transport is not None
+        if request is None or self.transport is None:  # the client went away meanwhile
+            self._after_response()
+            return
         worker = self.worker
         config = worker.config
         head_only = request.method == "HEAD"
@@ -632,8 +634,11 @@ class HttpProtocol(asyncio.Protocol):
             if file is not None:
                 sent += await send_parts(self, worker.loop, parts, file.fileno(),
                                          config.write_timeout, config.sendfile_chunk)
-        except (ConnectionError, TimeoutError) as exc:
-            logger.info("file response to %s cut short: %s", self.client_text, exc)
+        except Exception as exc:  # the client went or stalled (OSError), or a bug: cut it short
+            if isinstance(exc, OSError):
+                logger.info("file response to %s cut short: %s", self.client_text, exc)
+            else:
+                logger.exception("error while sending a file response")
             self.keep_alive = False
             if self.transport is not None:
                 _reset(self.transport)
