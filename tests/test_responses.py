@@ -388,3 +388,11 @@ def test_a_reader_that_stalls_is_cut_off_and_others_are_served(tmp_path):
         finally:
             stalled.close()
         assert received < size
+
+
+def test_access_log_has_the_status_and_size_sent(server, client):
+    client.get("/file/hello.txt?log=1", headers={"Range": "bytes=0-4"})
+    wait_for(lambda: '"GET /file/hello.txt HTTP/1.1" 206 ' in server.logs(), 5, message="a 206 access line")
+    etag = client.get("/file/hello.txt").headers["etag"]
+    client.get("/file/hello.txt", headers={"If-None-Match": etag})
+    wait_for(lambda: '"GET /file/hello.txt HTTP/1.1" 304 ' in server.logs(), 5, message="a 304 access line")

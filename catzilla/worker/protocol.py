@@ -477,7 +477,7 @@ class HttpProtocol(asyncio.Protocol):
             stats_slot.end(self.unmatched if route is None else route.index, self.started, response.status_code,
                      self.bytes_in, len(data))
             self.bytes_in = 0
-        if worker.access_log:
+        if worker.access_log and not response.sends_file:  # a file's status is known later
             self._log_access(response, data)
         transport = self.transport
         if transport is None:  # the client went away while the handler ran
@@ -647,6 +647,9 @@ class HttpProtocol(asyncio.Protocol):
                 file.close()
         if self.stats_slot is not None:
             self._count(status, sent)
+        if worker.access_log:  # with the status and bytes actually sent (206, 304, ...)
+            worker.access.log(self.client_text, request.method, request.path, request.http_version,
+                              status, sent, (perf_counter() - self.started) * 1000.0)
         self._after_response()
 
     async def _write_chunk(self, response: Response, chunk: typing.Any, chunked: bool) -> None:
