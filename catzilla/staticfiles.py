@@ -154,14 +154,17 @@ class StaticFiles:
         if found is not None and stat.S_ISDIR(found[1].st_mode):
             if not url_path.endswith("/"):
                 # Relative links in the index resolve against the directory (Starlette's 307).
+                # One leading slash only: "//host/dir" would send the client to another site.
                 query = "?" + request.query_string if request.query_string else ""
-                return RedirectResponse(urllib.parse.quote(url_path) + "/" + query)
+                return RedirectResponse(urllib.parse.quote("/" + url_path.lstrip("/")) + "/" + query)
             index = self.lookup(subpath.rstrip("/") + "/" + self.index_file)
             if index is not None and stat.S_ISREG(index[1].st_mode):
                 return self.file_response(request, *index)
             if self.directory_listing:
                 return self._listing(found[0], url_path)
             found = None
+        if found is not None and url_path.endswith("/") and subpath:
+            found = None  # "file.txt/" names a directory that is not there (ENOTDIR)
         if found is None or not stat.S_ISREG(found[1].st_mode):
             if self.html:
                 page = self.lookup("404.html")

@@ -179,3 +179,34 @@ def test_directory_listing_when_asked(tmp_path):
     assert response.status_code == 200
     assert 'href="a%3Cb%3E.txt">a&lt;b&gt;.txt</a>' in response.text
     assert 'href="d/"' in response.text
+
+
+def test_directory_redirect_never_leaves_the_site(tmp_path):
+    (tmp_path / "evil.com").mkdir()
+    with run_server("static_listing_app:app", "--workers", "1", env={"LISTING_DIR": str(tmp_path)}) as s:
+        with s.connect() as sock:
+            sock.sendall(b"GET //evil.com HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 307 ")
+    assert b"\r\nlocation: /evil.com/\r\n" in data
+
+
+def test_a_file_url_with_a_trailing_slash_is_404(client):
+    assert client.get("/static/hello.txt/").status_code == 404
+
+
+def test_packages_directories(tmp_path, monkeypatch):
+    package = tmp_path / "assetpkg"
+    (package / "statics").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "statics" / "a.txt").write_text("from a package\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from catzilla.staticfiles import StaticFiles
+    static = StaticFiles(packages=["assetpkg"])
+    found = static.lookup("a.txt")
+    assert found is not None and found[0] == str((package / "statics" / "a.txt").resolve())
+    assert static.lookup("../__init__.py") is None
+    with pytest.raises(RuntimeError, match="not installed"):
+        StaticFiles(packages=["no_such_package_here"])
