@@ -5,12 +5,11 @@ pool for `def` handlers), so the event loop only joins prepared bytes and writes
 """
 from __future__ import annotations
 
-import typing
-from http import HTTPStatus
-
 import datetime
 import json
+import typing
 import urllib.parse
+from http import HTTPStatus
 
 import msgspec
 import orjson
@@ -328,6 +327,10 @@ class StreamingResponse(Response):
         return b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else bytes(chunk)
 
 
+# What a redirect's URL keeps unquoted (Starlette's set): everything else is percent-encoded.
+REDIRECT_SAFE = ":/%#?=@[]!$&'()*+,;"
+
+
 class RedirectResponse(Response):
     """An empty response sending the client to `url` (307 by default, as Starlette: the method
     and body are kept). The URL is percent-quoted where it is not already (Starlette's set of
@@ -337,9 +340,6 @@ class RedirectResponse(Response):
                  *, media_type: str | None = None, content_type: str | None = None) -> None:
         super().__init__(b"", status_code, headers, media_type, content_type=content_type)
         self.headers["location"] = urllib.parse.quote(str(url), safe=REDIRECT_SAFE)
-
-
-REDIRECT_SAFE = ":/%#?=@[]!$&'()*+,;"
 
 
 def _dumps_slowly(content: typing.Any) -> bytes:
