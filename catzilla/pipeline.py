@@ -23,7 +23,8 @@ have the built-in answers. Anything else answers 500, through an `Exception` or 
 handler if one is registered; if that handler fails too, the plain 500 goes out and both
 tracebacks are logged.
 
-A route with none of these has no pipeline at all (`Route.pipeline` is None) and keeps the
+A route with dependencies, a response model or a status code also goes through its chain
+(see dependencies.py for where each part runs). A route with none of these has no pipeline at all (`Route.pipeline` is None) and keeps the
 server's direct path.
 """
 from __future__ import annotations
@@ -69,8 +70,13 @@ def is_async_callable(fn: typing.Any) -> bool:
     return classify(fn) is not HandlerKind.SYNC
 
 
-def call_handler(route: typing.Any, request: Request) -> typing.Any:
-    """Bind the route's parameters from `request` and call its handler."""
+def call_handler(route: typing.Any, request: Request, pool_run: PoolRun | None = None) -> typing.Any:
+    """Bind the route's parameters from `request` and call its handler. A route with a plan
+    (dependencies, a response model, a status code) gives its Response: from the one pool
+    job when it runs there (see dependencies.py), else a coroutine of it (`pool_run`)."""
+    plan = route.plan
+    if plan is not None:
+        return plan.run_job(request) if plan.one_job else plan.run(request, pool_run)
     binding = route.binding
     kwargs = None if binding.trivial else binding.bind(request)
     if binding.pass_request:
@@ -116,7 +122,10 @@ class Pipeline:
             before.extend(layer.before)
             after[:0] = layer.after  # the innermost layer's after-hooks run first
         self.middleware = middleware  # built once, when added (see routers.built)
-        sync_route = route is not None and route.kind is HandlerKind.SYNC
+        # A def handler whose dependencies need the loop runs as an async one does (its
+        # plan takes it to the pool, see dependencies.py).
+        plan = route.plan if route is not None else None
+        sync_route = route is not None and route.kind is HandlerKind.SYNC and (plan is None or plan.one_job)
         # Around a def handler, def hooks share its pool job (see the module docstring). On
         # the loop, each hook is kept with whether it must be awaited, decided here.
         self.loop_before = [(h, is_async_callable(h)) for h in before if not sync_route or is_async_callable(h)]
@@ -129,7 +138,8 @@ class Pipeline:
         # exception handlers; only hooks and handlers that never await cannot.
         self.may_suspend = bool(self.middleware) or route is None or route.kind is not HandlerKind.ASYNC_INLINE \
             or any(classify(h) is HandlerKind.ASYNC for h in before + after) \
-            or any(classify(h) is not HandlerKind.ASYNC_INLINE for h in self.handlers.values())
+            or any(classify(h) is not HandlerKind.ASYNC_INLINE for h in self.handlers.values()) \
+            or (plan is not None and plan.may_suspend)
         call: typing.Callable[[Request], typing.Awaitable[Response]] = self._endpoint
         for mw in reversed(self.middleware):
             # A partial (C, no frame of its own): dispatch(request, call_next=inner).
@@ -164,12 +174,12 @@ class Pipeline:
             else:
                 if route is None:  # no route: the 404 or 405 the router decides
                     raise self.app.refusal(request.method, request.path)
-                if route.kind is HandlerKind.SYNC:
+                if self.sync_route:
                     response = await self.pool_run(contextvars.copy_context().run, self._job, request)
                     if not isinstance(response, Response):  # a def handler returned an awaitable
                         response = self._job_after(request, to_response(await response))
                 else:
-                    result = await call_handler(route, request)
+                    result = await call_handler(route, request, self.pool_run)
                     response = result if isinstance(result, Response) else to_response(result)
             for hook, awaited in self.loop_after:
                 result = (await hook(request, response)) if awaited else hook(request, response)
@@ -239,7 +249,8 @@ def _checked(hook: Hook, result: typing.Any, response: Response) -> Response:
 
 def compile_pipeline(route: typing.Any, layers: list[Layer], app: typing.Any,
                      pool_run: PoolRun) -> Pipeline | None:
-    """The route's chain, or None when no layer adds anything (the direct path)."""
-    if not any(layers):
+    """The route's chain, or None when no layer adds anything and it has no plan (the
+    direct path)."""
+    if not any(layers) and (route is None or route.plan is None):
         return None
     return Pipeline(route, layers, app, pool_run)
