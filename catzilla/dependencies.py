@@ -139,6 +139,13 @@ class Plan:
         # One pool job for everything (see the module docstring), or a run on the loop.
         self.one_job = self.sync_handler and all(node.kind in _IN_JOB for node in nodes)
         self.stages = self._stages()
+        # Without clean-ups, the common shapes (a def handler in one job, or async def
+        # dependencies and handler) get straight-line code: the shortest per-request path.
+        if not self.has_exits:
+            if self.one_job:
+                self.run_job = self._compile(False)  # type: ignore[method-assign]
+            elif not self.sync_handler and all(node.kind in (ASYNC, ASYNC_INLINE, SERVICE) for node in nodes):
+                self.run = self._compile(True)  # type: ignore[method-assign]
         # Whether a run on the loop can suspend (Pipeline.may_suspend).
         self.may_suspend = self.sync_handler or route.kind is HandlerKind.ASYNC or any(
             node.kind not in (ASYNC_INLINE, SERVICE) for node in nodes)
@@ -253,6 +260,49 @@ class Plan:
                 raise failure
             raise
         return await self._finish(response, exits, pool_run)
+
+    def _compile(self, awaited: bool) -> typing.Callable[..., typing.Any]:
+        """This plan as one function, `run_job(request)` (`awaited`: `async run(request,
+        pool_run)`), written out once here: for two dependencies,
+
+            async def run(request, pool_run=None):
+                v0 = await c0()
+                v1 = await c1(config=v0)
+                return respond(await endpoint(request, text=v1, config=v0))
+        """
+        namespace: dict[str, typing.Any] = {"respond": self.respond, "endpoint": self.endpoint,
+                                            "bind_all": self.bind_all, "resolve_service": resolve_service,
+                                            "drive": _drive}
+        lines = ["bound = bind_all(request)"] if self.bindings else []
+        bound_slots = {slot for slot, _ in self.bindings}
+
+        def arguments(slot: int, subs: list[tuple[str, int]]) -> str:
+            parts = [f"**bound[{slot}]"] if slot in bound_slots else []
+            parts += [f"{name}=v{index}" for name, index in subs]
+            return ", ".join(parts)
+
+        for node in self.nodes:
+            i = node.index
+            namespace[f"c{i}"] = node.call
+            call = f"c{i}({arguments(i, node.subs)})"
+            if node.kind == SERVICE:
+                lines.append(f"v{i} = resolve_service(c{i}, request)")
+            elif awaited:
+                lines.append(f"v{i} = await {call}")
+            elif node.kind == ASYNC_INLINE:
+                lines.append(f"v{i} = drive({call})")
+            else:
+                lines.append(f"v{i} = {call}")
+        handler_args = arguments(len(self.nodes), self.handler_subs)
+        if self.binding.pass_request:
+            handler_args = "request" + (", " + handler_args if handler_args else "")
+        lines.append(f"return respond({'await ' if awaited else ''}endpoint({handler_args}))")
+        source = ("async def run(request, pool_run=None):\n" if awaited else "def run_job(request):\n") \
+            + "".join(f"    {line}\n" for line in lines)
+        exec(compile(source, f"<plan of {self.binding.owner}>", "exec"), namespace)
+        function = namespace["run" if awaited else "run_job"]
+        function.__source__ = source
+        return function
 
     async def _finish(self, response: typing.Any, exits: list[typing.Any], pool_run: typing.Any) -> typing.Any:
         if exits:

@@ -23,25 +23,27 @@ have the built-in answers. Anything else answers 500, through an `Exception` or 
 handler if one is registered; if that handler fails too, the plain 500 goes out and both
 tracebacks are logged.
 
-A route with dependencies, a response model or a status code also goes through its chain
-(see dependencies.py for where each part runs). A route with none of these has no pipeline at all (`Route.pipeline` is None) and keeps the
+A route with dependencies, a response model or a status code runs its plan (see
+dependencies.py for where each part runs): inside its chain, or, when nothing wraps it, on
+the direct path (DirectPlan). A route with none of these has no pipeline at all (`Route.pipeline` is None) and keeps the
 server's direct path.
 """
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import inspect
 import logging
 import typing
 
-from .binding import BadRequest
+from .binding import BadRequest, Binding
 from .errors import HTTPException, RequestValidationError
 from .kinds import HandlerKind, classify
 from .request import Request
 from .responses import Response, error_response, to_response
 
-__all__ = ["Layer", "Pipeline", "call_handler", "compile_pipeline", "default_error_response"]
+__all__ = ["Layer", "Pipeline", "DirectPlan", "call_handler", "compile_pipeline", "default_error_response"]
 
 logger = logging.getLogger("catzilla")
 
@@ -107,6 +109,8 @@ def _lookup(handlers: dict[typing.Any, ExceptionHandler], exc: BaseException) ->
 class Pipeline:
     """One route's chain (or, with no route, the app's around its 404/405 answers).
     `await run(request)` -> Response, on the loop."""
+
+    direct = None  # see DirectPlan
 
     def __init__(self, route: typing.Any, layers: list[Layer], app: typing.Any, pool_run: PoolRun) -> None:
         self.route = route
@@ -247,10 +251,42 @@ def _checked(hook: Hook, result: typing.Any, response: Response) -> Response:
     return result
 
 
+class DirectPlan:
+    """A route with a plan (dependencies, a response model...) and nothing around it: served
+    on the executor's direct path (Executor.start_pipeline), by `direct`, a copy of the
+    route whose handler is the plan itself, `(request) -> Response`."""
+
+    __slots__ = ("route", "direct")
+    # Nothing runs around it (what the loop monitor reads of a Pipeline).
+    loop_before: tuple[typing.Any, ...] = ()
+    loop_after: tuple[typing.Any, ...] = ()
+    middleware: tuple[typing.Any, ...] = ()
+
+    def __init__(self, route: typing.Any, pool_run: PoolRun) -> None:
+        self.route = route
+        plan = route.plan
+        direct = copy.copy(route)
+        if plan.one_job:
+            direct.endpoint, direct.kind = plan.run_job, HandlerKind.SYNC
+        else:
+            direct.endpoint = functools.partial(plan.run, pool_run=pool_run)
+            direct.kind = HandlerKind.ASYNC if plan.may_suspend else HandlerKind.ASYNC_INLINE
+        direct.binding = _REQUEST_ONLY
+        direct.plan = direct.pipeline = None
+        self.direct = direct
+
+
+def _takes_request(request: Request) -> None: ...
+
+
+_REQUEST_ONLY = Binding(_takes_request, ())
+
+
 def compile_pipeline(route: typing.Any, layers: list[Layer], app: typing.Any,
-                     pool_run: PoolRun) -> Pipeline | None:
-    """The route's chain, or None when no layer adds anything and it has no plan (the
-    direct path)."""
-    if not any(layers) and (route is None or route.plan is None):
-        return None
+                     pool_run: PoolRun) -> Pipeline | DirectPlan | None:
+    """The route's chain; None when nothing wraps it and it has no plan (the direct path)."""
+    if not any(layers):
+        if route is None or route.plan is None:
+            return None
+        return DirectPlan(route, pool_run)
     return Pipeline(route, layers, app, pool_run)

@@ -403,3 +403,35 @@ def test_header_dependency_from_annotated_in_process():
     route = app.routes[0]
     (node,) = route.plan.nodes
     assert [(f.name, f.source, f.key) for f in node.binding.fields] == [("x_token", "header", "x-token")]
+
+
+# --- inside a chain (hooks around the route) ---------------------------------------------------
+
+def test_in_a_chain_def_hook_dependencies_handler_share_one_job(client, events):
+    body = client.get("/chained/threads").json()
+    assert len(set(body["threads"])) == 1, body
+    assert events()["events"] == ["hook", "session open", "session closed"]
+
+
+def test_in_a_chain_async_dependencies_around_a_def_handler(client, events):
+    assert client.get("/chained/mixed").json() == {"a": "async", "s": "async-session"}
+    assert events()["events"] == ["hook", "async session open", "handler", "async session closed"]
+
+
+def test_in_a_chain_dependency_errors_and_status_code(client):
+    assert client.get("/chained/forbidden").status_code == 403
+    r = client.get("/chained/forbidden", headers={"x-key": "secret"})
+    assert (r.status_code, r.json()) == (202, {"key": "secret"})
+
+
+def test_compiled_plans_and_where_they_run():
+    from conftest import load_test_app
+
+    app = load_test_app("deps_app").app
+    routes = {r.path: r for r in app.routes}
+    cached = routes["/deps/cached"].plan
+    assert cached.one_job and "v3 = c3(user=v1, db=v2)" in cached.run_job.__source__
+    assert not hasattr(routes["/yield/sync"].plan.run_job, "__source__")  # clean-ups: the general path
+    assert "v0 = await c0(**bound[0])" in routes["/ann/query"].plan.run.__source__
+    assert not routes["/deps/mixed-sync"].plan.one_job
+    assert routes["/yield/sync"].plan.has_exits

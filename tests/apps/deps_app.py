@@ -358,3 +358,33 @@ async def gone():
 @app.get("/html", response_class=HTMLResponse)
 async def html():
     return "<p>hi</p>"
+
+
+# --- dependencies inside a chain (a router with a hook: the pipeline, not the direct path) -
+
+def hooked(request: Request):
+    EVENTS.append("hook")  # a def hook around a def handler: in the same pool job
+    request.state.hook_thread = threading.get_ident()
+
+
+chained = APIRouter(prefix="/chained")
+chained.before_request(hooked)
+
+
+@chained.get("/threads")
+def chained_threads(request: Request, b: tuple = Depends(thread_b), s: str = Depends(session)):
+    return {"threads": [request.state.hook_thread, b[0], b[1], threading.get_ident()]}
+
+
+@chained.get("/mixed")
+def chained_mixed(a: str = Depends(async_value), s: str = Depends(async_session)):
+    EVENTS.append("handler")
+    return {"a": a, "s": s}
+
+
+@chained.get("/forbidden", status_code=202)
+async def chained_forbidden(key: str = Depends(forbidden)):
+    return {"key": key}
+
+
+app.include_router(chained)
