@@ -41,6 +41,13 @@ class DefinitionError(TypeError):
     registered (never at the first request), naming the handler and the parameter."""
 
 
+def json_invalid(exc: Exception) -> RequestValidationError:
+    return RequestValidationError([{
+        "type": "json_invalid", "loc": ["body"], "msg": "JSON decode error",
+        "input": {}, "ctx": {"error": str(exc)},
+    }])
+
+
 def missing(loc: list[typing.Any]) -> dict[str, typing.Any]:
     return {"type": "missing", "loc": loc, "msg": "Field required", "input": None}
 
