@@ -28,12 +28,22 @@ class HTTPException(Exception):
         self.headers = dict(headers) if headers else None
 
 
-class RequestValidationError(Exception):
-    """Parameters that failed validation: answered with 422 and every error found."""
+class ErrorList(list):  # type: ignore[type-arg]
+    """The errors of a RequestValidationError: a list, and callable as FastAPI's
+    `exc.errors()` is, so exception handlers written for either work."""
 
-    def __init__(self, errors: list[dict[str, typing.Any]]) -> None:
+    def __call__(self) -> list[dict[str, typing.Any]]:
+        return self
+
+
+class RequestValidationError(Exception):
+    """Parameters that failed validation: answered with 422 and every error found
+    (`exc.errors`, or `exc.errors()` as in FastAPI)."""
+
+    def __init__(self, errors: list[dict[str, typing.Any]], *, body: typing.Any = None) -> None:
         super().__init__(errors)
-        self.errors = errors
+        self.errors = ErrorList(errors)
+        self.body = body
 
 
 class DefinitionError(TypeError):

@@ -435,3 +435,10 @@ def test_compiled_plans_and_where_they_run():
     assert "v0 = await c0(**bound[0])" in routes["/ann/query"].plan.run.__source__
     assert not routes["/deps/mixed-sync"].plan.one_job
     assert routes["/yield/sync"].plan.has_exits
+
+
+def test_validation_errors_read_as_in_fastapi_and_catzilla():
+    from catzilla import RequestValidationError
+
+    exc = RequestValidationError([{"type": "missing", "loc": ["query", "n"]}])
+    assert exc.errors() == exc.errors == [{"type": "missing", "loc": ["query", "n"]}]
