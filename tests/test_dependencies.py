@@ -5,13 +5,14 @@ real server that must refuse to start."""
 import subprocess
 import sys
 import textwrap
+import time
 from typing import Annotated, Optional
 
 import httpx
 import msgspec
 import pytest
 
-from catzilla import Catzilla, Depends, Header, Query
+from catzilla import Catzilla, Depends, Header, Path, Query
 from catzilla.errors import DefinitionError
 from conftest import ROOT, run_server
 
@@ -336,7 +337,7 @@ def test_marker_mistakes_are_errors_at_registration():
             return {}
     with pytest.raises(DefinitionError, match=r"'other' of '[^']*no_segment'.*no \{other\}"):
         @app.get("/c")
-        def no_segment(item_id: Annotated[int, Header()], other: Annotated[int, __import__("catzilla").Path()]):
+        def no_segment(item_id: Annotated[int, Header()], other: Annotated[int, Path()]):
             return {}
 
 
@@ -442,3 +443,12 @@ def test_validation_errors_read_as_in_fastapi_and_catzilla():
 
     exc = RequestValidationError([{"type": "missing", "loc": ["query", "n"]}])
     assert exc.errors() == exc.errors == [{"type": "missing", "loc": ["query", "n"]}]
+
+
+def test_a_request_that_times_out_still_runs_the_clean_up(client, events):
+    r = client.get("/yield/timeout")
+    assert r.status_code == 504
+    deadline = time.monotonic() + 5
+    while "slow session closed" not in events()["events"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert events()["events"] == ["slow session open", "slow session closed"]

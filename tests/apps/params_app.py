@@ -451,3 +451,8 @@ async def annotated_direct(request, item_id: Annotated[int, Path(ge=1)], n: Anno
 @app.get("/annotated-sync")
 def annotated_sync(request, n: Annotated[int, Query(ge=2, le=5)], session: Annotated[str, Cookie()] = "none"):
     return {"n": n, "session": session}
+
+
+@app.post("/annotated/upload")
+def annotated_upload(request, file: Annotated[UploadFile, File()], note: Annotated[str, Form(max_length=5)] = ""):
+    return {"filename": file.filename, "size": file.size, "note": note}
