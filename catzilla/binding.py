@@ -21,7 +21,7 @@ from .errors import DefinitionError, RequestValidationError, describe_validation
 from .forms import FormError
 from .params import Depends, Param, Source
 from .request import Request
-from .validation import PydanticBody, is_pydantic_model, unvalidatable, uses_pydantic
+from .validatable import PydanticBody, is_pydantic_model, unvalidatable, uses_pydantic
 
 __all__ = ["Binding", "BadRequest", "Field"]
 
