@@ -9,6 +9,9 @@ import typing
 
 from .datastructures import State
 from .errors import HTTPException
+from .mounts import Mount
+from .openapi.docs import add_docs_routes
+from .openapi.utils import get_openapi
 from .pipeline import Layer, compile_pipeline
 from .request import Request
 from .routers import Router, Scope, built, join_path, route_layer
@@ -50,7 +53,9 @@ class Catzilla(Scope):
                  **compat_options: typing.Any) -> None:
         """FastAPI's keywords; title, description, version, summary, debug, docs_url,
         redoc_url, openapi_url and root_path are recorded as attributes (see README: not all
-        are honoured yet). An unknown keyword is a TypeError naming it, never ignored."""
+        are honoured yet); `openapi_url`, `docs_url`, `redoc_url`: where the OpenAPI document
+        and its pages are served (None: not served). An unknown keyword is a TypeError
+        naming it, never ignored."""
         unknown = sorted(set(compat_options) - COMPAT_0_2_3_OPTIONS)
         if unknown:
             raise TypeError(f"Catzilla() got unexpected keyword argument{'s' if len(unknown) > 1 else ''}: "
@@ -77,6 +82,9 @@ class Catzilla(Scope):
         # Starlette's order: the list's first is the outermost.
         self.layer.middleware[:0] = [built(item, self) for item in middleware or ()]
         self._dependencies = list(dependencies or [])
+        self.openapi_schema: dict[str, typing.Any] | None = None  # app.openapi()'s, made once
+        self._asgi: typing.Any = None  # see __call__
+        add_docs_routes(self)
 
     # -- routes ----------------------------------------------------------------------------
     # route(), get(), post(), ..., middleware(), before_request(), exception_handler() and the
@@ -125,6 +133,35 @@ class Catzilla(Scope):
                     return _PARAM.sub(lambda m: str(params[m.group(1)]), route.path)
         raise NoMatchFound(f"no route named {name!r} with parameters {sorted(params)}")
 
+    def mount(self, path: str, app: typing.Any, name: str | None = None) -> None:
+        """Serve the ASGI application `app` (a Starlette or FastAPI app) at `path` and below,
+        every method; it sees `path` as its scope's root_path (see catzilla.mounts)."""
+        prefix = path.rstrip("/")
+        join_path(prefix, "")  # checks it
+        endpoint = Mount(prefix, app, name)
+        methods = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+        for template in (prefix or "/", prefix + "/{path:path}"):
+            self._add(template, methods, endpoint, {"name": name}, [], [])
+
+    def openapi(self) -> dict[str, typing.Any]:
+        """The app's OpenAPI 3.1 document (FastAPI's method): made on the first call, which
+        the server makes at start-up, then kept in `openapi_schema`."""
+        if self.openapi_schema is None:
+            self.openapi_schema = get_openapi(
+                title=self.title, version=self.version, summary=self.summary,
+                description=self.description, routes=self.routes,
+                servers=[{"url": self.root_path}] if self.root_path else None)
+        return self.openapi_schema
+
+    async def __call__(self, scope: typing.Any, receive: typing.Any, send: typing.Any) -> None:
+        """The app as an ASGI 3 application, for uvicorn, hypercorn or granian (see
+        catzilla.asgi, which this reaches lazily: importing the framework loads no server)."""
+        if self._asgi is None:
+            from .asgi import ASGIAdapter  # a deliberate outward import (see pyproject.toml)
+
+            self._asgi = ASGIAdapter(self)
+        await self._asgi(scope, receive, send)
+
     def refusal(self, method: str, path: str) -> HTTPException:
         """What a request no route answers gets: 404, or 405 with the methods there are."""
         _, _, allow = self.router.resolve(method, path)
@@ -139,6 +176,8 @@ class Catzilla(Scope):
             route.pipeline = compile_pipeline(route, [self.layer, *route.layers], self, pool_run)
         # Requests no route answers go through the app's own middleware and handlers.
         self.unmatched_pipeline = compile_pipeline(None, [self.layer], self, pool_run)
+        if self.openapi_url:
+            self.openapi()  # made at start-up: a type it cannot describe shows now
 
     @property
     def routes(self) -> list[Route]:
