@@ -141,7 +141,7 @@ class Catzilla(Scope):
         endpoint = Mount(prefix, app, name)
         methods = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
         for template in (prefix or "/", prefix + "/{path:path}"):
-            self._add(template, methods, endpoint, {"name": name}, [], [])
+            self._add(template, methods, endpoint.handle, {"name": endpoint.__name__}, [], [])
 
     def openapi(self) -> dict[str, typing.Any]:
         """The app's OpenAPI 3.1 document (FastAPI's method): made on the first call, which

@@ -190,9 +190,8 @@ async def send_response(response: Response, send: typing.Callable[[Message], typ
 
 
 class Mount:
-    """The endpoint of `app.mount(path, asgi_app)`: every method, `path` and below."""
-
-    include_in_schema = False  # the mounted app documents itself
+    """`app.mount(path, asgi_app)`: `handle` answers every method at `path` and below (not
+    in the app's OpenAPI document: the mounted app documents itself)."""
 
     def __init__(self, path: str, app: ASGIApp, name: str | None = None) -> None:
         self.path = path.rstrip("/")
@@ -200,9 +199,12 @@ class Mount:
         self.name = name
         self.__name__ = name or f"mount_{self.path.strip('/').replace('/', '_') or 'root'}"
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
+        """The routes' endpoint (a bound method: its annotations resolve as a function's)."""
         root_path = getattr(request, "root_path", "") + self.path
         return await asgi_response(self.app, asgi_scope(request, root_path), request.body)
+
+    handle.include_in_schema = False  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"Mount({self.path!r}, {self.app!r})"
@@ -231,12 +233,13 @@ class ASGIMiddleware:
                      send: typing.Callable[[Message], typing.Awaitable[None]]) -> None:
         request, call_next, headers = scope[_NEXT]
         query = scope.get("query_string", b"").decode("latin-1")
-        if (scope["headers"] is not headers or scope["method"] != request.method
-                or scope["path"] != request.path or query != request.query_string):
-            body = request.body
-            request = Request(scope["method"], scope["path"], query,
+        if (scope["method"] != request.method or scope["path"] != request.path
+                or query != request.query_string or scope["headers"] != headers):
+            changed = Request(scope["method"], scope["path"], query,
                               [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
-                              body, request.client, request.http_version)
+                              request.body, request.client, request.http_version)
+            changed.path_params, changed._state = request.path_params, request._state
+            request = changed
         # The whole body even for HEAD: the server leaves it out when it writes the answer.
         await send_response(await call_next(request), send)
 
