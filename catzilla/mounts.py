@@ -231,17 +231,22 @@ class ASGIMiddleware:
 
     async def _inner(self, scope: Scope, receive: typing.Callable[[], typing.Awaitable[Message]],
                      send: typing.Callable[[Message], typing.Awaitable[None]]) -> None:
-        request, call_next, headers = scope[_NEXT]
+        original, call_next, headers = scope[_NEXT]
+        request = original
         query = scope.get("query_string", b"").decode("latin-1")
         if (scope["method"] != request.method or scope["path"] != request.path
                 or query != request.query_string or scope["headers"] != headers):
-            changed = Request(scope["method"], scope["path"], query,
+            request = Request(scope["method"], scope["path"], query,
                               [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
-                              request.body, request.client, request.http_version)
-            changed.path_params, changed._state = request.path_params, request._state
-            request = changed
+                              original.body, original.client, original.http_version)
+            request.path_params, request._state = original.path_params, original._state
+        try:
+            response = await call_next(request)
+        finally:
+            if request.background:  # scheduled on the copy: run after the server's response
+                original.background = (original.background or []) + request.background
         # The whole body even for HEAD: the server leaves it out when it writes the answer.
-        await send_response(await call_next(request), send)
+        await send_response(response, send)
 
     def __repr__(self) -> str:
         return f"ASGIMiddleware({self.cls.__name__})"
