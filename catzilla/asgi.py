@@ -135,18 +135,17 @@ class ASGIAdapter:
     async def _http(self, scope: typing.MutableMapping[str, typing.Any],
                     receive: typing.Callable[[], typing.Awaitable[typing.Any]],
                     send: typing.Callable[[typing.Any], typing.Awaitable[None]]) -> None:
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        body = message.get("body", b"")
+        if message.get("more_body", False) or len(body) > self.max_body_size:
+            body = await self._rest_of_body(body, receive)
+            if body is None:  # the client left before the body was whole
                 return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_size:
+            if len(body) > self.max_body_size:
                 await send_response(error_response(413, "Content Too Large"), send)
                 return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
         path = scope["path"]
         root_path = scope.get("root_path", "")
         if root_path and path.startswith(root_path):  # the ASGI spec: path includes root_path
@@ -154,7 +153,7 @@ class ASGIAdapter:
         client = scope.get("client")
         request = Request(scope["method"], path, scope.get("query_string", b"").decode("latin-1"),
                           [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]],
-                          chunks[0] if len(chunks) == 1 else b"".join(chunks),
+                          body,
                           Address(client[0], client[1]) if client else None, scope.get("http_version", "1.1"))
         response = await self._respond(request)
         try:
@@ -163,6 +162,21 @@ class ASGIAdapter:
             request.responded = True
             if request.background:
                 self.runner.run(request.background)  # type: ignore[union-attr]
+
+    async def _rest_of_body(self, body: bytes, receive: typing.Callable[[], typing.Awaitable[typing.Any]]
+                            ) -> bytes | None:
+        """The body after its first message: whole, or cut short once larger than
+        --max-body-size (no more is read), or None when the client left."""
+        chunks, size, more = [body], len(body), True
+        while more and size <= self.max_body_size:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
 
     async def _respond(self, request: Request) -> Response:
         app = self.app

@@ -143,11 +143,25 @@ async def asgi_response(app: ASGIApp, scope: Scope, body: bytes) -> Response:
     return _with_raw(ASGIStreamingResponse(chunks()), status, headers)
 
 
+# content-type header lines by value: a few recur on every response.
+_CONTENT_TYPES: dict[str, tuple[bytes, bytes]] = {}
+
+
 def response_headers(response: Response) -> list[tuple[bytes, bytes]]:
     """The header lines of `response` for an ASGI server, with its content type."""
     raw = getattr(response, "raw_headers", None)
     if raw is not None:
         return [(k, v) for k, v in raw if k.lower() not in _FRAMING]
+    if not response.headers:  # the usual response: its content type alone
+        content_type = response.content_type()
+        if content_type is None:
+            return []
+        line = _CONTENT_TYPES.get(content_type)
+        if line is None:
+            line = (b"content-type", content_type.encode("latin-1"))
+            if len(_CONTENT_TYPES) < 64:
+                _CONTENT_TYPES[content_type] = line
+        return [line]
     headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers.items()
                if k.lower() not in ("content-length", "transfer-encoding", "connection")]
     if "content-type" not in {k for k, _ in headers}:

@@ -115,3 +115,43 @@ def test_mount_paths_are_checked():
     app = Catzilla()
     with pytest.raises(ValueError):
         app.mount("sub", lambda scope, receive, send: None)
+
+
+def test_the_body_limit_applies_to_the_asgi_bridge():
+    import asyncio
+
+    from catzilla import Catzilla
+    from catzilla.asgi import ASGIAdapter
+    from catzilla.config import Config
+
+    app = Catzilla()
+
+    @app.post("/echo")
+    async def echo(request):
+        return {"size": len(request.body)}
+
+    adapter = ASGIAdapter(app, Config(max_body_size=10))
+
+    async def call(chunks):
+        messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                    for i, c in enumerate(chunks)]
+        sent = []
+
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/echo", "query_string": b"", "headers": [],
+                 "client": ("127.0.0.1", 1)}
+        await adapter(scope, receive, send)
+        return sent[0]["status"], sent[1]["body"]
+
+    async def main():
+        assert await call([b"12345", b"678"]) == (200, b'{"size":8}')
+        status, body = await call([b"123456", b"78901"])
+        assert status == 413 and b"Content Too Large" in body
+        assert (await call([b"x" * 11]))[0] == 413
+
+    asyncio.run(main())

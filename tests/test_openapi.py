@@ -200,3 +200,13 @@ def test_the_cdn_is_a_named_setting(monkeypatch):
     monkeypatch.setenv("CATZILLA_SWAGGER_UI_JS_URL", "https://assets.internal/swagger.js")
     page = get_swagger_ui_html(openapi_url="/o", title="<t>").body.decode()
     assert "https://assets.internal/swagger.js" in page and "&lt;t&gt;" in page
+
+
+def test_the_example_app_serves_its_docs(serve):
+    server = serve("structured:app")
+    with httpx.Client(base_url=server.url) as client:
+        docs = client.get("/docs")
+        assert docs.status_code == 200 and '"url": "/openapi.json"' in docs.text
+        spec = client.get("/openapi.json").json()
+        validate(spec)
+        assert spec["info"]["title"] == "Shop"
