@@ -16,6 +16,7 @@ framework never imports it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import logging
 import threading
@@ -60,6 +61,21 @@ class _ErrorCatcher(logging.Handler):
 
 
 _catcher = _ErrorCatcher()
+_catching = 0  # clients started and not stopped: the catcher stays while any is
+
+
+def _catch(more: int) -> None:
+    global _catching
+    _catching += more
+    logger = logging.getLogger("catzilla")
+    if _catching and _catcher not in logger.handlers:
+        logger.addHandler(_catcher)
+    elif not _catching:
+        logger.removeHandler(_catcher)
+
+
+def _no_tick() -> None:
+    """A stopped client's worker: its clock stops at the next tick."""
 
 
 class _MemoryTransport(asyncio.Transport):
@@ -131,8 +147,9 @@ class _Server:
     """One worker of the app, without sockets, on the loop it is started on."""
 
     def __init__(self, app: "Catzilla", config: Config, raise_server_exceptions: bool,
-                 client: tuple[str, int]) -> None:
+                 client: tuple[str, int], timeout: float = DEFAULT_TIMEOUT) -> None:
         self.app = app
+        self.timeout = timeout
         self.config = config
         self.raise_server_exceptions = raise_server_exceptions
         self.client = client
@@ -147,7 +164,7 @@ class _Server:
         worker._tick()  # the Date header, and the tick that checks timeouts
         self.worker = worker
         Request.app = self.app
-        logging.getLogger("catzilla").addHandler(_catcher)
+        _catch(+1)
         if lifespan:
             await self.app.startup()
             worker.access.decide()
@@ -164,9 +181,10 @@ class _Server:
                 await self.app.shutdown()
         finally:
             worker.draining = True
+            worker._tick = _no_tick  # type: ignore[method-assign]  # the tick reschedules itself
             worker.pool.shutdown(wait=False)
             stats_report.install(None)
-            logging.getLogger("catzilla").removeHandler(_catcher)
+            _catch(-1)
 
     async def exchange(self, request: httpx.Request) -> httpx.Response:
         worker = self.worker
@@ -179,7 +197,11 @@ class _Server:
         context.run(_caught.set, caught)
         try:
             context.run(protocol.data_received, _encode(request))
-            await transport.done
+            try:
+                await asyncio.wait_for(transport.done, self.timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no response from the app within {self.timeout} s "
+                                   f"({request.method} {request.url.path})") from None
             await worker.runner.wait_idle()  # background tasks, as Starlette's client waits
         finally:
             protocol.connection_lost(None)
@@ -212,8 +234,9 @@ class AsyncCatzillaTransport(httpx.AsyncBaseTransport):
     """An httpx transport into the app, on the running loop (see AsyncTestClient)."""
 
     def __init__(self, app: "Catzilla", *, raise_server_exceptions: bool = True,
-                 client: tuple[str, int] = ("testclient", 50000), config: Config | None = None) -> None:
-        self.server = _Server(app, _config(config), raise_server_exceptions, client)
+                 client: tuple[str, int] = ("testclient", 50000), config: Config | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.server = _Server(app, _config(config), raise_server_exceptions, client, timeout)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self.server.worker is None:  # used without `async with`: no lifespan
@@ -231,8 +254,8 @@ class CatzillaTransport(httpx.BaseTransport):
     def __init__(self, app: "Catzilla", *, raise_server_exceptions: bool = True,
                  client: tuple[str, int] = ("testclient", 50000), config: Config | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.server = _Server(app, _config(config), raise_server_exceptions, client)
-        self.timeout = timeout
+        self.server = _Server(app, _config(config), raise_server_exceptions, client, timeout)
+        self.timeout = timeout + 1.0  # the server's own wait fails first, with its message
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
 
@@ -254,7 +277,9 @@ class CatzillaTransport(httpx.BaseTransport):
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)  # type: ignore[arg-type]
         try:
             return future.result(self.timeout)
-        except TimeoutError:
+        except concurrent.futures.TimeoutError:  # (not the built-in one before Python 3.11)
+            if future.done():  # the coroutine's own, raised through the future
+                raise
             future.cancel()
             raise TimeoutError(f"no response from the app within {self.timeout} s") from None
 
@@ -317,10 +342,10 @@ class AsyncTestClient(httpx.AsyncClient):
                  raise_server_exceptions: bool = True, root_path: str = "",
                  cookies: typing.Any = None, headers: typing.Mapping[str, str] | None = None,
                  follow_redirects: bool = True, client: tuple[str, int] = ("testclient", 50000),
-                 config: Config | None = None) -> None:
+                 config: Config | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.app = app
         self.app_transport = AsyncCatzillaTransport(app, raise_server_exceptions=raise_server_exceptions,
-                                                    client=client, config=config)
+                                                    client=client, config=config, timeout=timeout)
         super().__init__(base_url=base_url + root_path, transport=self.app_transport, cookies=cookies,
                          headers={"user-agent": "testclient", **(headers or {})},
                          follow_redirects=follow_redirects)

@@ -170,3 +170,37 @@ def test_a_body_larger_than_the_limit_is_refused_as_by_the_server():
 
     with TestClient(make_app([]), config=Config(max_body_size=100, access_log=False)) as client:
         assert client.post("/echo", content=b"x" * 1000).status_code == 413
+
+
+def test_a_handler_that_never_answers_fails_the_test_instead_of_hanging_it():
+    app = Catzilla()
+
+    @app.get("/hang")
+    async def hang(request):
+        await asyncio.sleep(3600)
+
+    @app.get("/ok")
+    async def ok(request):
+        return "ok"
+
+    with TestClient(app, timeout=0.5) as client:
+        with pytest.raises(TimeoutError, match="no response from the app within 0.5 s"):
+            client.get("/hang")
+        assert client.get("/ok").text == "ok"
+
+    async def main():
+        async with AsyncTestClient(app, timeout=0.5) as client:
+            with pytest.raises(TimeoutError):
+                await client.get("/hang")
+            assert (await client.get("/ok")).text == "ok"
+
+    asyncio.run(main())
+
+
+def test_two_clients_at_once_each_raise_their_own_exceptions():
+    with TestClient(make_app([])) as first:
+        with TestClient(make_app([])) as second:
+            with pytest.raises(ZeroDivisionError):
+                second.get("/boom")
+        with pytest.raises(ZeroDivisionError):  # the other client's exit left the catcher in place
+            first.get("/boom")
