@@ -177,7 +177,10 @@ class Catzilla(Scope):
         # Requests no route answers go through the app's own middleware and handlers.
         self.unmatched_pipeline = compile_pipeline(None, [self.layer], self, pool_run)
         if self.openapi_url:
-            self.openapi()  # made at start-up: a type it cannot describe shows now
+            try:
+                self.openapi()  # made at start-up, not by the first request that asks
+            except Exception:  # a bug of ours must not keep the app from serving
+                logger.exception("could not build the OpenAPI document: %s answers 500", self.openapi_url)
 
     @property
     def routes(self) -> list[Route]:

@@ -82,10 +82,11 @@ class ASGIAdapter:
         max_queue = config.max_queue if config.max_queue is not None else 2 * config.threads
         self.pool = ThreadPool(loop, config.threads, max_queue=max_queue, queue_timeout=config.queue_timeout)
         self.runner = BackgroundRunner(loop, self.pool)
-        self.runner.install()
         self.max_body_size = config.max_body_size
         self.app.prepare(self.run_in_pool)
-        Request.app = self.app
+        if Request.app is None:  # the outermost app (not one mounted in another Catzilla app)
+            Request.app = self.app
+            self.runner.install()
 
     async def _lifespan(self, receive: typing.Callable[[], typing.Awaitable[typing.Any]],
                         send: typing.Callable[[typing.Any], typing.Awaitable[None]]) -> None:
