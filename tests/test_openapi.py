@@ -136,7 +136,10 @@ def test_route_keywords_are_read_when_a_route_carries_them():
                                   binding=real.binding, tags=["things"], **keywords)
     hidden = types.SimpleNamespace(path="/h", method="GET", endpoint=real.endpoint, binding=real.binding,
                                    tags=[], include_in_schema=False)
-    page = types.SimpleNamespace(path="/p", method="GET", endpoint=real.endpoint, binding=real.binding,
+    async def html(request):
+        return HTMLResponse("<p>")
+
+    page = types.SimpleNamespace(path="/p", method="GET", endpoint=html, binding=real.binding,
                                  tags=[], response_class=HTMLResponse, response_model=None)
     spec = get_openapi(title="t", version="1", routes=[route, hidden, page])
     validate(spec)

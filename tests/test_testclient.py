@@ -5,7 +5,6 @@ import asyncio
 import threading
 from contextlib import asynccontextmanager
 
-import httpx
 import pytest
 
 from catzilla import Catzilla, HTTPException, JSONResponse, StreamingResponse
