@@ -30,7 +30,7 @@ from .mounts import send_response
 from .pipeline import call_handler, default_error_response
 from .request import Request
 from .responses import Response, error_response, to_response
-from .worker.pool import QueueTimeout, ThreadPool
+from .worker.pool import QUEUE_PER_THREAD, QueueTimeout, ThreadPool
 
 if typing.TYPE_CHECKING:
     from .app import Catzilla
@@ -79,7 +79,7 @@ class ASGIAdapter:
         """The pool and the compiled chains, on the server's event loop."""
         config = self.config or Config.from_env()
         loop = asyncio.get_running_loop()
-        max_queue = config.max_queue if config.max_queue is not None else 2 * config.threads
+        max_queue = config.max_queue if config.max_queue is not None else QUEUE_PER_THREAD * config.threads
         self.pool = ThreadPool(loop, config.threads, max_queue=max_queue, queue_timeout=config.queue_timeout)
         self.runner = BackgroundRunner(loop, self.pool)
         self.max_body_size = config.max_body_size

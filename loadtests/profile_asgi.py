@@ -15,6 +15,7 @@ import pstats
 import statistics
 import sys
 import time
+import typing
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,17 +44,21 @@ def apps() -> dict[str, object]:
     return found
 
 
-async def lifespan(app) -> None:
+async def lifespan(app) -> typing.Callable[[], typing.Awaitable[None]]:
+    """Start `app`'s lifespan; returns what ends it."""
     queue: asyncio.Queue[dict] = asyncio.Queue()
     await queue.put({"type": "lifespan.startup"})
-    done = asyncio.Event()
+    replies: asyncio.Queue[dict] = asyncio.Queue()
+    task = asyncio.get_running_loop().create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, queue.get, replies.put))
+    await replies.get()
 
-    async def send(message: dict) -> None:
-        done.set()
+    async def end() -> None:
+        await queue.put({"type": "lifespan.shutdown"})
+        await replies.get()
+        await task
 
-    asyncio.get_running_loop().create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                                               queue.get, send))
-    await done.wait()
+    return end
 
 
 async def drive(app, path: str, query: bytes, count: int) -> float:
@@ -84,7 +89,7 @@ async def main(args: argparse.Namespace) -> None:
     names = [args.app] if args.app else list(found)
     for name in names:
         app = found[name]
-        await lifespan(app)
+        end = await lifespan(app)
         for route in ([args.route] if args.route else list(ROUTES)):
             path, query = ROUTES[route]
             await drive(app, path, query, 500)  # warm up
@@ -97,6 +102,7 @@ async def main(args: argparse.Namespace) -> None:
                 continue
             runs = [await drive(app, path, query, args.count) for _ in range(args.repeat)]
             print(f"{name:8s} {route:7s} {statistics.median(runs) * 1e6:7.2f} µs per request (median of {args.repeat})")
+        await end()
 
 
 if __name__ == "__main__":
