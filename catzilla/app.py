@@ -50,12 +50,18 @@ class Catzilla(Scope):
                  exception_handlers: typing.Mapping[typing.Any, typing.Callable[..., typing.Any]] | None = None,
                  middleware: typing.Iterable[typing.Any] | None = None,
                  dependencies: typing.Iterable[typing.Any] | None = None,
+                 openapi_tags: list[dict[str, typing.Any]] | None = None,
+                 servers: list[dict[str, typing.Any]] | None = None, terms_of_service: str | None = None,
+                 contact: dict[str, typing.Any] | None = None, license_info: dict[str, typing.Any] | None = None,
+                 swagger_ui_parameters: dict[str, typing.Any] | None = None,
                  **compat_options: typing.Any) -> None:
         """FastAPI's keywords; title, description, version, summary, debug, docs_url,
         redoc_url, openapi_url and root_path are recorded as attributes (see README: not all
         are honoured yet); `openapi_url`, `docs_url`, `redoc_url`: where the OpenAPI document
-        and its pages are served (None: not served). An unknown keyword is a TypeError
-        naming it, never ignored."""
+        and its pages are served (None: not served); openapi_tags, servers,
+        terms_of_service, contact, license_info go into the document and
+        swagger_ui_parameters into the /docs page, as FastAPI's do. An unknown keyword is a
+        TypeError naming it, never ignored."""
         unknown = sorted(set(compat_options) - COMPAT_0_2_3_OPTIONS)
         if unknown:
             raise TypeError(f"Catzilla() got unexpected keyword argument{'s' if len(unknown) > 1 else ''}: "
@@ -83,6 +89,9 @@ class Catzilla(Scope):
         self.layer.middleware[:0] = [built(item, self) for item in middleware or ()]
         self._dependencies = list(dependencies or [])
         self.openapi_schema: dict[str, typing.Any] | None = None  # app.openapi()'s, made once
+        self.openapi_version = "3.1.0"
+        self.openapi_tags, self.servers, self.terms_of_service = openapi_tags, servers or [], terms_of_service
+        self.contact, self.license_info, self.swagger_ui_parameters = contact, license_info, swagger_ui_parameters
         self._asgi: typing.Any = None  # see __call__
         add_docs_routes(self)
 
@@ -148,9 +157,11 @@ class Catzilla(Scope):
         the server makes at start-up, then kept in `openapi_schema`."""
         if self.openapi_schema is None:
             self.openapi_schema = get_openapi(
-                title=self.title, version=self.version, summary=self.summary,
-                description=self.description, routes=self.routes,
-                servers=[{"url": self.root_path}] if self.root_path else None)
+                title=self.title, version=self.version, openapi_version=self.openapi_version,
+                summary=self.summary, description=self.description, routes=self.routes,
+                tags=self.openapi_tags, terms_of_service=self.terms_of_service, contact=self.contact,
+                license_info=self.license_info,
+                servers=self.servers or ([{"url": self.root_path}] if self.root_path else None))
         return self.openapi_schema
 
     async def __call__(self, scope: typing.Any, receive: typing.Any, send: typing.Any) -> None:

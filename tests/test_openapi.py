@@ -213,3 +213,24 @@ def test_the_example_app_serves_its_docs(serve):
         spec = client.get("/openapi.json").json()
         validate(spec)
         assert spec["info"]["title"] == "Shop"
+
+
+def test_fastapis_document_keywords():
+    app = Catzilla(title="T", openapi_tags=[{"name": "items", "description": "Things to sell"}],
+                   servers=[{"url": "https://api.example"}], terms_of_service="https://example/terms",
+                   contact={"name": "Ops", "email": "ops@example.com"},
+                   license_info={"name": "MIT", "identifier": "MIT"},
+                   swagger_ui_parameters={"docExpansion": "none"})
+
+    @app.get("/items", tags=["items"])
+    async def items(request) -> list[str]:
+        return []
+
+    spec = app.openapi()
+    validate(spec)
+    assert spec["tags"] == [{"name": "items", "description": "Things to sell"}]
+    assert spec["servers"] == [{"url": "https://api.example"}]
+    assert spec["info"]["contact"]["email"] == "ops@example.com" and spec["info"]["license"]["name"] == "MIT"
+    assert spec["info"]["termsOfService"] == "https://example/terms"
+    with TestClient(app) as client:
+        assert '"docExpansion": "none"' in client.get("/docs").text

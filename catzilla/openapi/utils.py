@@ -94,13 +94,21 @@ class _Schemas:
 def get_openapi(*, title: str, version: str, routes: typing.Iterable[typing.Any],
                 openapi_version: str = "3.1.0", summary: str | None = None,
                 description: str | None = None, servers: list[dict[str, typing.Any]] | None = None,
-                tags: list[dict[str, typing.Any]] | None = None) -> dict[str, typing.Any]:
+                tags: list[dict[str, typing.Any]] | None = None, terms_of_service: str | None = None,
+                contact: dict[str, typing.Any] | None = None,
+                license_info: dict[str, typing.Any] | None = None) -> dict[str, typing.Any]:
     """FastAPI's `fastapi.openapi.utils.get_openapi`, for Catzilla routes."""
     info: dict[str, typing.Any] = {"title": title, "version": version}
     if summary:
         info["summary"] = summary
     if description:
         info["description"] = description
+    if terms_of_service:
+        info["termsOfService"] = terms_of_service
+    if contact:
+        info["contact"] = contact
+    if license_info:
+        info["license"] = license_info
     document: dict[str, typing.Any] = {"openapi": openapi_version, "info": info}
     if servers:
         document["servers"] = servers
