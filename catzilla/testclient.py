@@ -98,13 +98,16 @@ class _MemoryTransport(asyncio.Transport):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
-        if self.head_only:
+        if self.head_only and self.status >= 200:
             self._finish()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.status < 200:  # an interim response (100 Continue): the final one follows
+            self.headers.clear()
+            return
         self._finish()
 
     def _finish(self) -> None:

@@ -203,3 +203,4 @@ def test_two_clients_at_once_each_raise_their_own_exceptions():
                 second.get("/boom")
         with pytest.raises(ZeroDivisionError):  # the other client's exit left the catcher in place
             first.get("/boom")
+
