@@ -356,5 +356,9 @@ class AsyncTestClient(httpx.AsyncClient):
     async def __aenter__(self) -> "AsyncTestClient":
         await super().__aenter__()
         if self.app_transport.server.worker is None:
-            await self.app_transport.server.start(lifespan=True)
+            try:
+                await self.app_transport.server.start(lifespan=True)
+            except BaseException:
+                await self.app_transport.aclose()
+                raise
         return self

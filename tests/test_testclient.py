@@ -204,3 +204,22 @@ def test_two_clients_at_once_each_raise_their_own_exceptions():
         with pytest.raises(ZeroDivisionError):  # the other client's exit left the catcher in place
             first.get("/boom")
 
+
+
+def test_a_failing_startup_is_raised_on_enter():
+    app = Catzilla()
+
+    @app.on_startup
+    def connect():
+        raise ConnectionRefusedError("the database is down")
+
+    with pytest.raises(ConnectionRefusedError, match="database is down"):
+        with TestClient(app):
+            pass
+
+    async def main():
+        with pytest.raises(ConnectionRefusedError):
+            async with AsyncTestClient(app):
+                pass
+
+    asyncio.run(main())
