@@ -62,7 +62,7 @@ def route_layer(middleware: typing.Iterable[typing.Any] | None) -> Layer:
     None` that run before the handler."""
     layer = Layer()
     for item in middleware or ():
-        if hasattr(item, "dispatch") or hasattr(item, "build"):
+        if hasattr(item, "dispatch") or hasattr(item, "build") or isinstance(item, type):  # a class: pure ASGI
             layer.middleware.append(built(item, None))
         elif callable(item):
             layer.before.append(item)

@@ -12,7 +12,7 @@ import tempfile
 import httpx
 import pytest
 
-from conftest import APPS, ROOT, free_port, stop_process, wait_listening
+from conftest import APPS, ROOT, free_port, load_test_app, stop_process, wait_listening
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
@@ -155,3 +155,30 @@ def test_the_body_limit_applies_to_the_asgi_bridge():
         assert (await call([b"x" * 11]))[0] == 413
 
     asyncio.run(main())
+
+
+def test_pure_asgi_middleware_on_a_router_and_a_route():
+    StampMiddleware = load_test_app("asgi_app").StampMiddleware
+
+    from catzilla import APIRouter, Catzilla
+    from catzilla.middleware import Middleware
+    from catzilla.testclient import TestClient
+
+    app = Catzilla()
+    router = APIRouter(prefix="/r", middleware=[Middleware(StampMiddleware, name="router")])
+
+    @router.get("/x", middleware=[StampMiddleware])
+    async def x(request):
+        return {"seen": request.headers.getlist("x-stamped-by")}
+
+    app.include_router(router)
+
+    @app.get("/plain")
+    async def plain(request):
+        return {"seen": request.headers.getlist("x-stamped-by")}
+
+    with TestClient(app) as client:
+        response = client.get("/r/x")
+        assert response.json() == {"seen": ["router", "stamp"]}  # outer layer first
+        assert response.headers.get_list("x-stamp") == ["stamp", "router"]
+        assert "x-stamp" not in client.get("/plain").headers
