@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import typing
 
+from .mounts import middleware_instance  # a pure ASGI middleware class gets its adapter
 from .pipeline import Layer
 from .returns import DEFAULT
 
@@ -75,7 +76,7 @@ def route_layer(middleware: typing.Iterable[typing.Any] | None) -> Layer:
     None` that run before the handler."""
     layer = Layer()
     for item in middleware or ():
-        if hasattr(item, "dispatch") or hasattr(item, "build"):
+        if hasattr(item, "dispatch") or hasattr(item, "build") or isinstance(item, type):  # a class: pure ASGI
             layer.middleware.append(built(item, None))
         elif callable(item):
             layer.before.append(item)
@@ -95,8 +96,10 @@ def with_dependencies(options: dict[str, typing.Any], *outer: typing.Sequence[ty
 def built(middleware: typing.Any, app: typing.Any) -> typing.Any:
     """A middleware object from a `Middleware(cls, **options)` spec, a class, or an object."""
     if isinstance(middleware, type):
-        return middleware(app)
+        return middleware_instance(middleware, app, (), {})
     if hasattr(middleware, "build") and not hasattr(middleware, "dispatch"):
+        if isinstance(getattr(middleware, "cls", None), type):  # Middleware(cls, ...)
+            return middleware_instance(middleware.cls, app, middleware.args, middleware.options)
         return middleware.build(app)
     return middleware
 
@@ -216,7 +219,7 @@ class Scope:
     def add_middleware(self, middleware_class: type, *args: typing.Any, **options: typing.Any) -> None:
         """Starlette's rule: the middleware added last is the outermost. Built here, once
         (bad options fail at import, and every route of the layer shares the instance)."""
-        self.layer.middleware.insert(0, middleware_class(self.owner(), *args, **options))
+        self.layer.middleware.insert(0, middleware_instance(middleware_class, self.owner(), args, options))
 
     def owner(self) -> typing.Any:
         """What a middleware built here gets as its `app`: the app, or None on a router."""
