@@ -210,3 +210,46 @@ def test_packages_directories(tmp_path, monkeypatch):
     assert static.lookup("../__init__.py") is None
     with pytest.raises(RuntimeError, match="not installed"):
         StaticFiles(packages=["no_such_package_here"])
+
+
+def _files_app(files):
+    from catzilla import Catzilla
+    from catzilla.responses import FileResponse
+    app = Catzilla()
+
+    @app.get("/file")
+    def file(request):
+        return FileResponse(files / "big.bin")
+
+    app.mount_static("/static", str(files))
+    return app
+
+
+def test_files_through_the_test_client(files):
+    """TestClient's transport has no socket: the file goes through transport.write."""
+    from catzilla.testclient import TestClient
+    from responses_files import big_content
+    with TestClient(_files_app(files)) as client:
+        assert client.get("/static/hello.txt").content == b"hello world\n"
+        ranged = client.get("/static/hello.txt", headers={"Range": "bytes=0-4"})
+        assert ranged.status_code == 206 and ranged.content == b"hello"
+        assert client.get("/file").content == big_content()
+        etag = client.get("/static/hello.txt").headers["etag"]
+        assert client.get("/static/hello.txt", headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_files_through_the_asgi_interface(files):
+    """Under an ASGI server the file is the body iterator's (no ranges there)."""
+    import asyncio
+    from responses_files import big_content
+    app = _files_app(files)
+
+    async def fetch():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/static/hello.txt"), await client.get("/file")
+
+    small, big = asyncio.run(fetch())
+    assert small.status_code == 200 and small.content == b"hello world\n"
+    assert small.headers["content-type"] == "text/plain; charset=utf-8"
+    assert big.content == big_content()

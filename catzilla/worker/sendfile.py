@@ -22,7 +22,8 @@ class Sender(typing.Protocol):
     """What send_parts uses of the connection (HttpProtocol)."""
 
     transport: asyncio.Transport | None
-    write_resumed: asyncio.Future[None] | None  # resolved by connection_lost
+    write_resumed: asyncio.Future[None] | None  # resolved by connection_lost and resume_writing
+    writing_paused: bool
 
 
 async def send_parts(conn: Sender, loop: asyncio.AbstractEventLoop, parts: list[typing.Any],
@@ -41,6 +42,8 @@ async def send_parts(conn: Sender, loop: asyncio.AbstractEventLoop, parts: list[
         if write_timeout and waited >= write_timeout:
             raise TimeoutError("client took no bytes")
     sock = transport.get_extra_info("socket")
+    if sock is None:  # not a socket (the TestClient's transport in memory): plain writes
+        return await _write_parts(conn, transport, parts, fileno, chunk)
     fd = os.dup(sock.fileno())
     sent = 0
     try:
@@ -79,6 +82,36 @@ async def send_parts(conn: Sender, loop: asyncio.AbstractEventLoop, parts: list[
     finally:
         os.close(fd)
     return sent
+
+
+async def _write_parts(conn: Sender, transport: asyncio.Transport, parts: list[typing.Any],
+                       fileno: int, chunk: int) -> int:
+    """send_parts through transport.write, the file read a chunk at a time."""
+    sent = 0
+    for part in parts:
+        if type(part) is bytes:
+            pieces: typing.Iterable[bytes] = (part,)
+        else:
+            pieces = _read_range(fileno, *part, chunk)
+        for piece in pieces:
+            if conn.transport is None:
+                raise ConnectionResetError("client went away")
+            transport.write(piece)
+            sent += len(piece)
+            if conn.writing_paused:
+                conn.write_resumed = asyncio.get_running_loop().create_future()
+                await conn.write_resumed
+    return sent
+
+
+def _read_range(fileno: int, offset: int, count: int, chunk: int) -> typing.Iterator[bytes]:
+    while count:
+        data = os.pread(fileno, min(count, chunk), offset)
+        if not data:
+            raise ConnectionAbortedError("file ended before its announced length")
+        offset += len(data)
+        count -= len(data)
+        yield data
 
 
 async def _writable(conn: Sender, loop: asyncio.AbstractEventLoop, fd: int, timeout: float) -> None:
