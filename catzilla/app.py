@@ -85,11 +85,15 @@ class Catzilla(Scope):
     def add_route(self, path: str, handler: typing.Callable[..., typing.Any],
                   methods: typing.Iterable[str] = ("GET",), *, name: str | None = None,
                   timeout: float | None = None, middleware: typing.Iterable[typing.Any] | None = None,
-                  tags: typing.Iterable[str] | None = None) -> list[Route]:
+                  tags: typing.Iterable[str] | None = None, stream: bool = False,
+                  max_body_size: int | None = None) -> list[Route]:
         """`timeout`: seconds the handler may run before the request is answered 504 (None:
         the server's --request-timeout; 0: no limit). `middleware`: this route's own (see
-        routers.route_layer)."""
-        return self._add(path, methods, handler, {"name": name, "timeout": timeout},
+        routers.route_layer). `stream`: the handler runs once the head is in and reads the
+        body from `request.stream()` as it arrives. `max_body_size`: bytes this route's body
+        may have, instead of --max-body-size."""
+        return self._add(path, methods, handler, {"name": name, "timeout": timeout, "stream": stream,
+                                                  "max_body_size": max_body_size},
                          [route_layer(middleware)], list(tags or []))
 
     def include_router(self, router: Router, prefix: str = "", *,
@@ -106,13 +110,14 @@ class Catzilla(Scope):
 
     def _add(self, path: str, methods: typing.Iterable[str], handler: typing.Callable[..., typing.Any],
              options: dict[str, typing.Any], layers: list[Layer], tags: list[str]) -> list[Route]:
-        unknown = set(options) - {"name", "timeout"}
+        unknown = set(options) - {"name", "timeout", "stream", "max_body_size"}
         if unknown:
             raise TypeError(f"unknown route options: {', '.join(sorted(unknown))}")
         routes = self.router.add(path, methods, handler, options.get("name"), options.get("timeout"))
         for route in routes:
             route.layers = layers
             route.tags = tags
+            route.receive_body(options.get("stream", False), options.get("max_body_size"))
         return routes
 
     def url_path_for(self, name: str, /, **params: typing.Any) -> str:
