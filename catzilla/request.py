@@ -25,8 +25,13 @@ __all__ = ["Request", "Body", "BodyStream", "ClientDisconnect", "InvalidJSON"]
 _running_loop = asyncio._get_running_loop  # None in a pool thread (a `def` handler)
 
 
-class ClientDisconnect(Exception):
-    """The client went away before it had sent the whole body (Starlette's name)."""
+class ClientDisconnect(HTTPException):
+    """The client went away before it had sent the whole body (Starlette's name). Left
+    uncaught, it is logged as nginx does, status 499, with no traceback: nobody is there to
+    read an answer, and a client hanging up is no bug of the handler's."""
+
+    def __init__(self, detail: str = "Client Closed Request") -> None:
+        super().__init__(499, detail)
 
 
 class InvalidJSON(HTTPException, ValueError):

@@ -253,6 +253,22 @@ def test_disconnect_mid_stream(server, client):
     wait_for(lambda: client.get("/events", params={"tag": "gone"}).json()["events"][-1] == "disconnect",
              10, message="ClientDisconnect")
     assert client.get("/pid").status_code == 200  # the worker is fine
+    # logged as nginx does (499), without a traceback: a client hanging up is no handler bug
+    wait_for(lambda: '"POST /stream HTTP/1.1" 499' in server.logs(), 5, message="the 499 access line")
+    assert "Traceback" not in server.logs()
+
+
+def test_pipelined_stream_behind_another_request(server):
+    body = b"b" * 600000
+    with server.connect() as sock:
+        sock.sendall(b"GET /pid HTTP/1.1\r\nhost: t\r\n\r\n" + raw_post("/stream?tag=pipe", len(body))
+                     + body[:300000])
+        assert read_response(sock)[0] == 200
+        sock.sendall(body[300000:] + b"GET /pid HTTP/1.1\r\nhost: t\r\n\r\n")
+        status, _, answer = read_response(sock)
+        assert (status, b'"total":600000' in answer) == (200, True)
+        status, _, answer = read_response(sock)
+        assert status == 200 and b"pid" in answer
 
 
 def test_stalled_stream_times_out(server):
