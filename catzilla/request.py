@@ -16,7 +16,7 @@ import typing
 import orjson
 
 from ._native import parse_cookies
-from .datastructures import URL, Address, Headers, QueryParams, Ready, ReadyBytes, State, ready
+from .datastructures import URL, Address, Headers, QueryParams, ReadyBytes, State, ready
 from .errors import HTTPException
 from .forms import FormData, parse_form
 
