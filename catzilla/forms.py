@@ -17,7 +17,7 @@ import typing
 from python_multipart.multipart import MultipartParseError, MultipartParser
 
 from ._native import parse_content_type, parse_query
-from .datastructures import Headers, MultiDict, Ready, UploadFile
+from .datastructures import DONE, Headers, MultiDict, Ready, UploadFile
 from .errors import HTTPException
 
 # python-multipart logs each malformed body as a warning; the server logs its refusal once.
@@ -60,20 +60,22 @@ DEFAULT_LIMITS = FormLimits()
 
 
 class FormData(MultiDict, Ready):
-    """Text fields as a multi-dict, uploaded files in `files` (name -> list of uploads).
-    `form = request.form()` and `form = await request.form()` both give it."""
+    """Every part as a multi-dict in the order they came, as Starlette's: a text field's
+    value is a str, a file's an UploadFile (`form["file"]`); `files` has the uploads alone
+    (name -> list). `form = request.form()` and `form = await request.form()` both give it."""
 
     __slots__ = ("files",)
 
-    def __init__(self, fields: list[tuple[str, str]], files: dict[str, list[UploadFile]]) -> None:
-        super().__init__(fields)
+    def __init__(self, items: list[tuple[str, typing.Any]], files: dict[str, list[UploadFile]]) -> None:
+        super().__init__(items)
         self.files = files
 
-    def close(self) -> None:
-        """Close every upload (their temporary files go with them)."""
+    def close(self) -> typing.Any:
+        """Close every upload (their temporary files go with them); `await form.close()` too."""
         for uploads in self.files.values():
             for upload in uploads:
                 upload.file.close()
+        return DONE
 
 
 def multipart_boundary(content_type: str | None) -> bytes | None:
@@ -108,7 +110,8 @@ class MultipartReceiver:
 
     def __init__(self, boundary: bytes, limits: FormLimits = DEFAULT_LIMITS) -> None:
         self.limits = limits
-        self.fields: list[tuple[str, str]] = []
+        self.items: list[tuple[str, typing.Any]] = []  # fields and files, in order
+        self.fields = 0
         self.files: dict[str, list[UploadFile]] = {}
         self.file_count = 0
         self.field_bytes = 0
@@ -153,13 +156,13 @@ class MultipartReceiver:
         if not self.ended:
             self.close()
             raise FormError("multipart body is truncated (no closing boundary)")
-        return FormData(self.fields, self.files)
+        return FormData(self.items, self.files)
 
     def close(self) -> None:
         if self.upload is not None:
             self.upload.file.close()
             self.upload = None
-        FormData(self.fields, self.files).close()
+        FormData(self.items, self.files).close()
 
     # -- python-multipart's callbacks ----------------------------------------------------------
 
@@ -203,8 +206,10 @@ class MultipartReceiver:
             self.upload = UploadFile(spool, size=0, filename=params["filename"], headers=headers,
                                      content_type=headers.get("content-type", "application/octet-stream"))
             self.files.setdefault(name, []).append(self.upload)
+            self.items.append((name, self.upload))
         else:
-            if len(self.fields) >= limits.max_fields:
+            self.fields += 1
+            if self.fields > limits.max_fields:
                 raise FormTooLarge(f"more than {limits.max_fields} fields in one form")
             self.field_name = name
             self.field_charset = parse_content_type(headers.get("content-type", "text/plain"))[1].get(
@@ -234,7 +239,7 @@ class MultipartReceiver:
             self.upload = None
             return
         try:
-            self.fields.append((self.field_name, b"".join(self.field_data).decode(self.field_charset)))
+            self.items.append((self.field_name, b"".join(self.field_data).decode(self.field_charset)))
         except (UnicodeDecodeError, LookupError):
             raise FormError(f"form field {self.field_name!r} is not valid {self.field_charset}") from None
         self.field_data = []

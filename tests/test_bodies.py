@@ -299,9 +299,9 @@ def test_await_body_json_form_in_async_handlers(client):
     r = client.post("/starlette", json={"a": [1, 2]})
     assert r.json() == {"body": '{"a":[1,2]}', "json": {"a": [1, 2]}, "seed": '{"a":[1,2]}'}
     r = client.post("/starlette/form", data={"k": "v"}, files={"f": ("f.txt", b"data")})
-    assert r.json() == {"fields": {"k": "v"}, "files": {"f": ["f.txt"]}}
+    assert r.json() == {"fields": {"k": "v"}, "files": {"f": ["f.txt"]}, "f": "('f.txt', b'data')"}
     r = client.post("/starlette/form", data={"k": "urlencoded"})
-    assert r.json() == {"fields": {"k": "urlencoded"}, "files": {}}
+    assert r.json() == {"fields": {"k": "urlencoded"}, "files": {}, "f": None}
 
 
 def test_request_url_parts(server, client):

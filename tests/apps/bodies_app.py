@@ -105,7 +105,12 @@ async def starlette_style(request):
 @app.post("/starlette/form")
 async def starlette_form(request):
     form = await request.form()
-    return {"fields": dict(form), "files": {k: [f.filename for f in v] for k, v in form.files.items()}}
+    upload = form.get("f")  # Starlette's way to an upload: an item of the form
+    result = {"fields": {k: v for k, v in form.items() if isinstance(v, str)},
+              "files": {k: [f.filename for f in v] for k, v in form.files.items()},
+              "f": (upload.filename, await upload.read()).__repr__() if upload is not None else None}
+    await form.close()
+    return result
 
 
 @app.post("/compat")
