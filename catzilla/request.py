@@ -59,6 +59,28 @@ class Body(ReadyBytes):
 EMPTY_BODY = Body()
 
 
+class _StreamedBody(Body):
+    """`request.body` on a streaming route before its stream is read: empty bytes, but
+    `await request.body()` reads the stream whole, as Starlette's does."""
+
+    request: "Request"
+
+    @classmethod
+    def of(cls, request: "Request") -> "_StreamedBody":
+        body = cls()
+        body.request = request
+        return body
+
+    def __call__(self) -> typing.Any:  # type: ignore[override]
+        return self._read()
+
+    async def _read(self) -> Body:
+        request = self.request
+        chunks = [chunk async for chunk in request.stream()]
+        request.body = b"".join(chunks)
+        return request.body
+
+
 class FlowControl(typing.Protocol):
     """What a BodyStream needs of the connection its chunks come from."""
 
@@ -300,10 +322,13 @@ class Request:
     @property
     def body(self) -> Body:
         """The body's bytes; also `await request.body()`. On a streaming route it is empty
-        (see `stream()`); on a route that takes files it is empty too: the server parsed it
-        as it arrived (see `form()`)."""
+        until `await request.body()` has read the stream whole (see `stream()`); on a route
+        that takes files it is empty: the server parsed it as it arrived (see `form()`)."""
         body = self._body
         if type(body) is not Body:
+            stream = self._stream
+            if stream is not None and not stream.taken:
+                return _StreamedBody.of(self)
             body = self._body = Body(body) if body else EMPTY_BODY
         return body
 

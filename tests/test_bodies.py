@@ -170,6 +170,11 @@ def test_stream_gives_chunks_as_they_arrive(client):
     assert client.post("/stream/sync", content=data).json() == {"total": len(data), "thread": True}
 
 
+def test_await_body_reads_a_stream_whole(client):
+    r = client.post("/stream/whole", json={"k": "v" * 300000})
+    assert r.json() == {"before": 0, "size": 300008, "after": 300008, "json": {"k": "v" * 300000}}
+
+
 def test_stream_chunked_body(client):
     def gen():
         for _ in range(20):

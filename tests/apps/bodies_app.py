@@ -156,3 +156,10 @@ async def stream_small(request):
     async for chunk in request.stream():
         total += len(chunk)
     return {"total": total}
+
+
+@app.post("/stream/whole", stream=True)
+async def stream_whole(request):
+    before = len(request.body)
+    body = await request.body()  # Starlette's: reads the stream whole
+    return {"before": before, "size": len(body), "after": len(request.body), "json": request.json()}
