@@ -211,8 +211,8 @@ _UNREAD = object()
 
 
 class Request:
-    """One HTTP request (received whole, but for a streaming route's body). Derived views (query, cookies, form) are built on
-    first use and cached."""
+    """One HTTP request (received whole, but for a streaming route's body). Derived views
+    (query, cookies, form) are built on first use and cached."""
 
     __slots__ = (
         "method", "path", "query_string", "path_params", "_body", "client", "http_version",

@@ -73,8 +73,8 @@ class Route:
 
     def receive_body(self, stream: bool = False, max_body_size: int | None = None) -> None:
         """The route's `stream=` and `max_body_size=` keywords."""
-        if max_body_size is not None and (isinstance(max_body_size, bool) or not isinstance(max_body_size, int)
-                                          or max_body_size < 0):
+        if max_body_size is not None and (isinstance(max_body_size, bool)
+                                          or not isinstance(max_body_size, int) or max_body_size < 0):
             raise ValueError(f"max_body_size is a number of bytes >= 0, got {max_body_size!r}")
         self.streams = bool(stream)
         self.max_body_size = max_body_size

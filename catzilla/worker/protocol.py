@@ -348,7 +348,8 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             self._handle(request, keep_alive)
 
     def _new_request(self, path: str | None, query: str, header_items: list[tuple[str, str]],
-                     header_map: dict[str, str], body: bytes) -> tuple[Request, bool, list[tuple[str, str]] | None]:
+                     header_map: dict[str, str],
+                     body: bytes) -> tuple[Request, bool, list[tuple[str, str]] | None]:
         """The request of the head the collector handed over, whether to keep the
         connection alive after it, and its trailers (None on the usual path)."""
         parser = self.parser
