@@ -126,7 +126,7 @@ class MultipartReceiver:
         self.field_charset = "utf-8"
         self.field_data: list[bytes] = []
         try:
-            self.parser = MultipartParser(boundary, {
+            self.parser: MultipartParser | None = MultipartParser(boundary, {
                 "on_part_begin": self._part_begin,
                 "on_header_field": self._header_field,
                 "on_header_value": self._header_value,
@@ -141,7 +141,7 @@ class MultipartReceiver:
 
     def feed(self, chunk: bytes) -> None:
         try:
-            self.parser.write(chunk)
+            self.parser.write(chunk)  # type: ignore[union-attr]
         except FormError:
             self.close()
             raise
@@ -156,9 +156,11 @@ class MultipartReceiver:
         if not self.ended:
             self.close()
             raise FormError("multipart body is truncated (no closing boundary)")
+        self.parser = None  # its callbacks refer back to us: no cycle keeps the uploads open
         return FormData(self.items, self.files)
 
     def close(self) -> None:
+        self.parser = None
         if self.upload is not None:
             self.upload.file.close()
             self.upload = None

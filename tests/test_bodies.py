@@ -80,6 +80,47 @@ def test_save_to(client, save_dir):
     assert (save_dir / "tiny.txt").read_bytes() == small
 
 
+def test_uploads_leave_no_open_files(client):
+    pid = client.get("/pid").json()["pid"]
+    client.post("/upload", files={"file": ("warm.bin", os.urandom(2 * MiB))})
+    before = len(os.listdir(f"/proc/{pid}/fd"))
+    for _ in range(5):
+        assert client.post("/upload", files={"file": ("f.bin", os.urandom(2 * MiB))}).status_code == 200
+    assert len(os.listdir(f"/proc/{pid}/fd")) <= before
+
+
+def test_expect_continue_on_an_upload_route(server):
+    body = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="c.txt"\r\n\r\n'
+            b"continued\r\n--B--\r\n")
+    with server.connect() as sock:
+        sock.sendall(raw_post("/upload", len(body), "expect: 100-continue\r\n"
+                              "content-type: multipart/form-data; boundary=B\r\n"))
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        status, _, answer = read_response(sock)
+        assert status == 200 and b'"size":9' in answer
+
+
+def test_multipart_split_anywhere_parses_the_same():
+    """In process: the receiver fed the body in pieces cut at every position gives what
+    one piece gives (boundaries, headers and CRLFs split across chunks)."""
+    from catzilla.forms import FormLimits, MultipartReceiver, parse_form
+
+    body = (b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n\r\nfirst\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; name="f"; filename="x.bin"\r\n'
+            b"Content-Type: text/csv\r\n\r\n\r\n--XyZ-not-the-end\x00\xff\r\n--XyZ--\r\n")
+    whole = parse_form("multipart/form-data; boundary=XyZ", body)
+    expected = (whole["a"], whole.files["f"][0].read())
+    assert expected == ("first", b"\r\n--XyZ-not-the-end\x00\xff")
+    for cut in range(1, len(body)):
+        for cut2 in (cut, min(cut + 7, len(body))):
+            receiver = MultipartReceiver(b"XyZ", FormLimits(spool_size=4))
+            for piece in (body[:cut], body[cut:cut2], body[cut2:]):
+                receiver.feed(piece)
+            form = receiver.finish()
+            assert (form["a"], form["f"].read()) == expected, cut
+
+
 def test_form_fields_and_optional_file(client):
     assert client.post("/form/fields", data={"name": "x"}).json() == {"name": "x", "file": None}
     r = client.post("/form/fields", data={"name": "y"}, files={"file": ("f.txt", b"1")})
