@@ -165,7 +165,7 @@ class Config:
     # -- request bodies a route receives as they arrive: uploads and streams (413 above a limit)
     max_file_size: int = _setting(1024 ** 3, "Bytes allowed for one uploaded file: uploads go "
                                   "to temporary files, so the bound is the disk's, and 1 GiB is "
-                                  "more than any web form expects. 0: no file at all.", int)
+                                  "more than any web form expects. 0: empty files only.", int)
     max_files: int = _setting(1000, "Files allowed in one multipart form (Starlette's 1000): "
                               "each costs a temporary file.", int)
     max_fields: int = _setting(1000, "Text fields allowed in one multipart form (Starlette's "
@@ -175,7 +175,8 @@ class Config:
                                          "hundred.", int)
     upload_spool_size: int = _setting(1024 * 1024, "Bytes of an uploaded file kept in memory; a "
                                       "larger file goes to a temporary file ($TMPDIR), so a "
-                                      "worker's memory does not grow with uploads.", int)
+                                      "worker's memory does not grow with uploads. 0: every "
+                                      "upload straight to disk.", int)
     stream_buffer_size: int = _setting(256 * 1024, "Bytes of a streamed request body (a route's "
                                        "stream=True) buffered for a handler that reads slower "
                                        "than its client sends; reading the socket pauses above "

@@ -204,7 +204,9 @@ class MultipartReceiver:
             self.file_count += 1
             if self.file_count > limits.max_files:
                 raise FormTooLarge(f"more than {limits.max_files} files in one form")
-            spool = tempfile.SpooledTemporaryFile(max_size=limits.spool_size, mode="w+b")
+            # (A SpooledTemporaryFile of max_size 0 would never roll over: 0 is disk at once.)
+            spool: typing.BinaryIO = (tempfile.SpooledTemporaryFile(max_size=limits.spool_size, mode="w+b")
+                                      if limits.spool_size else tempfile.TemporaryFile())
             self.upload = UploadFile(spool, size=0, filename=params["filename"], headers=headers,
                                      content_type=headers.get("content-type", "application/octet-stream"))
             self.files.setdefault(name, []).append(self.upload)

@@ -18,7 +18,7 @@ import orjson
 from ._native import parse_cookies
 from .datastructures import URL, Address, Headers, QueryParams, ReadyBytes, State, ready
 from .errors import HTTPException
-from .forms import FormData, parse_form
+from .forms import FormData, FormLimits, MultipartReceiver, multipart_boundary, parse_form
 
 __all__ = ["Request", "Body", "BodyStream", "ClientDisconnect", "InvalidJSON"]
 
@@ -89,6 +89,8 @@ class FlowControl(typing.Protocol):
     def pause_body(self) -> None: ...  # stop reading the socket
 
     def resume_body(self) -> None: ...  # read it again
+
+    def form_limits(self) -> FormLimits: ...  # the server's limits on multipart forms
 
 
 class BodyStream:
@@ -372,7 +374,29 @@ class Request:
         body that does not parse raises FormError (an HTTPException: 400, 413 over a limit)."""
         form = self._form
         if form is None:
+            stream = self._stream
+            if stream is not None and not stream.taken:
+                return self._read_form(stream)  # type: ignore[return-value]
             form = self._form = parse_form(self.headers.get("content-type"), self._body)
+        return form
+
+    async def _read_form(self, stream: BodyStream) -> FormData:
+        """`await request.form()` on a streaming route: a multipart body goes through the
+        parser chunk by chunk as it arrives, uploads spooled, under the server's limits."""
+        content_type = self.headers.get("content-type")
+        boundary = multipart_boundary(content_type)
+        if boundary is None:
+            self.body = await self.body()
+            form = self._form = parse_form(content_type, self._body)
+            return form
+        receiver = MultipartReceiver(boundary, stream.control.form_limits())
+        try:
+            async for chunk in self.stream():
+                receiver.feed(chunk)
+        except BaseException:
+            receiver.close()
+            raise
+        form = self._form = receiver.finish()
         return form
 
     def text(self) -> str:

@@ -216,6 +216,14 @@ def test_await_body_reads_a_stream_whole(client):
     assert r.json() == {"before": 0, "size": 300008, "after": 300008, "json": {"k": "v" * 300000}}
 
 
+def test_await_form_on_a_streaming_route_spools_as_it_arrives(client):
+    data = os.urandom(3 * MiB)
+    r = client.post("/stream/form", files={"file": ("s.bin", data)}, data={"note": "n"})
+    assert r.json() == {"size": len(data), "on_disk": True, "note": "n", "body": 0}
+    assert client.post("/stream/form", content=b"--B\r\nbroken",
+                       headers={"content-type": "multipart/form-data; boundary=B"}).status_code == 400
+
+
 def test_stream_chunked_body(client):
     def gen():
         for _ in range(20):

@@ -104,7 +104,7 @@ class BodyReception:
             else:
                 self.body_limit = limit
                 try:
-                    self.receiver = MultipartReceiver(boundary, self._form_limits())
+                    self.receiver = MultipartReceiver(boundary, self.form_limits())
                 except FormError as exc:
                     self._refuse(exc.status_code, str(exc))
         if continue_due and not self.busy and not self.pipeline and request.http_version != "1.0":
@@ -121,7 +121,7 @@ class BodyReception:
                                    decode_component(target.partition(b"?")[0]))
         return route if route is not None and route.receives_body_itself else None
 
-    def _form_limits(self) -> FormLimits:
+    def form_limits(self) -> FormLimits:
         config = self.worker.config
         return FormLimits(config.max_file_size, config.max_files, config.max_fields,
                           config.max_part_header_size, config.max_body_size, config.upload_spool_size)

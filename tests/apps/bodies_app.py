@@ -163,3 +163,12 @@ async def stream_whole(request):
     before = len(request.body)
     body = await request.body()  # Starlette's: reads the stream whole
     return {"before": before, "size": len(body), "after": len(request.body), "json": request.json()}
+
+
+@app.post("/stream/form", stream=True)
+async def stream_form(request):
+    # Starlette's style on a streaming route: the form is parsed as the body arrives
+    form = await request.form()
+    upload = form["file"]
+    return {"size": upload.size, "on_disk": upload.on_disk, "note": form.get("note"),
+            "body": len(request.body)}
