@@ -56,7 +56,6 @@ class BodyReception:
     _upgrade: typing.Callable[..., None]
     _new_request: typing.Callable[..., typing.Any]
 
-
     def _head_complete(self) -> None:
         """The end of a head, when some route receives its body its own way (installed in
         __init__ only then). Decided from the route, before any byte of the body: its limit
