@@ -173,7 +173,11 @@ class Catzilla(Scope):
 
     def mount(self, path: str, app: typing.Any, name: str | None = None) -> None:
         """Serve the ASGI application `app` (a Starlette or FastAPI app) at `path` and below,
-        every method; it sees `path` as its scope's root_path (see catzilla.mounts)."""
+        every method; it sees `path` as its scope's root_path (see catzilla.mounts). A
+        `StaticFiles` is not wrapped as ASGI: its files are served on the worker's own path."""
+        if getattr(app, "catzilla_static", False):
+            app.attach(self, path, name)
+            return
         prefix = path.rstrip("/")
         join_path(prefix, "")  # checks it
         endpoint = Mount(prefix, app, name)

@@ -116,14 +116,17 @@ class StaticFiles:
             prefix = ""
 
         async def static_file(request: typing.Any) -> Response:
-            return self.respond(request, request.path_params.get("file_path", ""), request.path)
+            return self.respond(request, request.path_params.get("path", ""), request.path)
 
-        app.add_route(prefix + "/{file_path:path}", static_file, ["GET"], name=name)
+        # Files are not operations: the OpenAPI document leaves them out (as FastAPI's mounts).
+        app.add_route(prefix + "/{path:path}", static_file, ["GET"], name=name,
+                      include_in_schema=False)
         if prefix:
             async def static_root(request: typing.Any) -> Response:
                 return self.respond(request, "", request.path)
 
-            app.add_route(prefix, static_root, ["GET"], name=f"{name}-root" if name else None)
+            app.add_route(prefix, static_root, ["GET"], name=f"{name}-root" if name else None,
+                          include_in_schema=False)
 
     # -- per request -------------------------------------------------------------------------
 

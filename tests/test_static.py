@@ -253,3 +253,17 @@ def test_files_through_the_asgi_interface(files):
     assert small.status_code == 200 and small.content == b"hello world\n"
     assert small.headers["content-type"] == "text/plain; charset=utf-8"
     assert big.content == big_content()
+
+
+def test_url_path_for_a_mounted_file():
+    from catzilla import Catzilla
+    from catzilla.staticfiles import StaticFiles
+    app = Catzilla()
+    app.mount("/assets", StaticFiles(directory=".", check_dir=False), name="static")
+    assert app.url_path_for("static", path="css/app.css") == "/assets/css/app.css"  # Starlette's url_for
+
+
+def test_static_routes_stay_out_of_the_openapi_document(client):
+    paths = client.get("/openapi.json").json().get("paths", {})
+    assert not [path for path in paths if path.startswith(("/static", "/site", "/starlette"))]
+    assert "/cookies" in paths

@@ -123,4 +123,4 @@ def events_sync(request):
 
 app.mount_static("/static", FILES, cache_size_mb=10, enable_compression=True)
 app.mount_static("/site", FILES, html=True)
-StaticFiles(directory=FILES, html=True).attach(app, "/starlette", name="starlette-static")
+app.mount("/starlette", StaticFiles(directory=FILES, html=True), name="starlette-static")
