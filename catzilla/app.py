@@ -8,7 +8,6 @@ import logging
 import typing
 
 from .datastructures import State
-from .errors import HTTPException
 from .mounts import Mount
 from .openapi.docs import add_docs_routes
 from .openapi.utils import get_openapi
@@ -205,13 +204,6 @@ class Catzilla(Scope):
 
             self._asgi = ASGIAdapter(self)
         await self._asgi(scope, receive, send)
-
-    def refusal(self, method: str, path: str) -> HTTPException:
-        """What a request no route answers gets: 404, or 405 with the methods there are."""
-        _, _, allow = self.router.resolve(method, path)
-        if allow is None:
-            return HTTPException(404, "Not Found")
-        return HTTPException(405, "Method Not Allowed", {"allow": allow})
 
     def prepare(self, pool_run: typing.Any) -> None:
         """Compile every route's pipeline (hooks, middleware, exception handlers), once per

@@ -45,7 +45,7 @@ from .request import Request
 from .responses import Response, error_response, to_response
 
 __all__ = ["Layer", "Pipeline", "DirectPlan", "call_handler", "compile_pipeline", "default_error_response",
-           "refusal"]
+           "refusal", "router_refusal"]
 
 logger = logging.getLogger("catzilla")
 
@@ -58,6 +58,14 @@ PoolRun = typing.Callable[..., typing.Awaitable[typing.Any]]
 # it raises this where a handler would run. Set in the request's own context by the server
 # (the chain runs in a copy of the loop's context per request), so nothing routes twice.
 refusal: contextvars.ContextVar[HTTPException] = contextvars.ContextVar("catzilla_refusal")
+
+
+def router_refusal(allow: str | None) -> HTTPException:
+    """What the router's answer to a request no route takes becomes: 404, or 405 with the
+    methods there are (`allow`, from Router.resolve)."""
+    if allow is None:
+        return HTTPException(404, "Not Found")
+    return HTTPException(405, "Method Not Allowed", {"allow": allow})
 
 
 class Layer:

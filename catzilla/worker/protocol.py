@@ -20,7 +20,8 @@ import httptools
 
 from .._native import HeaderCollector, decode_component, valid_authority
 from ..datastructures import Address
-from ..errors import HeaderError, HTTPException
+from ..errors import HeaderError
+from ..pipeline import router_refusal
 from ..logs import access_logger
 from ..forms import FormError, MultipartReceiver
 from ..request import Request
@@ -483,8 +484,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             if unmatched is not None:
                 # The app's middleware and exception handlers see its 404s and 405s too
                 # (a CORS preflight is answered there); probes stay ahead of them.
-                self.executor.start_pipeline(exchange, unmatched, HTTPException(404, "Not Found") if allow is None
-                                             else HTTPException(405, "Method Not Allowed", {"allow": allow}))
+                self.executor.start_pipeline(exchange, unmatched, router_refusal(allow))
                 return
             response = (error_response(404, "Not Found") if allow is None
                         else error_response(405, "Method Not Allowed", {"allow": allow}))
