@@ -85,11 +85,11 @@ class Catzilla(Scope):
     def add_route(self, path: str, handler: typing.Callable[..., typing.Any],
                   methods: typing.Iterable[str] = ("GET",), *, name: str | None = None,
                   timeout: float | None = None, middleware: typing.Iterable[typing.Any] | None = None,
-                  tags: typing.Iterable[str] | None = None) -> list[Route]:
+                  tags: typing.Iterable[str] | None = None, cpu_bound: bool = False) -> list[Route]:
         """`timeout`: seconds the handler may run before the request is answered 504 (None:
         the server's --request-timeout; 0: no limit). `middleware`: this route's own (see
-        routers.route_layer)."""
-        return self._add(path, methods, handler, {"name": name, "timeout": timeout},
+        routers.route_layer). `cpu_bound`: run this `def` handler in the CPU lane (README)."""
+        return self._add(path, methods, handler, {"name": name, "timeout": timeout, "cpu_bound": cpu_bound},
                          [route_layer(middleware)], list(tags or []))
 
     def include_router(self, router: Router, prefix: str = "", *,
@@ -106,10 +106,11 @@ class Catzilla(Scope):
 
     def _add(self, path: str, methods: typing.Iterable[str], handler: typing.Callable[..., typing.Any],
              options: dict[str, typing.Any], layers: list[Layer], tags: list[str]) -> list[Route]:
-        unknown = set(options) - {"name", "timeout"}
+        unknown = set(options) - {"name", "timeout", "cpu_bound"}
         if unknown:
             raise TypeError(f"unknown route options: {', '.join(sorted(unknown))}")
-        routes = self.router.add(path, methods, handler, options.get("name"), options.get("timeout"))
+        routes = self.router.add(path, methods, handler, options.get("name"), options.get("timeout"),
+                                 options.get("cpu_bound", False))
         for route in routes:
             route.layers = layers
             route.tags = tags

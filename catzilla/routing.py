@@ -5,7 +5,7 @@ import re
 import typing
 
 from .binding import Binding
-from .kinds import classify
+from .kinds import HandlerKind, classify
 
 __all__ = ["Route", "Router", "compile_path"]
 
@@ -40,11 +40,11 @@ class Route:
     """One (path, method) and everything decided about its handler at registration."""
 
     __slots__ = ("path", "method", "endpoint", "name", "kind", "binding", "index", "warned_awaitable",
-                 "timeout", "path_names", "layers", "tags", "pipeline")
+                 "timeout", "path_names", "layers", "tags", "pipeline", "cpu_bound")
 
     def __init__(self, path: str, method: str, endpoint: typing.Callable[..., typing.Any],
                  path_names: list[str], name: str | None = None, index: int = 0,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, cpu_bound: bool = False) -> None:
         self.path = path
         self.method = method
         self.endpoint = endpoint
@@ -62,6 +62,11 @@ class Route:
         self.layers: list[typing.Any] = []
         self.tags: list[str] = []
         self.pipeline: typing.Any = None
+        # Run the handler in the CPU lane (other processes; see catzilla/worker/cpu_lane.py).
+        self.cpu_bound = bool(cpu_bound)
+        if self.cpu_bound and self.kind is not HandlerKind.SYNC:
+            raise ValueError(f"{method} {path}: cpu_bound=True is for a plain `def` handler (it runs in "
+                             f"another process); an `async def` handler runs on the event loop")
 
     @property
     def key(self) -> str:
@@ -91,7 +96,7 @@ class Router:
         self.routes: list[Route] = []
 
     def add(self, path: str, methods: typing.Iterable[str], endpoint: typing.Callable[..., typing.Any],
-            name: str | None = None, timeout: float | None = None) -> list[Route]:
+            name: str | None = None, timeout: float | None = None, cpu_bound: bool = False) -> list[Route]:
         regex, names = compile_path(path)
         table = self._templates.get(path)
         if table is None:
@@ -106,7 +111,7 @@ class Router:
             existing = table.get(method)
             if existing is not None and existing.method == method:  # not an implied HEAD
                 raise ValueError(f"route {method} {path} is already registered")
-            route = table[method] = Route(path, method, endpoint, names, name, len(self.routes), timeout)
+            route = table[method] = Route(path, method, endpoint, names, name, len(self.routes), timeout, cpu_bound)
             self.routes.append(route)
             added.append(route)
             if method == "GET" and "HEAD" not in table:
