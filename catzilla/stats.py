@@ -43,8 +43,12 @@ KIND_SYNC, KIND_ASYNC, KIND_CPU_LANE = 0, 1, 2
 KIND_NAMES = {KIND_SYNC: "sync", KIND_ASYNC: "async", KIND_CPU_LANE: "cpu_lane"}
 ROLE_WORKER, ROLE_LANE = 0, 1
 # A sync route is `cpu_bound` when at least this share of its handler's wall time is CPU time
-# of its own thread ("most of its wall time": it holds the GIL rather than waiting on I/O)...
-CPU_BOUND_SHARE = 0.5
+# of its own thread: it computes rather than waits. Not "most": the wall time also holds the
+# waits for the GIL (a handler computing beside another measures about half, beside two a
+# third) and for a core on a busy machine (a fifth and less was measured here with 2 cores
+# and a load of 7), while one that waits on I/O (a query, a call, a sleep) measures well
+# under a tenth: its wait takes milliseconds, the Python around it microseconds.
+CPU_BOUND_SHARE = 0.1
 # ...and a call takes at least this much CPU on average: below it the handler gives the GIL
 # back sooner than the loop would notice (a loop tick costs tens of µs; a trivial `def`
 # returning a dict is all CPU, and harmless).

@@ -34,6 +34,8 @@ logger = logging.getLogger("catzilla.worker")
 # A loop that waits longer than this for a callback it scheduled itself has been slowed: an
 # idle loop runs it within tens of µs, one waiting for the GIL a switch interval later.
 LAG_WARNING = 0.0005
+# Seconds between the probes of the loop's lag: ten looks a second cost nothing.
+PROBE = 0.1
 # Calls measured before --auto-cpu-lane moves a route: one slow call (a cold cache, a first
 # import) is not a profile.
 AUTO_MIN_CALLS = 3
@@ -69,6 +71,8 @@ class CpuWatch:
         self._recent: dict[int, list[float]] = {}  # route index -> [calls, cpu s, wall s], this tick
         self._total: dict[int, list[float]] = {}  # the same since start, for --auto-cpu-lane
         self._warned: set[int] = set()
+        self.max_lag = 0.0  # the longest a probe waited since the last tick
+        self._probing: asyncio.TimerHandle | None = None
 
     def wrap(self) -> None:
         """Measure every sync route's handler (its `endpoint`, in this process only)."""
@@ -91,39 +95,49 @@ class CpuWatch:
                     sums[2] += wall
 
     def tick(self) -> None:
-        """Once a second, from the loop: look at how late the loop is for its own callback."""
+        """Once a second, from the loop: which routes computed while the loop was kept waiting."""
         with self._lock:
             recent, self._recent = self._recent, {}
-        heavy = [index for index, (calls, cpu, wall) in recent.items()
-                 if cpu_bound(int(calls), cpu * 1e6, wall * 1e6)]
-        if heavy:
-            self.loop.call_soon(self._judge, time.perf_counter(), heavy, recent)
+        lag, self.max_lag = self.max_lag, 0.0
+        if self._probing is None and any(route.kind is HandlerKind.SYNC for route in self.routes):
+            self._probe()
+        for index, (calls, cpu, wall) in recent.items():
+            if cpu_bound(int(calls), cpu * 1e6, wall * 1e6):
+                self._judge(self.routes[index], lag, calls, cpu, wall)
 
-    def _judge(self, scheduled: float, heavy: list[int], recent: dict[int, list[float]]) -> None:
-        lag = time.perf_counter() - scheduled
-        routes = self.routes
-        for index in heavy:
-            route = routes[index]
-            if route.cpu_bound:  # in the lane already (or marked for it): no GIL of ours
-                continue
-            calls, cpu, wall = recent[index]
-            if lag >= LAG_WARNING and index not in self._warned and not gil_disabled():
-                self._warned.add(index)
-                logger.warning(
-                    "sync handler for %s %s is CPU-bound (%.0f%% of its %.1f ms per call is CPU) and slows "
-                    "worker %d's event loop (%.1f ms late for its turn): every other request waits for "
-                    "the GIL meanwhile. Mark it cpu_bound=True (@app.%s(%r, cpu_bound=True)) to run it in "
-                    "the CPU lane's processes, or start the server with --auto-cpu-lane.",
-                    route.method, route.path, 100 * cpu / wall if wall else 100, 1000 * wall / calls,
-                    os.getpid(), lag * 1000, route.method.lower(), route.path)
-            if self.auto_lane:
-                with self._lock:
-                    total = list(self._total.get(index, (0, 0.0, 0.0)))
-                if total[0] >= AUTO_MIN_CALLS and cpu_bound(int(total[0]), total[1] * 1e6, total[2] * 1e6):
-                    route.cpu_bound = True
-                    logger.info("--auto-cpu-lane: %s %s is CPU-bound (%.0f%% CPU over %d calls); its "
-                                "requests now run in the CPU lane", route.method, route.path,
-                                100 * total[1] / total[2] if total[2] else 100, total[0])
+    def _probe(self) -> None:
+        """Every PROBE seconds: how long does a callback the loop schedules for itself wait?"""
+        self._probing = self.loop.call_later(PROBE, self._probe)
+        self.loop.call_soon(self._probed, time.perf_counter())
+
+    def _probed(self, scheduled: float) -> None:
+        self.max_lag = max(self.max_lag, time.perf_counter() - scheduled)
+
+    def stop(self) -> None:
+        if self._probing is not None:
+            self._probing.cancel()
+
+    def _judge(self, route: typing.Any, lag: float, calls: float, cpu: float, wall: float) -> None:
+        if route.cpu_bound:  # in the lane already (or marked for it): no GIL of ours
+            return
+        index = route.index
+        if lag >= LAG_WARNING and index not in self._warned and not gil_disabled():
+            self._warned.add(index)
+            logger.warning(
+                "sync handler for %s %s is CPU-bound (%.0f%% of its %.1f ms per call is CPU) and slows "
+                "worker %d's event loop (%.1f ms late for its turn): every other request waits for "
+                "the GIL meanwhile. Mark it cpu_bound=True (@app.%s(%r, cpu_bound=True)) to run it in "
+                "the CPU lane's processes, or start the server with --auto-cpu-lane.",
+                route.method, route.path, 100 * cpu / wall if wall else 100, 1000 * wall / calls,
+                os.getpid(), lag * 1000, route.method.lower(), route.path)
+        if self.auto_lane:
+            with self._lock:
+                total = list(self._total.get(index, (0, 0.0, 0.0)))
+            if total[0] >= AUTO_MIN_CALLS and cpu_bound(int(total[0]), total[1] * 1e6, total[2] * 1e6):
+                route.cpu_bound = True
+                logger.info("--auto-cpu-lane: %s %s is CPU-bound (%.0f%% CPU over %d calls); its "
+                            "requests now run in the CPU lane", route.method, route.path,
+                            100 * total[1] / total[2] if total[2] else 100, total[0])
 
 
 def _measured(endpoint: typing.Callable[..., typing.Any], index: int,

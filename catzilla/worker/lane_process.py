@@ -33,7 +33,7 @@ import orjson
 
 from ..background_tasks import current_request
 from ..kinds import HandlerKind
-from ..responses import Response, to_response
+from ..responses import Response, error_response, to_response
 from ..stats import ROLE_LANE
 from .cpu_lane import ACK, JOB, MAX_META, REPLY, request_from_job
 from .executor import HANDLER_ERRORS, encode, failure, invoke
@@ -47,6 +47,9 @@ logger = logging.getLogger("catzilla.lane")
 EXIT_LANE_NOT_NEEDED = 6
 # Seconds between heartbeats, and between looks at the stop flag while idle.
 BEAT = 1.0
+# Seconds past a job's timeout before the lane stops its handler: the worker's own timeout
+# answers the request first (and logs it), as it does for the pool.
+TIMEOUT_GRACE = 0.1
 # Seconds a worker has to send a whole job once connected: it writes the frame right after
 # connecting, so only a stalled or hostile peer takes longer.
 READ_TIMEOUT = 5.0
@@ -166,8 +169,9 @@ class Lane:
             request, status, data, cpu, wall = self._run(meta, body)
         except JobTimeout:
             logger.warning("CPU lane: the handler for %s ran past its timeout of %g s; stopped "
-                           "(its request was answered 504)", meta.get("key"), meta.get("timeout"))
-            status, data = 504, None
+                           "(its request is answered 504)", meta.get("key"), meta.get("timeout"))
+            status, cpu, wall = 504, 0.0, 0.0
+            data = encode(error_response(504, "Gateway Timeout"), meta["common"].encode("latin-1"), meta["head"])[1]
         if self.slot is not None:
             self.slot.end(-1, started, status, 0, 0)
         if data is not None:
@@ -191,7 +195,7 @@ class Lane:
         token = current_request.set(request)
         cpu, wall = time.thread_time(), time.perf_counter()
         if timeout > 0:
-            signal.setitimer(signal.ITIMER_REAL, timeout)
+            signal.setitimer(signal.ITIMER_REAL, timeout + TIMEOUT_GRACE)
         try:
             try:
                 kwargs = None if route.binding.trivial else route.binding.bind(request)

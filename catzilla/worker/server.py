@@ -317,6 +317,7 @@ class Worker:
         await self.app.shutdown()
         if self.monitor is not None:
             self.monitor.stop()
+        self.cpu_watch.stop()
         self.pool.shutdown(wait=False)
         stats_report.install(None)
         logger.info("worker %d stopped", os.getpid())

@@ -73,3 +73,10 @@ def lane_slow():
 @app.get("/stats")
 async def stats():
     return get_handler_stats()
+
+
+@app.get("/sleep/{ms}")
+def sleep_route(ms: float):
+    """Slow but not CPU-bound: it waits, and gives the GIL away meanwhile."""
+    time.sleep(ms / 1000)
+    return {"slept": ms}
