@@ -151,6 +151,11 @@ class Config:
                                        "them (cpu_bound=True, or --auto-cpu-lane), since a CPU-bound "
                                        "handler can use a core and no more. 0: no lane (they run in "
                                        "the thread pool).", _max_queue)
+    cpu_nice: int = _setting(10, "Niceness added to the CPU lane's processes: when they and the "
+                             "workers want the same cores, the kernel runs a worker's event loop "
+                             "first, so answering quick requests is not queued behind computing "
+                             "(10: a nice-0 worker then gets about ten times the share). 0: same "
+                             "priority.", int)
     auto_cpu_lane: bool = _setting(False, "Move a `def` route to the CPU lane once its handler "
                                    "is measured CPU-bound (see catzilla stats); off by default, "
                                    "since a handler that relies on the worker's memory would "
@@ -234,7 +239,7 @@ class Config:
         for name in ("timeout", "graceful_timeout", "max_requests", "max_requests_jitter",
                      "loop_block_threshold", "keep_alive_timeout", "max_body_size", "backlog",
                      "request_timeout", "max_queue", "queue_timeout", "limit_concurrency",
-                     "write_timeout", "min_body_rate", "body_rate_grace", "cpu_workers", "switch_interval"):
+                     "write_timeout", "min_body_rate", "body_rate_grace", "cpu_workers", "switch_interval", "cpu_nice"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.port is not None:

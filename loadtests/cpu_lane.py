@@ -146,20 +146,23 @@ def row(name: str, result: tuple[float, float, float], extra: str = "") -> None:
     print(f"| {name:<44} | {rate:>9,.0f} | {p50:>7.2f} | {p99:>7.2f} |{extra}", flush=True)
 
 
-def table(seconds: float) -> None:
+def table(seconds: float, lane_only: bool = False) -> None:
     print("| one /ping at a time, 1 worker                | req/s     | p50 ms  | p99 ms  |")
     print("|----------------------------------------------|-----------|---------|---------|")
-    for label, args in (("switch interval 5 ms (Python's default)", ("--switch-interval", "0.005")),
-                        ("default --switch-interval", ())):
+    for label, args in (("5 ms switch", ("--switch-interval", "0.005")),
+                        ("default switch", ())):
+        if lane_only and args:
+            continue
         server = Server(*args)
         try:
             row(f"solo, {label}", one_at_a_time(server.port, seconds))
-            busy = Background(server.port, "/spin/200")
-            row(f"2 CPU-bound def in the pool, {label}", one_at_a_time(server.port, seconds))
-            busy.close()
+            if not lane_only:
+                busy = Background(server.port, "/spin/200")
+                row(f"2 CPU-bound def in the pool, {label}", one_at_a_time(server.port, seconds))
+                busy.close()
             busy = Background(server.port, "/lane-spin/200")
             row(f"2 CPU-bound def in the CPU lane, {label}", one_at_a_time(server.port, seconds),
-                f" ({busy.done} CPU-bound requests done)")
+                f" {busy.done} CPU-bound requests done")
             busy.close()
         finally:
             server.stop()
@@ -186,5 +189,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="per row")
     parser.add_argument("--intervals", action="store_true", help="the switch-interval table instead")
+    parser.add_argument("--lane-only", action="store_true", help="only the solo and CPU lane rows")
     options = parser.parse_args()
-    (intervals if options.intervals else table)(options.seconds)
+    if options.intervals:
+        intervals(options.seconds)
+    else:
+        table(options.seconds, options.lane_only)

@@ -96,6 +96,8 @@ class Lane:
         faulthandler.enable(file=sys.stderr, all_threads=True)  # the master's SIGABRT: stacks
         if self.config.switch_interval > 0:
             sys.setswitchinterval(self.config.switch_interval)
+        if self.config.cpu_nice:
+            os.nice(self.config.cpu_nice)
         self.listener.setblocking(False)
         self.loop = asyncio.new_event_loop()  # for startup/shutdown hooks and awaitables
         asyncio.set_event_loop(self.loop)
