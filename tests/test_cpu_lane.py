@@ -181,3 +181,37 @@ def test_auto_cpu_lane_moves_a_measured_cpu_bound_route():
         wait_for(moved, 20, interval=0.1, message="/pool/{n} answered from the CPU lane")
         assert "--auto-cpu-lane: GET /pool/{n} is CPU-bound" in server.logs()
         assert httpx.get(server.url + "/pool/abc").status_code == 422
+
+
+def test_cpu_counters_add_up_from_many_threads_and_fold_into_the_retired_totals():
+    from catzilla.stats import ROLE_LANE, StatsBoard, lane_slots, merge_routes, percentile, worker_slots
+
+    board = StatsBoard.create(4, 2)
+    slot = board.attach(0, 1, [("GET /spin", 0), ("GET /lane", 2)])
+    lane = board.block.attach(1, 99, 1, [], ROLE_LANE)
+
+    def work() -> None:
+        for _ in range(2000):
+            slot.cpu(0, 0.003, 0.004)  # 3 ms CPU in 4 ms: bucket 2**12 µs
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    slot.cpu(1, 0.0005, 0.01)  # 0.5 ms of CPU in 10 ms: not CPU-bound
+    slot.cpu(7, 1.0, 1.0)  # no such route: ignored
+    lane.end(-1, lane.begin(-1), 200, 0, 0)  # a lane job: not a request of the totals
+    snapshot = board.snapshot()
+    assert len(worker_slots(snapshot)) == 1 and len(lane_slots(snapshot)) == 1
+    assert board.totals()[0] == 0
+    spin = merge_routes(snapshot)["GET /spin"]
+    assert spin.cpu_calls == 16000 and spin.cpu_us == 16000 * 3000 and spin.wall_us == 16000 * 4000
+    assert spin.cpu_bound and 2.048 <= percentile(spin.cpu_histogram, 0.5) <= 4.096
+    assert merge_routes(snapshot)["GET /lane"].kind == "cpu_lane"
+    assert not merge_routes(snapshot)["GET /lane"].cpu_bound
+    board.retire(0)
+    board.retire(1)
+    retired = merge_routes(board.snapshot())["GET /spin"]
+    assert (retired.cpu_calls, retired.cpu_us) == (16000, 16000 * 3000)
+    assert board.totals()[0] == 0

@@ -98,7 +98,9 @@ class CpuLane:
         self.escalate(now)
         live = [h for h in self.processes.values()
                 if h.generation == self.generation and h.stopping_since is None and h.aborted_since is None]
-        if len(live) < self.target() and now >= self.next_spawn:
+        # Workers first: the lane starts once the first workers serve (jobs sent meanwhile
+        # wait in its accept queue, within --queue-timeout).
+        if len(live) < self.target() and now >= self.next_spawn and self.master.announced_ready:
             for _ in range(self.target() - len(live)):
                 self.spawn()
         ready = sum(1 for h in live if h.ready)
