@@ -215,3 +215,17 @@ def test_cpu_counters_add_up_from_many_threads_and_fold_into_the_retired_totals(
     retired = merge_routes(board.snapshot())["GET /spin"]
     assert (retired.cpu_calls, retired.cpu_us) == (16000, 16000 * 3000)
     assert board.totals()[0] == 0
+
+
+def test_a_lane_process_stuck_holding_the_gil_is_replaced_by_its_heartbeat():
+    with run_server("cpu_app:app", *LANE, "--timeout", "2") as server:
+        stuck = httpx.get(server.url + "/lane/0").json()["pid"]
+        started = time.monotonic()
+        response = httpx.get(server.url + "/lane-stuck", timeout=30)
+        assert response.status_code == 502 and time.monotonic() - started < 15
+        logs = server.logs()
+        assert f"CPU lane process {stuck} has not beaten for" in logs
+        assert "lane_stuck" in logs  # its stack, dumped before it was replaced
+        replacement = wait_for(lambda: httpx.get(server.url + "/lane/0", timeout=10).json()["pid"], 15,
+                               message="a replacement lane process")
+        assert replacement != stuck

@@ -93,7 +93,9 @@ class Lane:
         signal.signal(signal.SIGALRM, _alarm)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, (*STOP_SIGNALS, signal.SIGHUP, signal.SIGTTIN,
                                                     signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD))
-        faulthandler.enable(file=sys.stderr, all_threads=True)  # the master's SIGABRT: stacks
+        # The master's SIGABRT (a heartbeat that stopped): every thread's stack, where the logs go.
+        self._fault_log = open(self.config.log_file, "a") if self.config.log_file else sys.stderr
+        faulthandler.enable(file=self._fault_log, all_threads=True)
         if self.config.switch_interval > 0:
             sys.setswitchinterval(self.config.switch_interval)
         if self.config.cpu_nice:

@@ -80,3 +80,12 @@ def sleep_route(ms: float):
     """Slow but not CPU-bound: it waits, and gives the GIL away meanwhile."""
     time.sleep(ms / 1000)
     return {"slept": ms}
+
+
+@app.get("/lane-stuck", cpu_bound=True, timeout=0)
+def lane_stuck():
+    """Stuck in C code that holds the GIL (a regular expression that backtracks for ever):
+    no Python thread of the process runs, so its heartbeat stops."""
+    import re
+
+    return {"matched": bool(re.match(r"(a+)+$", "a" * 64 + "b"))}
