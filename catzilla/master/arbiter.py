@@ -23,6 +23,7 @@ from ..config import Config, cpu_count
 from ..loading import AppLoadError, load_app
 from ..logs import printable_address, reopen_log_files
 from ..stats import StatsBoard, board_path, remove_stale_boards
+from ..worker.lane_process import lane_needed
 from .cpu_lane import CpuLane
 from .heartbeat import MAX_SLOTS, Heartbeats
 from .listeners import open_listeners
@@ -126,6 +127,7 @@ class Master:
         self.signals: list[int] = []
         self.notifier = Notifier()
         self.last_watchdog = 0.0
+        self.needs_lane: bool | None = None  # does the app have routes for the CPU lane?
 
     # -- the main loop ---------------------------------------------------------------------
 
@@ -188,11 +190,13 @@ class Master:
         it): a one-shot child imports the app, runs its hooks and exits, and the workers are
         forked once it has succeeded. That costs one more import of the app per start
         (module-level code runs once more; what the hooks leave in globals stays in that
-        child), and an app that does not import is reported from there."""
+        child), and an app that does not import is reported from there. That child also
+        tells whether the app has routes for the CPU lane (one byte on a pipe)."""
         if self.app is not None:
             return run_server_start(self.app)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
+        needs_r, needs_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             status = EXIT_APP_LOAD_ERROR
@@ -205,11 +209,15 @@ class Master:
                     logger.exception("could not load the application %r", self.target)
                 else:
                     status = _SERVER_START_FAILED if run_server_start(app) else 0
+                    os.write(needs_w, b"1" if lane_needed(app, self.config.auto_cpu_lane) else b"0")
             except BaseException:
                 logger.exception("the on_server_start process crashed")
             finally:
                 exit_child(status)
+        os.close(needs_w)
         _, status = os.waitpid(pid, 0)
+        with os.fdopen(needs_r, "rb") as answer:
+            self.needs_lane = {b"1": True, b"0": False}.get(answer.read(1))  # None: not told
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
             return 0

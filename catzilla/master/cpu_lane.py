@@ -7,9 +7,9 @@ from it, so a replaced process loses no queued job: they wait in the kernel's ac
 
 How many: --cpu-workers (default one per CPU), but only when the app has a route for the
 lane (cpu_bound=True, or --auto-cpu-lane). With --preload the master sees the routes; without
-it the master never imports the app, so it forks one lane process first, which exits with
-EXIT_LANE_NOT_NEEDED when the app has none: then no lane runs until a reload (new code may
-have one).
+it the master never imports the app, and the on_server_start process (which does) tells it.
+After a reload, new code may differ: the master forks one lane process first, which exits
+with EXIT_LANE_NOT_NEEDED when the app has no route for the lane, and no lane runs.
 
 Supervision is the workers': a process that dies is replaced (after a growing pause if it
 never booted), one whose heartbeat stops for --timeout gets SIGABRT (stack dump) then
@@ -62,9 +62,12 @@ class CpuLane:
         self.enabled = config.cpu_workers != 0
         self.count = config.cpu_workers or cpu_count()
         # Does the app have a route for the lane? None: not known yet (see the docstring).
-        self.needed: bool | None = None
+        self.needed: bool | None = master.needs_lane
         if master.app is not None:
             self.needed = lane_needed(master.app, config.auto_cpu_lane)
+        if self.enabled and self.needed is False:
+            logger.info("master %d: no route needs the CPU lane (cpu_bound=True or --auto-cpu-lane); "
+                        "running none", os.getpid())
         self.processes: dict[int, LaneHandle] = {}
         self.generation = 1
         self.next_spawn = 0.0

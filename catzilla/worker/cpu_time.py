@@ -49,7 +49,7 @@ def gil_disabled() -> bool:
     return is_enabled is not None and not is_enabled()
 
 
-def interpreter_line(switch_interval: float) -> str:
+def interpreter_line() -> str:
     """The start-up line's word on threads: do `def` handlers really run in parallel here?"""
     version = ".".join(map(str, sys.version_info[:3]))
     if gil_disabled():

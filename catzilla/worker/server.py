@@ -199,8 +199,8 @@ class Worker:
             logger.warning("worker %d has no stats slot (slot %d of %d); its requests are not counted",
                            os.getpid(), index, board.nslots)
             return
-        rows = [(r.key, KIND_CPU_LANE if lane and r.cpu_bound else int(r.kind is not HandlerKind.SYNC))
-                for r in routes] + [(UNMATCHED_KEY, True)]
+        rows = [(r.key, KIND_CPU_LANE if lane and r.cpu_bound and r.pipeline is None
+                 else int(r.kind is not HandlerKind.SYNC)) for r in routes] + [(UNMATCHED_KEY, True)]
         try:
             self.stats_slot = board.attach(index, generation, rows)
             self.unmatched_index = len(routes)
@@ -226,7 +226,7 @@ class Worker:
         logger.info("worker %d serving on %s", os.getpid(), ", ".join(printable_address(s) for s in sockets))
         logger.info("routes: %d sync, %d async (sync in a pool of %d threads, async on the event loop)",
                     sync, len(routes) - sync, self.config.threads)
-        logger.info("%s", interpreter_line(self.config.switch_interval))
+        logger.info("%s", interpreter_line())
         marked = [r.key for r in routes if r.cpu_bound]
         if marked:
             where = ("in the CPU lane" if self.executor.lane is not None else
