@@ -150,13 +150,14 @@ def table(seconds: float, lane_only: bool = False) -> None:
     print("| one /ping at a time, 1 worker                | req/s     | p50 ms  | p99 ms  |")
     print("|----------------------------------------------|-----------|---------|---------|")
     for label, args in (("5 ms switch", ("--switch-interval", "0.005")),
-                        ("default switch", ())):
-        if lane_only and args:
+                        ("default switch", ()),
+                        ("--cpu-nice 0", ("--cpu-nice", "0"))):
+        if lane_only and args and args[0] == "--switch-interval":
             continue
         server = Server(*args)
         try:
             row(f"solo, {label}", one_at_a_time(server.port, seconds))
-            if not lane_only:
+            if not lane_only and args[:1] != ("--cpu-nice",):
                 busy = Background(server.port, "/spin/200")
                 row(f"2 CPU-bound def in the pool, {label}", one_at_a_time(server.port, seconds))
                 busy.close()

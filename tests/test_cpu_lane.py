@@ -23,6 +23,12 @@ def worker_pid(server) -> int:
     return httpx.get(server.url + "/pid").json()["pid"]
 
 
+def lane_pid(server) -> int | None:
+    """The pid of the lane process that answers /lane/0, or None while none does (503)."""
+    response = httpx.get(server.url + "/lane/0", timeout=10)
+    return response.json()["pid"] if response.status_code == 200 else None
+
+
 def without_pid(response: httpx.Response) -> tuple[int, dict, dict]:
     body = response.json()
     body.pop("pid", None)
@@ -132,8 +138,7 @@ def test_killed_lane_process_gives_its_client_a_502_and_is_replaced():
         assert result["response"].status_code == 502 and result["took"] < 10
         assert result["response"].json() == {"detail": "Bad Gateway"}
         # A replacement takes the next jobs.
-        replacement = wait_for(lambda: httpx.get(server.url + "/lane/0", timeout=10).json()["pid"], 15,
-                               message="a replacement lane process")
+        replacement = wait_for(lambda: lane_pid(server), 15, message="a replacement lane process")
         assert replacement != victim
         logs = server.logs()
         assert f"CPU lane process {victim} killed by SIGKILL unexpectedly; replacing it" in logs
@@ -146,7 +151,7 @@ def test_hup_replaces_the_lane_processes():
         server.proc.send_signal(signal.SIGHUP)
 
         def new_pid():
-            pid = httpx.get(server.url + "/lane/0", timeout=10).json()["pid"]
+            pid = lane_pid(server)
             return pid if pid != old else None
 
         wait_for(new_pid, 20, interval=0.2, message="a lane process of the new generation")
@@ -226,6 +231,5 @@ def test_a_lane_process_stuck_holding_the_gil_is_replaced_by_its_heartbeat():
         logs = server.logs()
         assert f"CPU lane process {stuck} has not beaten for" in logs
         assert "lane_stuck" in logs  # its stack, dumped before it was replaced
-        replacement = wait_for(lambda: httpx.get(server.url + "/lane/0", timeout=10).json()["pid"], 15,
-                               message="a replacement lane process")
+        replacement = wait_for(lambda: lane_pid(server), 15, message="a replacement lane process")
         assert replacement != stuck
