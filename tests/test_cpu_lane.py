@@ -88,6 +88,12 @@ def test_lane_answers_from_another_process_as_the_pool_would():
         for suffix in ("/3", "/3?fail=x", "/abc", "/-1", "/1?fail=crash"):
             assert without_pid(httpx.get(server.url + "/lane" + suffix)) == \
                 without_pid(httpx.get(server.url + "/pool" + suffix)), suffix
+        # A route with dependencies: its plan runs in the lane process (the 422 of a bad
+        # dependency parameter comes from there).
+        for suffix in ("/4", "/4?k=3", "/4?k=x"):
+            assert without_pid(httpx.get(server.url + "/lane-dep" + suffix)) == \
+                without_pid(httpx.get(server.url + "/pool-dep" + suffix)), suffix
+        assert httpx.get(server.url + "/lane-dep/4").json()["pid"] != worker
         head_lane, head_pool = httpx.head(server.url + "/lane/2"), httpx.head(server.url + "/pool/2")
         assert head_lane.status_code == head_pool.status_code == 200 and head_lane.content == b""
         assert head_lane.headers["content-length"] == head_pool.headers["content-length"]
@@ -101,7 +107,7 @@ def test_lane_answers_from_another_process_as_the_pool_would():
         stats = httpx.get(server.url + "/stats").json()
         route = stats["routes"]["GET /lane/{n}"]
         assert route["kind"] == "cpu_lane" and route["requests"] >= 7 and route["cpu_ms_p50"] is not None
-        assert stats["cpu_lane"]["processes"] == 1 and stats["cpu_lane"]["jobs"] >= 7  # all but the 422
+        assert stats["cpu_lane"]["processes"] == 1 and stats["cpu_lane"]["jobs"] >= 11  # all but the 422
         assert stats["workers"] == 1
 
 
@@ -166,13 +172,17 @@ def test_no_lane_runs_for_an_app_without_cpu_bound_routes():
         assert stats["cpu_lane"]["processes"] == 0
 
 
-def test_cpu_bound_is_refused_on_an_async_handler():
+def test_cpu_bound_is_refused_where_it_cannot_work():
     from catzilla import Catzilla
 
     app = Catzilla()
     with pytest.raises(ValueError, match="cpu_bound=True is for a plain `def` handler"):
         @app.get("/x", cpu_bound=True)
         async def handler():
+            return {}
+    with pytest.raises(ValueError, match="a streamed body or form and file parameters"):
+        @app.post("/upload", cpu_bound=True, stream=True)
+        def upload(request):
             return {}
 
 

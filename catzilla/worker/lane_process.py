@@ -78,7 +78,7 @@ class Lane:
         self.listener = listener
         self.supervisor = supervisor
         self.config = config
-        self.routes = {route.key: route for route in app.router.routes if route.kind is HandlerKind.SYNC}
+        self.routes: dict[str, typing.Any] = {}
         self.stopping = False
         self.slot: typing.Any = None
         self.uid = os.geteuid()
@@ -103,6 +103,14 @@ class Lane:
         self.listener.setblocking(False)
         self.loop = asyncio.new_event_loop()  # for startup/shutdown hooks and awaitables
         asyncio.set_event_loop(self.loop)
+        self.app.prepare(self._pool_run)
+        # What a worker's direct path runs for each route: the route itself, or for one with
+        # a plan (dependencies, a response model) the plan's own route (pipeline.DirectPlan).
+        # Routes with a chain around them never come here (the worker runs them).
+        for route in self.app.router.routes:
+            target = getattr(route.pipeline, "direct", None) or route
+            if route.kind is HandlerKind.SYNC:
+                self.routes[route.key] = target
         try:
             self.loop.run_until_complete(self.app.startup())
             self._attach_stats()
@@ -131,6 +139,15 @@ class Lane:
             self.loop.close()
         logger.info("CPU lane process %d stopped", os.getpid())
         return 0
+
+    def _pool_run(self, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> asyncio.Future[typing.Any]:
+        """A plan's `pool_run` here: the job runs at once (this process has no pool)."""
+        future = self.loop.create_future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
     def _stop(self, signum: int, frame: typing.Any) -> None:
         self.stopping = True  # the job in hand (if any) finishes first

@@ -3,7 +3,7 @@ the thread pool and in the CPU lane. Every answer carries the pid of the process
 import os
 import time
 
-from catzilla import Catzilla, HTTPException
+from catzilla import Catzilla, Depends, HTTPException
 from catzilla.core import get_handler_stats
 
 app = Catzilla()
@@ -89,3 +89,17 @@ def lane_stuck():
     import re
 
     return {"matched": bool(re.match(r"(a+)+$", "a" * 64 + "b"))}
+
+
+def multiplier(k: int = 2) -> int:
+    return k
+
+
+@app.get("/pool-dep/{n}")
+def pool_dep(n: int, k: int = Depends(multiplier)):
+    return {"value": n * k, "pid": os.getpid()}
+
+
+@app.get("/lane-dep/{n}", cpu_bound=True)
+def lane_dep(n: int, k: int = Depends(multiplier)):
+    return {"value": n * k, "pid": os.getpid()}
