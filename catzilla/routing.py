@@ -117,8 +117,8 @@ class Route:
         if self.cpu_bound and (self.streams or self.takes_form):
             raise ValueError(f"{method} {path}: cpu_bound=True needs the whole body as bytes, to send it "
                              f"to the CPU lane; a streamed body or form and file parameters (parsed as they "
-                             f"arrive) cannot cross: read request.body (or await request.form() in an "
-                             f"async handler) and hand the data to a cpu_bound route, or drop cpu_bound")
+                             f"arrive) cannot cross: take the request and read request.body or "
+                             f"request.form() in the handler, or drop cpu_bound")
 
     def receive_body(self, stream: bool = False, max_body_size: int | None = None) -> None:
         """The route's `stream=` and `max_body_size=` keywords."""

@@ -155,7 +155,7 @@ class CpuLane:
         if expected:
             logger.info("master %d: CPU lane process %d %s", master.pid, pid, how)
             return True
-        if handle.ready:
+        if handle.ready or master.heartbeats.is_ready(handle.slot_index):  # booted, seen or not
             logger.warning("master %d: CPU lane process %d %s unexpectedly; replacing it", master.pid, pid, how)
         else:
             delay = self.backoff
