@@ -122,6 +122,8 @@ def _failure(route: Route | None, exc: BaseException) -> Response:
 
 
 class Executor:
+    lane: typing.Any = None  # the CPU lane's client (cpu_lane.LaneClient), when one runs
+
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: typing.Any, *, request_timeout: float = 0.0,
                  limit_concurrency: int = 0) -> None:
         self.loop = loop
@@ -153,6 +155,8 @@ class Executor:
             except (RequestValidationError, BadRequest) as exc:
                 exchange.connection.complete(exchange, *failure(exchange, exc))
                 return
+        if route.cpu_bound and self.lane is not None:  # in another process: worker/cpu_lane.py
+            return self.lane.start(self, conn, route, request, kwargs, common, head_only)
         kind = route.kind
         if kind is SYNC:
             exchange.owed = True  # before the job exists: its thread checks it
