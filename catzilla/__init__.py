@@ -2,18 +2,20 @@
 from .app import Catzilla
 from .datastructures import Headers, QueryParams, UploadFile
 from .errors import HTTPException, RequestValidationError
-from .params import Body, Cookie, File, Form, Header, Path, Query
+from .params import Body, Cookie, Depends, File, Form, Header, Path, Query
 from .request import Request
 from .routers import APIRouter, Router, RouterGroup
 from .responses import (
-    HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse,
+    FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response,
+    StreamingResponse,
 )
 
 __version__ = "0.3.0.dev0"
 
 __all__ = [
     "Catzilla", "Request", "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse",
-    "StreamingResponse", "Query", "Path", "Header", "Cookie", "Body", "Form", "File",
+    "StreamingResponse", "RedirectResponse", "FileResponse", "Query", "Path", "Header", "Cookie",
+    "Body", "Form", "File", "Depends",
     "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
     "Router", "APIRouter", "RouterGroup",
 ]

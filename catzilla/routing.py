@@ -1,13 +1,16 @@
 """Routes and the router: path templates compiled once, matched per request."""
 from __future__ import annotations
 
+import inspect
 import re
 import typing
 
 from .binding import Binding
-from .kinds import classify
+from .dependencies import Plan
+from .kinds import HandlerKind, classify
+from .returns import DEFAULT, Returns
 
-__all__ = ["Route", "Router", "compile_path"]
+__all__ = ["Route", "Router", "compile_path", "ROUTE_OPTIONS"]
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(\w+))?\}")
 # A converter only chooses what a segment may match; the annotation does the conversion.
@@ -36,15 +39,39 @@ def compile_path(path: str) -> tuple[re.Pattern[str] | None, list[str]]:
     return re.compile(pattern + re.escape(path[position:]) + "$"), names
 
 
+# What a route may be declared with besides its path, methods and handler (FastAPI's
+# decorator keywords, and Catzilla's timeout= and cpu_bound=).
+ROUTE_OPTIONS = frozenset({
+    "name", "timeout", "status_code", "response_model", "response_class", "responses", "summary",
+    "description", "deprecated", "include_in_schema", "cpu_bound", "dependencies", "stream",
+    "max_body_size",
+})
+
+
 class Route:
-    """One (path, method) and everything decided about its handler at registration."""
+    """One (path, method) and everything decided about its handler at registration.
+
+    `status_code`, `response_model`, `response_class`, `responses`, `tags`, `summary`,
+    `description` (default: the handler's docstring), `deprecated`, `include_in_schema` and
+    `name` are the decorator's keywords as given (OpenAPI reads them, with
+    `binding.fields`); `plan` is how its dependencies and result are handled (None: the
+    handler is called as it is, and its result made a response as usual)."""
 
     __slots__ = ("path", "method", "endpoint", "name", "kind", "binding", "index", "warned_awaitable",
-                 "timeout", "path_names", "layers", "tags", "pipeline")
+                 "timeout", "path_names", "layers", "tags", "pipeline", "status_code", "response_model",
+                 "response_class", "responses", "summary", "description", "deprecated", "include_in_schema",
+                 "cpu_bound", "dependencies", "returns", "plan",
+                 "streams", "takes_form", "max_body_size")
 
     def __init__(self, path: str, method: str, endpoint: typing.Callable[..., typing.Any],
                  path_names: list[str], name: str | None = None, index: int = 0,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, *, status_code: int | None = None,
+                 response_model: typing.Any = DEFAULT, response_class: typing.Any = None,
+                 responses: dict[typing.Any, typing.Any] | None = None, summary: str | None = None,
+                 description: str | None = None, deprecated: bool | None = None,
+                 include_in_schema: bool = True, cpu_bound: bool = False,
+                 dependencies: typing.Sequence[typing.Any] | None = None, stream: bool = False,
+                 max_body_size: int | None = None) -> None:
         self.path = path
         self.method = method
         self.endpoint = endpoint
@@ -62,6 +89,49 @@ class Route:
         self.layers: list[typing.Any] = []
         self.tags: list[str] = []
         self.pipeline: typing.Any = None
+        self.status_code = status_code
+        self.response_class = response_class
+        self.responses = dict(responses or {})
+        self.summary = summary
+        doc = inspect.getdoc(endpoint) if inspect.isroutine(endpoint) else None
+        self.description = description if description is not None else (doc or "")
+        self.deprecated = deprecated
+        self.include_in_schema = include_in_schema
+        # Run the handler in the CPU lane (other processes; see catzilla/worker/cpu_lane.py).
+        self.cpu_bound = bool(cpu_bound)
+        if self.cpu_bound and self.kind is not HandlerKind.SYNC:
+            raise ValueError(f"{method} {path}: cpu_bound=True is for a plain `def` handler (it runs in "
+                             f"another process); an `async def` handler runs on the event loop")
+        self.dependencies = list(dependencies or [])  # the layers' and the decorator's, outer first
+        self.returns = Returns(endpoint, self.binding.owner, status_code=status_code,
+                               response_model=response_model, response_class=response_class)
+        self.response_model = self.returns.model  # as given, or from the return annotation
+        self.plan = Plan(self, self.dependencies, self.returns.respond) \
+            if self.dependencies or self.binding.dependencies or self.returns.needed else None
+        # How its body is received (see HttpProtocol._head_complete): whole before the
+        # handler runs (the default), as a stream the handler reads (`stream=True`), or, for
+        # a handler that takes files or form fields, through the multipart parser as it
+        # arrives. `max_body_size`: its own limit in bytes instead of --max-body-size.
+        self.takes_form = any(field.source in ("form", "file") for field in self.binding.fields)
+        self.receive_body(stream, max_body_size)
+        if self.cpu_bound and (self.streams or self.takes_form):
+            raise ValueError(f"{method} {path}: cpu_bound=True needs the whole body as bytes, to send it "
+                             f"to the CPU lane; a streamed body or form and file parameters (parsed as they "
+                             f"arrive) cannot cross: take the request and read request.body or "
+                             f"request.form() in the handler, or drop cpu_bound")
+
+    def receive_body(self, stream: bool = False, max_body_size: int | None = None) -> None:
+        """The route's `stream=` and `max_body_size=` keywords."""
+        if max_body_size is not None and (isinstance(max_body_size, bool)
+                                          or not isinstance(max_body_size, int) or max_body_size < 0):
+            raise ValueError(f"max_body_size is a number of bytes >= 0, got {max_body_size!r}")
+        self.streams = bool(stream)
+        self.max_body_size = max_body_size
+
+    @property
+    def receives_body_itself(self) -> bool:
+        """Its body is not simply read whole under --max-body-size."""
+        return self.streams or self.takes_form or self.max_body_size is not None
 
     @property
     def key(self) -> str:
@@ -81,6 +151,8 @@ def _timeout(timeout: float | None) -> float | None:
 
 
 Methods = dict[str, Route]
+# What "no limit" on a body's total size is to the header collector: its Content-Length.
+UNBOUNDED_BODY = 2 ** 62
 
 
 class Router:
@@ -89,9 +161,11 @@ class Router:
         self.dynamic: list[tuple[re.Pattern[str], Methods]] = []
         self._templates: dict[str, Methods] = {}
         self.routes: list[Route] = []
+        self._largest_body: tuple[tuple[int, int], int | None] | None = None  # see largest_body
 
     def add(self, path: str, methods: typing.Iterable[str], endpoint: typing.Callable[..., typing.Any],
-            name: str | None = None, timeout: float | None = None) -> list[Route]:
+            name: str | None = None, timeout: float | None = None, **options: typing.Any) -> list[Route]:
+        """`options`: the rest of Route's keywords (ROUTE_OPTIONS)."""
         regex, names = compile_path(path)
         table = self._templates.get(path)
         if table is None:
@@ -106,7 +180,8 @@ class Router:
             existing = table.get(method)
             if existing is not None and existing.method == method:  # not an implied HEAD
                 raise ValueError(f"route {method} {path} is already registered")
-            route = table[method] = Route(path, method, endpoint, names, name, len(self.routes), timeout)
+            route = table[method] = Route(path, method, endpoint, names, name, len(self.routes), timeout,
+                                          **options)
             self.routes.append(route)
             added.append(route)
             if method == "GET" and "HEAD" not in table:
@@ -115,6 +190,26 @@ class Router:
                 # stats row; `routes` lists it once), until a HEAD route of its own replaces it.
                 table["HEAD"] = route
         return added
+
+    def largest_body(self, default: int) -> int | None:
+        """The largest body any route may receive, None when every route receives its body
+        whole under `default` (see HttpProtocol._head_complete). A route taking multipart
+        forms has no total: its upload limits bound it."""
+        cached = self._largest_body
+        if cached is not None and cached[0] == (default, len(self.routes)):
+            return cached[1]
+        largest = self._find_largest_body(default)
+        self._largest_body = ((default, len(self.routes)), largest)
+        return largest
+
+    def _find_largest_body(self, default: int) -> int | None:
+        limits = [default]
+        for route in self.routes:
+            if route.receives_body_itself:
+                if route.takes_form and route.max_body_size is None:
+                    return UNBOUNDED_BODY
+                limits.append(default if route.max_body_size is None else route.max_body_size)
+        return max(limits) if len(limits) > 1 else None
 
     def resolve(self, method: str, path: str) -> tuple[Route | None, dict[str, str] | None, str | None]:
         """Where a request goes, decided here only: (route, raw path parameters or None,

@@ -38,7 +38,7 @@ from ..routing import Route
 from .exchange import Exchange
 from .pool import QueueTimeout
 
-__all__ = ["Executor", "RETRY_AFTER", "failure"]
+__all__ = ["Executor", "Outcome", "RETRY_AFTER", "encode", "failed", "failure", "overloaded"]
 
 logger = logging.getLogger("catzilla.worker")
 
@@ -48,6 +48,9 @@ perf_counter = time.perf_counter  # the clock of an exchange's `started` (CLOCK_
 # second spreads the retries out without making anyone wait long.
 RETRY_AFTER = 1
 _RETRY_HEADERS = {"retry-after": str(RETRY_AFTER)}
+
+# A response and its bytes (None when it streams).
+Outcome = tuple[Response, typing.Optional[bytes]]
 
 # What a handler may raise and still get an answer (a 500): SystemExit too, which must not
 # end the worker. Task cancellation (BaseException) still propagates.
@@ -81,7 +84,7 @@ def answer(exchange: Exchange, response: typing.Any) -> None:
             response = to_response(response)
         data = None if response.streaming else response.encode(exchange.common, exchange.head_only)
     except HANDLER_ERRORS as exc:
-        response, data = failure(exchange, exc)
+        response, data = failed(exchange, exc)
     exchange.connection.complete(exchange, response, data)
 
 
@@ -94,20 +97,35 @@ def common_now(exchange: Exchange) -> bytes:
     return worker.common_keep_alive if exchange.request.http_version == "1.1" else worker.common_keep_alive_10
 
 
-def failure(exchange: Exchange, exc: BaseException) -> tuple[Response, bytes]:
-    """The response, and its bytes, for an exception out of a handler (or out of binding its
-    parameters). Always an answer: if even the error response cannot be built (an
-    HTTPException with a header that would split the response, a detail JSON cannot hold),
-    a plain 500."""
-    route = exchange.route
+def failed(exchange: Exchange, exc: BaseException) -> Outcome:
+    """The response, and its bytes, for an exception out of the exchange's handler (or out
+    of binding its parameters): see `failure`."""
+    return failure(exchange.route, exc, exchange.common, exchange.head_only)
+
+
+def failure(route: Route | None, exc: BaseException, common: bytes, head_only: bool = False) -> Outcome:
+    """The response for an exception out of a handler (or out of binding its parameters).
+    Always an answer: if even the error response cannot be built (an HTTPException with a
+    header that would split the response, a detail JSON cannot hold), a plain 500. (With
+    `common` and `head_only` spelled out: the CPU lane's process has no exchange.)"""
     try:
         response = _failure(route, exc)
-        return response, response.encode(exchange.common, exchange.head_only)
+        return response, response.encode(common, head_only)
     except Exception:
         where = f"{route.method} {route.path}" if route is not None else "request"
         logger.exception("could not build the error response for %s (for %r)", where, exc)
         response = error_response(500, "Internal Server Error")
-        return response, response.encode(exchange.common, exchange.head_only)
+        return response, response.encode(common, head_only)
+
+
+def encode(response: Response, common: bytes, head_only: bool) -> Outcome:
+    """A response and its bytes (None for a stream), for code without an exchange."""
+    return response, (None if response.streaming else response.encode(common, head_only))
+
+
+def overloaded(common: bytes, head_only: bool) -> Outcome:
+    """The 503 of admission control, asking the client to retry after RETRY_AFTER."""
+    return encode(error_response(503, "Service Unavailable", _RETRY_HEADERS), common, head_only)
 
 
 def _failure(route: Route | None, exc: BaseException) -> Response:
@@ -123,6 +141,8 @@ def _failure(route: Route | None, exc: BaseException) -> Response:
 
 
 class Executor:
+    lane: typing.Any = None  # the CPU lane's client (cpu_lane.LaneClient), when one runs
+
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: typing.Any, *, request_timeout: float = 0.0,
                  limit_concurrency: int = 0) -> None:
         self.loop = loop
@@ -152,8 +172,10 @@ class Executor:
             try:
                 kwargs = binding.bind(request)
             except (RequestValidationError, BadRequest) as exc:
-                exchange.connection.complete(exchange, *failure(exchange, exc))
+                exchange.connection.complete(exchange, *failed(exchange, exc))
                 return
+        if route.cpu_bound and self.lane is not None:  # in another process: worker/cpu_lane.py
+            return self.lane.start(self, exchange, kwargs)
         kind = route.kind
         if kind is SYNC:
             exchange.owed = True  # before the job exists: its thread checks it
@@ -179,7 +201,7 @@ class Executor:
                     response = to_response(response)
                 data = None if response.streaming else response.encode(exchange.common, exchange.head_only)
             except HANDLER_ERRORS as exc:
-                response, data = failure(exchange, exc)
+                response, data = failed(exchange, exc)
             finally:
                 inline.request = None
             exchange.connection.complete(exchange, response, data)
@@ -194,6 +216,10 @@ class Executor:
         A chain that may suspend runs as a Task from the start: code in it may rely on a
         current Task (asyncio.timeout, TaskGroup, anyio). One that cannot (hooks and handler
         that never await) is driven right here, in a context of its own, and costs no Task."""
+        if pipeline.direct is not None:  # a plan and nothing around it (pipeline.DirectPlan)
+            exchange.route = pipeline.direct
+            self.start(exchange)
+            return
         context = contextvars.copy_context()
         if refused is not None:
             context.run(refusal.set, refused)
@@ -212,7 +238,7 @@ class Executor:
         except Suspended as suspended:
             yielded = suspended.args[0]
         except HANDLER_ERRORS as exc:  # SystemExit out of a handler: still one answer
-            exchange.connection.complete(exchange, *failure(exchange, exc))
+            exchange.connection.complete(exchange, *failed(exchange, exc))
             return
         else:
             answer(exchange, response)
@@ -265,9 +291,17 @@ class Executor:
             self.tasks -= 1
             answer(exchange, response)
 
+    def deliver_encoded(self, exchange: Exchange, response: Response, data: bytes | None) -> None:
+        """A Task's response already encoded (by the CPU lane), unless answered already."""
+        if exchange.owed:
+            exchange.owed = False
+            exchange.task = None
+            self.tasks -= 1
+            exchange.connection.complete(exchange, response, data)
+
     def deliver_failure(self, exchange: Exchange, exc: BaseException) -> None:
         """What a Task raised (logged, as a 500 is, even when the request has been answered)."""
-        response, data = failure(exchange, exc)
+        response, data = failed(exchange, exc)
         if exchange.owed:
             exchange.owed = False
             exchange.task = None
@@ -276,8 +310,7 @@ class Executor:
 
     def _refuse(self, exchange: Exchange, cause: str) -> None:
         self.refused[cause] += 1
-        response = error_response(503, "Service Unavailable", _RETRY_HEADERS)
-        exchange.connection.complete(exchange, response, response.encode(exchange.common, exchange.head_only))
+        exchange.connection.complete(exchange, *overloaded(exchange.common, exchange.head_only))
 
     def _sync_done(self, exchange: Exchange, error: BaseException | None) -> None:
         """Back on the loop with the exchange _run_sync filled in: its response and bytes,
@@ -407,7 +440,7 @@ def _run_sync(exchange: Exchange, kwargs: dict[str, typing.Any] | None) -> Excha
         exchange.data = None if result.streaming else result.encode(exchange.common, exchange.head_only)
         exchange.response = result
     except HANDLER_ERRORS as exc:
-        exchange.response, exchange.data = failure(exchange, exc)
+        exchange.response, exchange.data = failed(exchange, exc)
     return exchange
 
 
