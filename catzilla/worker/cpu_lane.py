@@ -41,7 +41,7 @@ from ..request import Request
 from ..responses import Response, error_response
 from ..routing import Route
 from .exchange import Exchange
-from .executor import Executor, encode, overloaded
+from .executor import Executor, overloaded
 
 __all__ = ["LaneClient", "JOB", "REPLY", "ACK", "job_frame", "request_from_job", "MAX_META"]
 
@@ -98,9 +98,9 @@ class LaneClient:
         self.stats_slot = stats_slot
         self.in_flight = 0
 
-    def start(self, executor: Executor, exchange: Exchange, kwargs: typing.Any) -> None:
-        """Executor.start's branch for a `cpu_bound` route (`kwargs`: the worker's binding,
-        which only proved the request valid; the lane binds the same data again)."""
+    def start(self, executor: Executor, exchange: Exchange) -> None:
+        """Executor.start's branch for a `cpu_bound` route (the worker's binding only proved
+        the request valid; the lane binds the same data again)."""
         exchange.owed = True
         exchange.task = self.loop.create_task(self._run(executor, exchange))
         executor.tasks += 1
@@ -109,20 +109,21 @@ class LaneClient:
         route, common, head_only = exchange.route, exchange.common, exchange.head_only
         self.in_flight += 1
         try:
-            outcome = await self._call(route, job_frame(route, exchange.request, common, head_only,
-                                                        executor.timeout_of(route)), common, head_only)
+            response, data = await self._call(route, job_frame(route, exchange.request, common, head_only,
+                                                               executor.timeout_of(route)))
         except Refused as refused:
             executor.refused[refused.args[0]] += 1
-            outcome = overloaded(common, head_only)
+            response = overloaded()
+            data = response.encode(common, head_only)
         except (LaneFailure, OSError) as exc:
             logger.error("CPU lane: %s %s got no answer (%s); answered 502", route.method, route.path, exc)
-            outcome = encode(error_response(502, "Bad Gateway"), common, head_only)
+            response = error_response(502, "Bad Gateway")
+            data = response.encode(common, head_only)
         finally:
             self.in_flight -= 1
-        executor.deliver_encoded(exchange, *outcome)
+        executor.deliver_encoded(exchange, response, data)
 
-    async def _call(self, route: Route, frame: bytes, common: bytes,
-                    head_only: bool) -> tuple[Response, bytes]:
+    async def _call(self, route: Route, frame: bytes) -> tuple[Response, bytes]:
         loop = self.loop
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         try:

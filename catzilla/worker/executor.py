@@ -38,7 +38,7 @@ from ..routing import Route
 from .exchange import Exchange
 from .pool import QueueTimeout
 
-__all__ = ["Executor", "Outcome", "RETRY_AFTER", "encode", "failed", "failure", "overloaded"]
+__all__ = ["Executor", "RETRY_AFTER", "failure"]
 
 logger = logging.getLogger("catzilla.worker")
 
@@ -48,9 +48,6 @@ perf_counter = time.perf_counter  # the clock of an exchange's `started` (CLOCK_
 # second spreads the retries out without making anyone wait long.
 RETRY_AFTER = 1
 _RETRY_HEADERS = {"retry-after": str(RETRY_AFTER)}
-
-# A response and its bytes (None when it streams).
-Outcome = tuple[Response, typing.Optional[bytes]]
 
 # What a handler may raise and still get an answer (a 500): SystemExit too, which must not
 # end the worker. Task cancellation (BaseException) still propagates.
@@ -84,8 +81,13 @@ def answer(exchange: Exchange, response: typing.Any) -> None:
             response = to_response(response)
         data = None if response.streaming else response.encode(exchange.common, exchange.head_only)
     except HANDLER_ERRORS as exc:
-        response, data = failed(exchange, exc)
+        response, data = failure(exchange, exc)
     exchange.connection.complete(exchange, response, data)
+
+
+def overloaded() -> Response:
+    """The 503 of admission control (--max-queue, --queue-timeout, --limit-concurrency)."""
+    return error_response(503, "Service Unavailable", _RETRY_HEADERS)
 
 
 def common_now(exchange: Exchange) -> bytes:
@@ -97,35 +99,20 @@ def common_now(exchange: Exchange) -> bytes:
     return worker.common_keep_alive if exchange.request.http_version == "1.1" else worker.common_keep_alive_10
 
 
-def failed(exchange: Exchange, exc: BaseException) -> Outcome:
-    """The response, and its bytes, for an exception out of the exchange's handler (or out
-    of binding its parameters): see `failure`."""
-    return failure(exchange.route, exc, exchange.common, exchange.head_only)
-
-
-def failure(route: Route | None, exc: BaseException, common: bytes, head_only: bool = False) -> Outcome:
-    """The response for an exception out of a handler (or out of binding its parameters).
-    Always an answer: if even the error response cannot be built (an HTTPException with a
-    header that would split the response, a detail JSON cannot hold), a plain 500. (With
-    `common` and `head_only` spelled out: the CPU lane's process has no exchange.)"""
+def failure(exchange: Exchange, exc: BaseException) -> tuple[Response, bytes]:
+    """The response, and its bytes, for an exception out of a handler (or out of binding its
+    parameters). Always an answer: if even the error response cannot be built (an
+    HTTPException with a header that would split the response, a detail JSON cannot hold),
+    a plain 500."""
+    route = exchange.route
     try:
         response = _failure(route, exc)
-        return response, response.encode(common, head_only)
+        return response, response.encode(exchange.common, exchange.head_only)
     except Exception:
         where = f"{route.method} {route.path}" if route is not None else "request"
         logger.exception("could not build the error response for %s (for %r)", where, exc)
         response = error_response(500, "Internal Server Error")
-        return response, response.encode(common, head_only)
-
-
-def encode(response: Response, common: bytes, head_only: bool) -> Outcome:
-    """A response and its bytes (None for a stream), for code without an exchange."""
-    return response, (None if response.streaming else response.encode(common, head_only))
-
-
-def overloaded(common: bytes, head_only: bool) -> Outcome:
-    """The 503 of admission control, asking the client to retry after RETRY_AFTER."""
-    return encode(error_response(503, "Service Unavailable", _RETRY_HEADERS), common, head_only)
+        return response, response.encode(exchange.common, exchange.head_only)
 
 
 def _failure(route: Route | None, exc: BaseException) -> Response:
@@ -172,10 +159,10 @@ class Executor:
             try:
                 kwargs = binding.bind(request)
             except (RequestValidationError, BadRequest) as exc:
-                exchange.connection.complete(exchange, *failed(exchange, exc))
+                exchange.connection.complete(exchange, *failure(exchange, exc))
                 return
         if route.cpu_bound and self.lane is not None:  # in another process: worker/cpu_lane.py
-            return self.lane.start(self, exchange, kwargs)
+            return self.lane.start(self, exchange)
         kind = route.kind
         if kind is SYNC:
             exchange.owed = True  # before the job exists: its thread checks it
@@ -201,7 +188,7 @@ class Executor:
                     response = to_response(response)
                 data = None if response.streaming else response.encode(exchange.common, exchange.head_only)
             except HANDLER_ERRORS as exc:
-                response, data = failed(exchange, exc)
+                response, data = failure(exchange, exc)
             finally:
                 inline.request = None
             exchange.connection.complete(exchange, response, data)
@@ -238,7 +225,7 @@ class Executor:
         except Suspended as suspended:
             yielded = suspended.args[0]
         except HANDLER_ERRORS as exc:  # SystemExit out of a handler: still one answer
-            exchange.connection.complete(exchange, *failed(exchange, exc))
+            exchange.connection.complete(exchange, *failure(exchange, exc))
             return
         else:
             answer(exchange, response)
@@ -291,17 +278,13 @@ class Executor:
             self.tasks -= 1
             answer(exchange, response)
 
-    def deliver_encoded(self, exchange: Exchange, response: Response, data: bytes | None) -> None:
-        """A Task's response already encoded (by the CPU lane), unless answered already."""
-        if exchange.owed:
-            exchange.owed = False
-            exchange.task = None
-            self.tasks -= 1
-            exchange.connection.complete(exchange, response, data)
-
     def deliver_failure(self, exchange: Exchange, exc: BaseException) -> None:
         """What a Task raised (logged, as a 500 is, even when the request has been answered)."""
-        response, data = failed(exchange, exc)
+        self.deliver_encoded(exchange, *failure(exchange, exc))
+
+    def deliver_encoded(self, exchange: Exchange, response: Response, data: bytes) -> None:
+        """A Task's response already encoded (a failure's, the CPU lane's bytes), unless the
+        request has been answered already (timed out)."""
         if exchange.owed:
             exchange.owed = False
             exchange.task = None
@@ -310,7 +293,8 @@ class Executor:
 
     def _refuse(self, exchange: Exchange, cause: str) -> None:
         self.refused[cause] += 1
-        exchange.connection.complete(exchange, *overloaded(exchange.common, exchange.head_only))
+        response = overloaded()
+        exchange.connection.complete(exchange, response, response.encode(exchange.common, exchange.head_only))
 
     def _sync_done(self, exchange: Exchange, error: BaseException | None) -> None:
         """Back on the loop with the exchange _run_sync filled in: its response and bytes,
@@ -440,7 +424,7 @@ def _run_sync(exchange: Exchange, kwargs: dict[str, typing.Any] | None) -> Excha
         exchange.data = None if result.streaming else result.encode(exchange.common, exchange.head_only)
         exchange.response = result
     except HANDLER_ERRORS as exc:
-        exchange.response, exchange.data = failed(exchange, exc)
+        exchange.response, exchange.data = failure(exchange, exc)
     return exchange
 
 

@@ -36,7 +36,8 @@ from ..kinds import HandlerKind
 from ..responses import Response, error_response, to_response
 from ..stats import ROLE_LANE
 from .cpu_lane import ACK, JOB, MAX_META, REPLY, request_from_job
-from .executor import HANDLER_ERRORS, encode, failure, invoke
+from .exchange import Exchange
+from .executor import HANDLER_ERRORS, failure, invoke
 
 __all__ = ["serve_lane", "lane_needed", "EXIT_LANE_NOT_NEEDED"]
 
@@ -192,7 +193,7 @@ class Lane:
             logger.warning("CPU lane: the handler for %s ran past its timeout of %g s; stopped "
                            "(its request is answered 504)", meta.get("key"), meta.get("timeout"))
             status, cpu, wall = 504, 0.0, 0.0
-            data = encode(error_response(504, "Gateway Timeout"), meta["common"].encode("latin-1"), meta["head"])[1]
+            data = error_response(504, "Gateway Timeout").encode(meta["common"].encode("latin-1"), meta["head"])
         if self.slot is not None:
             self.slot.end(-1, started, status, 0, 0)
         if data is not None:
@@ -209,7 +210,8 @@ class Lane:
         route = self.routes.get(meta["key"])
         if route is None:  # a worker of another generation (a reload in progress)
             logger.warning("CPU lane: no def route %s in this generation of the app", meta["key"])
-            response, data = encode(Response(None, 503, {"retry-after": "1"}), common, head_only)
+            response = Response(None, 503, {"retry-after": "1"})
+            data = response.encode(common, head_only)
             return None, response.status_code, data, 0.0, 0.0  # type: ignore[return-value]
         request = request_from_job(meta, body)
         timeout = float(meta["timeout"] or 0)
@@ -227,9 +229,10 @@ class Lane:
                 if response.streaming:
                     raise RuntimeError("a streaming response cannot cross the CPU lane's process "
                                        "boundary; return the whole body, or drop cpu_bound=True")
-                response, data = encode(response, common, head_only)
+                data = response.encode(common, head_only)
             except HANDLER_ERRORS as exc:
-                response, data = failure(route, exc, common, head_only)
+                # Answered as the worker answers it (no connection here: nothing else is read).
+                response, data = failure(Exchange(None, request, route, common, head_only, True, -1, 0.0), exc)
         finally:
             if timeout > 0:
                 signal.setitimer(signal.ITIMER_REAL, 0)

@@ -27,7 +27,7 @@ from ..forms import FormError, MultipartReceiver
 from ..request import Request
 from ..responses import Response, error_response
 from .exchange import Exchange
-from .executor import failed
+from .executor import failure
 from .reception import CONTINUE, METHODS, BodyReception
 from .sendfile import send_parts
 
@@ -477,7 +477,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             try:
                 response = probes[path]()
             except Exception as exc:  # a failed probe still answers its request
-                self.complete(exchange, *failed(exchange, exc))
+                self.complete(exchange, *failure(exchange, exc))
                 return
         else:
             unmatched = worker.app.unmatched_pipeline
@@ -585,7 +585,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         try:
             start = response.encode_start(common, chunked)  # type: ignore[attr-defined]
         except Exception as exc:  # e.g. a header with a line break: nothing is sent yet
-            response, data = failed(exchange, exc)
+            response, data = failure(exchange, exc)
             transport.write(data)
             self.streamed = len(data)
             if self.stats_slot is not None:
@@ -642,8 +642,8 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             status, head, parts, file = response.plan(  # type: ignore[attr-defined]
                 request.headers, request.method, common, config.max_ranges)
         except Exception as exc:  # no file, a directory: nothing is sent yet
-            refusal, data = failed(exchange, exc)
-            status, head, parts = refusal.status_code, data, []  # type: ignore[assignment]
+            failed, data = failure(exchange, exc)
+            status, head, parts = failed.status_code, data, []  # type: ignore[assignment]
         self.transport.write(head)
         sent = len(head)
         try:
