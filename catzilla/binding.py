@@ -116,10 +116,12 @@ class Binding:
                 annotation = typing.Any
             default = parameter.default
             marker = default if isinstance(default, Param) else None
-            if annotation is Request or (
+            # Request, or a subclass of it (a WebSocket handler's first parameter).
+            is_request = inspect.isclass(annotation) and issubclass(annotation, Request)
+            if is_request or (
                 index == 0 and marker is None and parameter.name not in path_names
                 and parameter.kind != parameter.KEYWORD_ONLY
-                and annotation in (typing.Any, Request) and default is inspect.Parameter.empty
+                and annotation is typing.Any and default is inspect.Parameter.empty
             ):
                 if index == 0 and parameter.kind != parameter.KEYWORD_ONLY:
                     self.pass_request = True

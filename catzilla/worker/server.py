@@ -29,7 +29,10 @@ from .metrics import render_prometheus
 from .monitor import LoopMonitor
 from .executor import Executor
 from .pool import QUEUE_PER_THREAD, ThreadPool, thread_stacks
+from .forwarded import TrustedProxies
 from .protocol import HttpProtocol
+from .tls import server_context
+from .websocket import WebSocketConnection
 
 if typing.TYPE_CHECKING:
     from ..app import Catzilla
@@ -66,6 +69,10 @@ class Worker:
         self.sockets = sockets
         self.supervisor = supervisor
         self.connections: set[HttpProtocol] = set()
+        self.websockets: set[WebSocketConnection] = set()
+        self.proxies = TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
+        # Catzilla(root_path=) wins over --root-path (FastAPI's rule); decided at serve().
+        self.root_path = getattr(app, "root_path", "") or config.root_path
         self.draining = False
         # Answer with `connection: close`: while draining, or always with --keep-alive-timeout 0.
         self.close_connections = config.keep_alive_timeout == 0
@@ -128,14 +135,19 @@ class Worker:
         self._fault_log = open(config.log_file, "a") if config.log_file else sys.stderr
         faulthandler.enable(file=self._fault_log, all_threads=True)
         self._tick()
+        if self.root_path and not getattr(self.app, "root_path", ""):
+            self.app.root_path = self.root_path  # what request.url, url_for and OpenAPI read
         await self.app.startup()
         self.access.decide()  # the startup hooks may have set up logging of their own
         # Everything imported and built so far lives as long as the worker: move it out of
         # the collector's sight, so full collections scan only what requests create.
         gc.freeze()
         sockets = self.sockets
+        tls = server_context(config)
         for sock in sockets:
-            server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=config.backlog)
+            # A TLS handshake is part of sending the head: --header-timeout bounds it.
+            server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=config.backlog,
+                                              ssl=tls, ssl_handshake_timeout=config.header_timeout if tls else None)
             self._servers.append(server)
         self.started = True
         if config.loop_block_threshold > 0:
@@ -232,6 +244,8 @@ class Worker:
         connections = list(self.connections)
         for connection in connections:
             connection.check_timeouts(now)
+        for websocket in list(self.websockets):
+            websocket.check_timeouts(now)
         self.executor.expire(connections, TICK)
         self.executor.report()
         self._check_pool()
@@ -274,19 +288,21 @@ class Worker:
         loop = self.loop
         for server in self._servers:
             server.close()
+        for websocket in list(self.websockets):
+            websocket.going_away()  # 1001: their clients reconnect, to a worker that serves
         deadline = loop.time() + self.config.graceful_timeout
         # Connections are not closed here: each answers its next request with `connection:
         # close`, and an idle one is closed by the tick when its keep-alive time is up, as
         # always. Closing idle ones at once would race clients that reuse them (and lose
         # their requests); the graceful timeout bounds the wait.
-        while loop.time() < deadline and self.connections:
+        while loop.time() < deadline and (self.connections or self.websockets):
             await asyncio.sleep(0.05)
         remaining = max(0.0, deadline - loop.time())
         try:
             await asyncio.wait_for(self.runner.wait_idle(), remaining)
         except asyncio.TimeoutError:
             logger.warning("graceful timeout: %d background tasks did not finish", self.runner.pending)
-        for connection in list(self.connections):
+        for connection in [*self.connections, *self.websockets]:
             if connection.transport is not None:
                 connection.transport.abort()
         if self.connections:
