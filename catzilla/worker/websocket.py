@@ -382,10 +382,10 @@ class WebSocketConnection(asyncio.Protocol):
             if self.ping_timeout and now - self.ping_sent_at >= self.ping_timeout:
                 logger.info("WebSocket %s: no pong within %g s (--ws-ping-timeout); closing",
                             self.request.path, self.ping_timeout)
-                self.ws.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-                self._flush()
                 self._closed(CloseCode.ABNORMAL_CLOSURE, "keepalive ping timeout")
-                transport.abort()
+                self.ws.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                self.close_sent_at = now  # a peer that takes not even the close is aborted
+                self._flush()
             return
         if self.ping_interval and now - self.last_seen >= self.ping_interval and self.ws.state is OPEN:
             self.ping_payload = os.urandom(4)
@@ -396,7 +396,8 @@ class WebSocketConnection(asyncio.Protocol):
 
 
 def _our_server_header(response: HandshakeResponse) -> None:
-    del response.headers["Server"]  # the library's name and version: ours, as on every response
+    if "Server" in response.headers:  # the library's name and version: ours, as on every response
+        del response.headers["Server"]
     response.headers["Server"] = "catzilla"
 
 
