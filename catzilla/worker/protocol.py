@@ -400,7 +400,8 @@ class HttpProtocol(asyncio.Protocol):
         and the root path a request may still carry (Starlette's get_route_path)."""
         if self.tls:
             request.scheme = "https"
-        if self.trusted:
+        if self.trusted and ("x-forwarded-for" in header_map or "forwarded" in header_map
+                             or "x-forwarded-proto" in header_map):
             self.worker.proxies.apply(request, header_map)
         root = self.worker.root_path
         if root:
