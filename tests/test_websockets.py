@@ -334,3 +334,15 @@ def test_websocket_endpoints_must_be_async():
         @app.websocket("/ws")
         def sync(websocket):
             pass
+
+
+def test_a_handler_that_never_accepts_is_answered_504_after_the_request_timeout():
+    with run_server("edge_app:app", "--request-timeout", "1") as server:
+        async def go():
+            with pytest.raises(InvalidStatus) as refused:
+                async with websockets.connect(ws_url(server, "/ws/never-accepts"), open_timeout=10):
+                    pass
+            return refused.value.response.status_code
+        started = time.monotonic()
+        assert run(go()) == 504
+        assert time.monotonic() - started < 4

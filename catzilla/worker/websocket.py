@@ -88,7 +88,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.fragment_text = False
         self.decoder = codecs.getincrementaldecoder("utf-8")()
         self.disconnect: dict[str, typing.Any] | None = None  # the message once closed
-        self.last_seen = self.loop.time()
+        self.opened = self.last_seen = self.loop.time()
         self.ping_sent_at = 0.0  # awaiting its pong since then (0: not awaiting)
         self.ping_payload = b""
         self.close_sent_at = 0.0
@@ -372,7 +372,18 @@ class WebSocketConnection(asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         """About once a second (the worker's tick): pings, and peers that went silent."""
         transport = self.transport
-        if transport is None or not self.accepted:
+        if transport is None:
+            return
+        if not self.accepted:
+            # The handshake is a request whose answer is owed: a handler that neither
+            # accepts nor refuses within --request-timeout gets it answered 504.
+            limit = self.worker.config.request_timeout
+            if not self.responded and limit and now - self.opened >= limit:
+                logger.warning("WebSocket %s: the handler did not accept within %g s (--request-timeout)",
+                               self.request.path, limit)
+                self._respond(self.ws.reject(504, "Gateway Timeout\n"))
+                if self.task is not None:
+                    self.task.cancel()
             return
         if self.close_sent_at:
             if self.ping_timeout and now - self.close_sent_at >= self.ping_timeout:

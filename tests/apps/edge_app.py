@@ -98,3 +98,8 @@ async def routed(websocket: WebSocket, token: str):
     await websocket.accept()
     await websocket.send_text(f"token={token}")
 app.include_router(router)
+
+
+@app.websocket("/ws/never-accepts")
+async def never_accepts(websocket: WebSocket):
+    await asyncio.sleep(3600)
