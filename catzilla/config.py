@@ -271,8 +271,8 @@ class Config:
             _split_bind(address)
         if self.ssl_cert_reqs not in (0, 1, 2):
             raise ValueError(f"ssl-cert-reqs is 0, 1 or 2, got {self.ssl_cert_reqs}")
-        if bool(self.ssl_keyfile) != bool(self.ssl_certfile):
-            raise ValueError("TLS needs both --ssl-keyfile and --ssl-certfile")
+        if self.ssl_keyfile and not self.ssl_certfile:  # a certfile may hold the key too
+            raise ValueError("--ssl-keyfile needs --ssl-certfile")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ValueError(f"root-path starts with '/' and does not end with one, got {self.root_path!r}")
 
