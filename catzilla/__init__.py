@@ -8,6 +8,7 @@ from .routers import APIRouter, Router, RouterGroup
 from .responses import (
     HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse,
 )
+from .websockets import WebSocket, WebSocketDisconnect  # as FastAPI exports them
 
 __version__ = "0.3.0.dev0"
 
@@ -15,5 +16,5 @@ __all__ = [
     "Catzilla", "Request", "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse",
     "StreamingResponse", "Query", "Path", "Header", "Cookie", "Body", "Form", "File",
     "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
-    "Router", "APIRouter", "RouterGroup",
+    "Router", "APIRouter", "RouterGroup", "WebSocket", "WebSocketDisconnect",
 ]
