@@ -346,3 +346,20 @@ def test_a_handler_that_never_accepts_is_answered_504_after_the_request_timeout(
         started = time.monotonic()
         assert run(go()) == 504
         assert time.monotonic() - started < 4
+
+
+def test_stop_cancels_a_handler_that_waits_on_something_else():
+    with run_server("edge_app:app") as server:
+        async def go():
+            with pytest.raises(InvalidStatus) as refused:
+                async with websockets.connect(ws_url(server, "/ws/never-accepts"), open_timeout=10):
+                    pass
+            return refused.value.response.status_code
+        async def connect_then_stop():
+            attempt = asyncio.ensure_future(go())
+            await asyncio.sleep(0.5)
+            server.proc.send_signal(signal.SIGTERM)
+            return await attempt
+        assert run(connect_then_stop()) == 503  # refused as the worker drains
+        assert server.proc.wait(10) == 0
+        assert "Task was destroyed" not in server.logs()

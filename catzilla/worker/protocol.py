@@ -58,6 +58,7 @@ class WorkerInterface(typing.Protocol):
     unmatched_index: int  # the stats row of requests no route answered
     connections: set["HttpProtocol"]
     websockets: set[WebSocketConnection]  # connections upgraded to WebSockets
+    websocket_handlers: set[asyncio.Task[None]]  # their handlers' Tasks
     proxies: typing.Any  # TrustedProxies (catzilla.worker.forwarded), None with --no-proxy-headers
     root_path: str  # the app's root path (stripped from a request path that carries it)
     close_connections: bool  # answer with `connection: close` (draining, --keep-alive-timeout 0)

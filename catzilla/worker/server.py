@@ -70,6 +70,7 @@ class Worker:
         self.supervisor = supervisor
         self.connections: set[HttpProtocol] = set()
         self.websockets: set[WebSocketConnection] = set()
+        self.websocket_handlers: set[asyncio.Task[None]] = set()  # their handlers' Tasks
         self.proxies = TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
         # Catzilla(root_path=) wins over --root-path (FastAPI's rule); decided at serve().
         self.root_path = getattr(app, "root_path", "") or config.root_path
@@ -308,6 +309,12 @@ class Worker:
         if self.connections:
             logger.warning("graceful timeout: closed %d connections with requests still running",
                            len(self.connections))
+        # WebSocket handlers still running after their connection closed (awaiting something
+        # else than the socket): cancelled, so that they can clean up before the loop ends.
+        for task in list(self.websocket_handlers):
+            task.cancel()
+        if self.websocket_handlers:
+            await asyncio.wait(list(self.websocket_handlers), timeout=max(0.0, deadline - loop.time()) or 0.1)
         await self.app.shutdown()
         if self.monitor is not None:
             self.monitor.stop()

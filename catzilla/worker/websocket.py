@@ -125,7 +125,10 @@ class WebSocketConnection(asyncio.Protocol):
             return
         self.handshake = response
         socket = WebSocket.from_request(self.request, self.receive, self.send)
-        self.task = self.loop.create_task(self._run(socket))
+        self.task = task = self.loop.create_task(self._run(socket))
+        handlers = self.worker.websocket_handlers  # for the worker to cancel when it stops
+        handlers.add(task)
+        task.add_done_callback(handlers.discard)
 
     async def _run(self, socket: WebSocket) -> None:
         route = self.route
