@@ -201,3 +201,12 @@ def test_a_tls_handshake_that_never_comes_is_dropped(certificate):
             started = time.monotonic()
             assert sock.recv(1) == b""  # no ClientHello: closed
             assert time.monotonic() - started < 5
+
+
+def test_a_unix_socket_peer_is_trusted(tmp_path):
+    path = str(tmp_path / "edge.sock")
+    with run_server("edge_app:app", "--uds", path, "--forwarded-allow-ips", "10.9.9.9"):
+        transport = httpx.HTTPTransport(uds=path)
+        with httpx.Client(transport=transport) as client:
+            answer = client.get("http://proxy/where", headers=FORGED).json()
+    assert answer["client"] == ["203.0.113.7", 0] and answer["scheme"] == "https"

@@ -363,3 +363,23 @@ def test_stop_cancels_a_handler_that_waits_on_something_else():
         assert run(connect_then_stop()) == 503  # refused as the worker drains
         assert server.proc.wait(10) == 0
         assert "Task was destroyed" not in server.logs()
+
+
+def test_a_flood_of_messages_comes_back_whole_and_in_order(server):
+    async def go():
+        async with websockets.connect(ws_url(server, "/ws/echo")) as ws:
+            for i in range(2000):  # far past --ws-max-queue: reading pauses and resumes
+                await ws.send(f"n{i}")
+            return [await ws.recv() for _ in range(2000)]
+    assert run(go()) == [f"n{i}" for i in range(2000)]
+
+
+def test_permessage_deflate_is_offered_unless_turned_off(server):
+    async def extensions(url):
+        async with websockets.connect(url) as ws:
+            await ws.send("a" * 1000)
+            assert await ws.recv() == "a" * 1000
+            return [type(e).__name__ for e in ws.protocol.extensions]
+    assert run(extensions(ws_url(server, "/ws/echo"))) == ["PerMessageDeflate"]
+    with run_server("edge_app:app", "--no-ws-per-message-deflate") as plain:
+        assert run(extensions(ws_url(plain, "/ws/echo"))) == []
