@@ -74,6 +74,9 @@ class Worker:
         self.proxies = TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
         # Catzilla(root_path=) wins over --root-path (FastAPI's rule); decided at serve().
         self.root_path = getattr(app, "root_path", "") or config.root_path
+        if self.root_path and not getattr(app, "root_path", ""):
+            # Set before the app prepares (build) and starts: request.url, OpenAPI read it.
+            app.root_path = self.root_path
         self.draining = False
         # Answer with `connection: close`: while draining, or always with --keep-alive-timeout 0.
         self.close_connections = config.keep_alive_timeout == 0
@@ -136,8 +139,6 @@ class Worker:
         self._fault_log = open(config.log_file, "a") if config.log_file else sys.stderr
         faulthandler.enable(file=self._fault_log, all_threads=True)
         self._tick()
-        if self.root_path and not getattr(self.app, "root_path", ""):
-            self.app.root_path = self.root_path  # what request.url, url_for and OpenAPI read
         await self.app.startup()
         self.access.decide()  # the startup hooks may have set up logging of their own
         # Everything imported and built so far lives as long as the worker: move it out of
