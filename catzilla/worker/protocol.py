@@ -416,9 +416,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def _upgrade(self, request: Request, keep_alive: bool) -> None:
         """An Upgrade (or CONNECT) request is complete as far as httptools goes: it stops
-        there and skips the body. Nothing is honoured yet, so the request is served as an
-        ordinary one (RFC 9110 7.8 lets a server ignore Upgrade). A WebSocket handshake
-        will be accepted here, taking the transport over."""
+        there and skips the body. A WebSocket handshake for a WebSocket route, arriving with
+        nothing ahead of it on the connection, takes the transport over; anything else is
+        served as an ordinary request (RFC 9110 7.8 lets a server ignore Upgrade)."""
         header_map = request._header_map or {}
         if request.method == "CONNECT":
             # What follows is a tunnel's bytes, never requests: answer, then close.
@@ -440,8 +440,8 @@ class HttpProtocol(asyncio.Protocol):
             self._dispatch(request, keep_alive)
 
     def _websocket_route(self, request: Request) -> typing.Any:
-        table = self.worker.app.websocket_router
-        if not table.routes:
+        table = getattr(self.worker.app, "websocket_router", None)
+        if table is None or not table.routes:
             return None
         route, params, _ = table.resolve("GET", request.path)
         if route is not None and params is not None:
