@@ -2,19 +2,19 @@
 from .app import Catzilla
 from .datastructures import Headers, QueryParams, UploadFile
 from .errors import HTTPException, RequestValidationError
-from .params import Body, Cookie, File, Form, Header, Path, Query
+from .params import Body, Cookie, Depends, File, Form, Header, Path, Query
 from .request import Request
 from .routers import APIRouter, Router, RouterGroup
 from .responses import (
     HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse,
 )
-from .websockets import WebSocket, WebSocketDisconnect  # as FastAPI exports them
+from .websockets import WebSocket, WebSocketDisconnect, WebSocketException  # as FastAPI exports them
 
 __version__ = "0.3.0.dev0"
 
 __all__ = [
     "Catzilla", "Request", "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse",
-    "StreamingResponse", "Query", "Path", "Header", "Cookie", "Body", "Form", "File",
+    "StreamingResponse", "Query", "Path", "Header", "Cookie", "Body", "Form", "File", "Depends",
     "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
-    "Router", "APIRouter", "RouterGroup", "WebSocket", "WebSocketDisconnect",
+    "Router", "APIRouter", "RouterGroup", "WebSocket", "WebSocketDisconnect", "WebSocketException",
 ]

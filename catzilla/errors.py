@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 import typing
 
-__all__ = ["HTTPException", "RequestValidationError", "describe_validation_error"]
+__all__ = ["HTTPException", "RequestValidationError", "DefinitionError", "describe_validation_error",
+           "pydantic_errors"]
 
 
 class HTTPException(Exception):
@@ -27,12 +28,34 @@ class HTTPException(Exception):
         self.headers = dict(headers) if headers else None
 
 
-class RequestValidationError(Exception):
-    """Parameters that failed validation: answered with 422 and every error found."""
+class ErrorList(list):  # type: ignore[type-arg]
+    """The errors of a RequestValidationError: a list, and callable as FastAPI's
+    `exc.errors()` is, so exception handlers written for either work."""
 
-    def __init__(self, errors: list[dict[str, typing.Any]]) -> None:
+    def __call__(self) -> list[dict[str, typing.Any]]:
+        return self
+
+
+class RequestValidationError(Exception):
+    """Parameters that failed validation: answered with 422 and every error found
+    (`exc.errors`, or `exc.errors()` as in FastAPI)."""
+
+    def __init__(self, errors: list[dict[str, typing.Any]], *, body: typing.Any = None) -> None:
         super().__init__(errors)
-        self.errors = errors
+        self.errors = ErrorList(errors)
+        self.body = body
+
+
+class DefinitionError(TypeError):
+    """A route or dependency declared in a way that cannot be served: raised when it is
+    registered (never at the first request), naming the handler and the parameter."""
+
+
+def json_invalid(exc: Exception) -> RequestValidationError:
+    return RequestValidationError([{
+        "type": "json_invalid", "loc": ["body"], "msg": "JSON decode error",
+        "input": {}, "ctx": {"error": str(exc)},
+    }])
 
 
 def missing(loc: list[typing.Any]) -> dict[str, typing.Any]:
@@ -50,6 +73,8 @@ _CONSTRAINTS: list[tuple[re.Pattern[str], str, str, typing.Callable[[str], typin
      "Input should be less than or equal to {}", lambda v: _number(v)),
     (re.compile(r"Expected `\w+` < (\S+)"), "less_than",
      "Input should be less than {}", lambda v: _number(v)),
+    (re.compile(r"Expected `\w+` that's a multiple of (\S+)"), "multiple_of",
+     "Input should be a multiple of {}", lambda v: _number(v)),
     (re.compile(r"Expected `str` of length >= (\d+)"), "string_too_short",
      "String should have at least {} characters", int),
     (re.compile(r"Expected `str` of length <= (\d+)"), "string_too_long",
@@ -60,7 +85,7 @@ _CONSTRAINTS: list[tuple[re.Pattern[str], str, str, typing.Callable[[str], typin
 _CTX_KEYS = {
     "greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le",
     "less_than": "lt", "string_too_short": "min_length", "string_too_long": "max_length",
-    "string_pattern_mismatch": "pattern",
+    "string_pattern_mismatch": "pattern", "multiple_of": "multiple_of",
 }
 _TYPES = {
     "int": ("int_parsing", "Input should be a valid integer, unable to parse string as an integer"),
@@ -140,3 +165,18 @@ def describe_validation_error(
         kind, text = _TYPES.get(name, (f"{name}_type", f"Input should be a valid {name}"))
         return {"type": kind, "loc": loc + inner, "msg": text, "input": value}
     return {"type": "value_error", "loc": loc + inner, "msg": _AT.sub("", message), "input": value}
+
+
+def pydantic_errors(errors: list[typing.Any], loc: list[typing.Any]) -> list[dict[str, typing.Any]]:
+    """pydantic's `ValidationError.errors()` in FastAPI's shape, under `loc` (["body"]):
+    pydantic v2 already speaks it, except for the url and ctx values JSON cannot hold."""
+    shaped = []
+    for error in errors:
+        entry = {"type": error["type"], "loc": loc + list(error["loc"]), "msg": error["msg"],
+                 "input": error.get("input")}
+        ctx = error.get("ctx")
+        if ctx:
+            entry["ctx"] = {key: value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+                            for key, value in ctx.items()}
+        shaped.append(entry)
+    return shaped

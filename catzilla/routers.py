@@ -22,7 +22,9 @@ import bisect
 import inspect
 import typing
 
+from .mounts import middleware_instance  # a pure ASGI middleware class gets its adapter
 from .pipeline import Layer
+from .returns import DEFAULT
 
 __all__ = ["Router", "APIRouter", "RouterGroup", "RouteDefinition", "join_path", "WEBSOCKET"]
 
@@ -59,13 +61,26 @@ class RouteDefinition:
         self.options, self.layers, self.tags = options, layers, tags
 
 
+_ROUTE_DEFAULTS = {"name": None, "status_code": None, "response_class": None, "responses": None,
+                   "tags": None, "summary": None, "description": None, "deprecated": None,
+                   "include_in_schema": True, "dependencies": None, "middleware": None, "timeout": None,
+                   "cpu_bound": False}
+
+
+def _given(arguments: dict[str, typing.Any]) -> dict[str, typing.Any]:
+    """A decorator's route keywords that differ from their defaults."""
+    return {key: value for key, value in arguments.items()
+            if (key == "response_model" and value is not DEFAULT)
+            or (key in _ROUTE_DEFAULTS and value is not _ROUTE_DEFAULTS[key])}
+
+
 def route_layer(middleware: typing.Iterable[typing.Any] | None) -> Layer:
     """A route's own `middleware=[...]`: wrapping middleware (anything with `dispatch`, or a
     Middleware spec) and, as in Catzilla 0.2.3, plain callables `(request) -> Response |
     None` that run before the handler."""
     layer = Layer()
     for item in middleware or ():
-        if hasattr(item, "dispatch") or hasattr(item, "build"):
+        if hasattr(item, "dispatch") or hasattr(item, "build") or isinstance(item, type):  # a class: pure ASGI
             layer.middleware.append(built(item, None))
         elif callable(item):
             layer.before.append(item)
@@ -74,11 +89,21 @@ def route_layer(middleware: typing.Iterable[typing.Any] | None) -> Layer:
     return layer
 
 
+def with_dependencies(options: dict[str, typing.Any], *outer: typing.Sequence[typing.Any] | None) -> dict[str, typing.Any]:
+    """A copy of a route's options with `outer` dependencies (a router's, an include's) run
+    before its own."""
+    options = dict(options)
+    options["dependencies"] = [d for deps in outer for d in deps or ()] + list(options.get("dependencies") or [])
+    return options
+
+
 def built(middleware: typing.Any, app: typing.Any) -> typing.Any:
     """A middleware object from a `Middleware(cls, **options)` spec, a class, or an object."""
     if isinstance(middleware, type):
-        return middleware(app)
+        return middleware_instance(middleware, app, (), {})
     if hasattr(middleware, "build") and not hasattr(middleware, "dispatch"):
+        if isinstance(getattr(middleware, "cls", None), type):  # Middleware(cls, ...)
+            return middleware_instance(middleware.cls, app, middleware.args, middleware.options)
         return middleware.build(app)
     return middleware
 
@@ -99,9 +124,20 @@ class Scope:
                   methods: typing.Iterable[str] = ("GET",), **options: typing.Any) -> typing.Any:
         raise NotImplementedError
 
-    def route(self, path: str, methods: typing.Iterable[str] = ("GET",),
-              **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+    def route(self, path: str, methods: typing.Iterable[str] = ("GET",), *, name: str | None = None, status_code: int | None = None,
+              response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+              responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+              summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+              include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+              middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+              cpu_bound: bool = False,
+              ) -> typing.Callable[[Handler], Handler]:
+        """Register the decorated handler for `path` and `methods`. The keywords are FastAPI's
+        (`status_code=` the default status, `response_model=` the shape of the JSON,
+        `dependencies=` run before the handler, the rest for OpenAPI), plus Catzilla's
+        `middleware=`, `timeout=` (seconds, 0: none) and `cpu_bound=`."""
         methods = [methods] if isinstance(methods, str) else list(methods)
+        options = _given(locals())
 
         def register(handler: Handler) -> Handler:
             self.add_route(path, handler, methods, **options)
@@ -109,30 +145,78 @@ class Scope:
 
         return register
 
-    def api_route(self, path: str, methods: typing.Iterable[str] = ("GET",),
-                  **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, methods, **options)
+    def api_route(self, path: str, methods: typing.Iterable[str] = ("GET",), *, name: str | None = None, status_code: int | None = None,
+                  response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+                  responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+                  summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+                  include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+                  middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+                  cpu_bound: bool = False,
+                  ) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, methods, **_given(locals()))
 
-    def get(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["GET"], **options)
+    def get(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["GET"], **_given(locals()))
 
-    def post(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["POST"], **options)
+    def post(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["POST"], **_given(locals()))
 
-    def put(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["PUT"], **options)
+    def put(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["PUT"], **_given(locals()))
 
-    def patch(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["PATCH"], **options)
+    def patch(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["PATCH"], **_given(locals()))
 
-    def delete(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["DELETE"], **options)
+    def delete(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["DELETE"], **_given(locals()))
 
-    def head(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["HEAD"], **options)
+    def head(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["HEAD"], **_given(locals()))
 
-    def options(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["OPTIONS"], **options)
+    def options(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["OPTIONS"], **_given(locals()))
 
     def websocket(self, path: str, name: str | None = None) -> typing.Callable[[Handler], Handler]:
         """`@app.websocket("/ws/{room}") async def ws(websocket: WebSocket, room: str)`:
@@ -157,7 +241,7 @@ class Scope:
     def add_middleware(self, middleware_class: type, *args: typing.Any, **options: typing.Any) -> None:
         """Starlette's rule: the middleware added last is the outermost. Built here, once
         (bad options fail at import, and every route of the layer shares the instance)."""
-        self.layer.middleware.insert(0, middleware_class(self.owner(), *args, **options))
+        self.layer.middleware.insert(0, middleware_instance(middleware_class, self.owner(), args, options))
 
     def owner(self) -> typing.Any:
         """What a middleware built here gets as its `app`: the app, or None on a router."""
@@ -279,16 +363,18 @@ class Router(Scope):
         methods = [methods] if isinstance(methods, str) else [m.upper() for m in methods]
         tags = list(options.pop("tags", None) or [])
         layer = route_layer(options.pop("middleware", None))
+        options["dependencies"] = self.dependencies + list(options.get("dependencies") or [])
         self.definitions.append(RouteDefinition(join_path(self.prefix, path), methods, endpoint,
                                                 options, [self.layer, layer], self.tags + tags))
 
     def include_router(self, router: "Router", prefix: str = "", *,
-                       tags: typing.Iterable[str] | None = None) -> None:
+                       tags: typing.Iterable[str] | None = None,
+                       dependencies: typing.Sequence[typing.Any] | None = None) -> None:
         for definition in router.definitions:
             self.definitions.append(RouteDefinition(
                 join_path(self.prefix + prefix, definition.path), definition.methods,
-                definition.endpoint, dict(definition.options), [self.layer, *definition.layers],
-                self.tags + list(tags or []) + definition.tags))
+                definition.endpoint, with_dependencies(definition.options, self.dependencies, dependencies),
+                [self.layer, *definition.layers], self.tags + list(tags or []) + definition.tags))
 
     include_group = include_router  # Catzilla 0.2.3
 

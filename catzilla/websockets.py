@@ -20,7 +20,7 @@ import orjson
 
 from .request import Request
 
-__all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketState", "WebSocketClose"]
+__all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketException", "WebSocketState", "WebSocketClose"]
 
 Message = typing.MutableMapping[str, typing.Any]
 Receive = typing.Callable[[], typing.Awaitable[Message]]
@@ -39,6 +39,16 @@ class WebSocketDisconnect(Exception):
     1001 going away, 1006 ended without a close frame, ...)."""
 
     def __init__(self, code: int = 1000, reason: str | None = None) -> None:
+        self.code = code
+        self.reason = reason or ""
+        super().__init__(code, self.reason)
+
+
+class WebSocketException(Exception):
+    """Raise in a WebSocket handler (or its dependencies) to close with `code` (Starlette's
+    and FastAPI's); before accept() the handshake is refused (403)."""
+
+    def __init__(self, code: int, reason: str | None = None) -> None:
         self.code = code
         self.reason = reason or ""
         super().__init__(code, self.reason)

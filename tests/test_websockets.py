@@ -383,3 +383,24 @@ def test_permessage_deflate_is_offered_unless_turned_off(server):
     assert run(extensions(ws_url(server, "/ws/echo"))) == ["PerMessageDeflate"]
     with run_server("edge_app:app", "--no-ws-per-message-deflate") as plain:
         assert run(extensions(ws_url(plain, "/ws/echo"))) == []
+
+
+def test_dependencies_run_for_websockets_and_refuse_or_close(server):
+    async def go():
+        async with websockets.connect(ws_url(server, "/ws/deps?token=good")) as ws:
+            first = json.loads(await ws.recv())
+            await ws.send("fine")
+        async with websockets.connect(ws_url(server, "/ws/deps?token=good")) as ws:
+            second = json.loads(await ws.recv())
+            await ws.send("policy")
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        with pytest.raises(InvalidStatus) as refused:
+            async with websockets.connect(ws_url(server, "/ws/deps?token=bad")):
+                pass
+        return first, second, closed.value.rcvd, refused.value.response
+    first, second, close, refused = run(go())
+    assert first["user"] == "ann" and first["session"] == 7
+    assert second["cleanups"] == first["cleanups"] + 1  # the generator's clean-up ran in between
+    assert (close.code, close.reason) == (1008, "not allowed")
+    assert refused.status_code == 401 and b"bad token" in refused.body

@@ -29,9 +29,9 @@ from websockets.http11 import Response as HandshakeResponse
 from websockets.protocol import OPEN, SEND_EOF
 from websockets.server import ServerProtocol
 
-from ..errors import RequestValidationError
+from ..errors import HTTPException, RequestValidationError
 from ..logs import access_logger
-from ..websockets import WebSocket, WebSocketDisconnect
+from ..websockets import WebSocket, WebSocketDisconnect, WebSocketException
 
 if typing.TYPE_CHECKING:
     from ..request import Request
@@ -133,13 +133,24 @@ class WebSocketConnection(asyncio.Protocol):
     async def _run(self, socket: WebSocket) -> None:
         route = self.route
         try:
-            kwargs = route.binding.bind(socket)
-            if route.binding.pass_request:
-                await route.endpoint(socket, **kwargs)
+            if route.plan is not None:  # dependencies (Depends), solved as for HTTP routes
+                await route.plan.run(socket, self.worker.executor.run_in_pool)
             else:
-                await route.endpoint(**kwargs)
+                kwargs = route.binding.bind(socket)
+                if route.binding.pass_request:
+                    await route.endpoint(socket, **kwargs)
+                else:
+                    await route.endpoint(**kwargs)
         except WebSocketDisconnect:
             pass
+        except WebSocketException as exc:
+            await self._close_quietly(exc.code, exc.reason)
+        except HTTPException as exc:
+            # A dependency's refusal (401, 403...): before the handshake, that HTTP answer.
+            if not self.accepted:
+                self._respond(self.ws.reject(exc.status_code, f"{exc.detail}\n"))
+            else:
+                await self._close_quietly(CloseCode.POLICY_VIOLATION, "")
         except RequestValidationError as exc:
             # FastAPI's answer: policy violation (1008), or 403 before the handshake.
             logger.info("WebSocket %s: invalid parameters: %s", self.request.path, exc.errors)

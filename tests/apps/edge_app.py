@@ -103,3 +103,28 @@ app.include_router(router)
 @app.websocket("/ws/never-accepts")
 async def never_accepts(websocket: WebSocket):
     await asyncio.sleep(3600)
+
+
+from catzilla import Depends, HTTPException  # noqa: E402
+from catzilla.websockets import WebSocketException  # noqa: E402
+
+cleanups: list = []
+
+
+def user(token: str = "") -> str:
+    if token != "good":
+        raise HTTPException(401, "bad token")
+    return "ann"
+
+
+async def session():
+    yield {"id": 7}
+    cleanups.append("session closed")
+
+
+@app.websocket("/ws/deps")
+async def with_deps(websocket: WebSocket, name: str = Depends(user), state: dict = Depends(session)):
+    await websocket.accept()
+    await websocket.send_json({"user": name, "session": state["id"], "cleanups": len(cleanups)})
+    if await websocket.receive_text() == "policy":
+        raise WebSocketException(1008, "not allowed")
