@@ -14,13 +14,18 @@ ASGI server, or in a test client. Nothing here touches a socket.
 from __future__ import annotations
 
 import enum
+import logging
 import typing
 
 import orjson
 
+from .errors import HTTPException, RequestValidationError
 from .request import Request
 
-__all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketException", "WebSocketState", "WebSocketClose"]
+__all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketException", "WebSocketState", "WebSocketClose",
+           "run_endpoint"]
+
+logger = logging.getLogger("catzilla")
 
 Message = typing.MutableMapping[str, typing.Any]
 Receive = typing.Callable[[], typing.Awaitable[Message]]
@@ -55,17 +60,21 @@ class WebSocketException(Exception):
 
 
 class WebSocket(Request):
-    __slots__ = ("_receive", "_send", "client_state", "application_state")
+    __slots__ = ("_receive", "_send", "client_state", "application_state", "http_denial")
 
     @classmethod
-    def from_request(cls, request: Request, receive: Receive, send: Send) -> "WebSocket":
-        """The handshake request, made a WebSocket that talks through receive/send."""
+    def from_request(cls, request: Request, receive: Receive, send: Send,
+                     http_denial: bool = False) -> "WebSocket":
+        """The handshake request, made a WebSocket that talks through receive/send.
+        `http_denial`: the server takes ASGI's websocket.http.response messages (a refusal
+        with any HTTP status, not only 403)."""
         socket = cls(request.method, request.path, request.query_string, request._header_items,
                      b"", request.client, request.http_version, request._header_map)
         socket.path_params = request.path_params
         socket.scheme = "wss" if request.scheme in ("https", "wss") else "ws"
         socket._receive, socket._send = receive, send
         socket.client_state = socket.application_state = WebSocketState.CONNECTING
+        socket.http_denial = http_denial
         return socket
 
     # -- ASGI messages -----------------------------------------------------------------------
@@ -189,3 +198,61 @@ class WebSocketClose:
 
     async def __call__(self, scope: typing.Any, receive: Receive, send: Send) -> None:
         await send({"type": "websocket.close", "code": self.code, "reason": self.reason})
+
+
+async def run_endpoint(route: typing.Any, websocket: WebSocket,
+                       pool_run: typing.Callable[..., typing.Any]) -> None:
+    """Run a WebSocket route's handler (its dependencies first, as for HTTP routes) and end
+    the connection as Starlette and FastAPI do: a handler that returns closes with 1000;
+    WebSocketException closes with its code; invalid parameters close with 1008; an
+    HTTPException (from a dependency) refuses the handshake with its status; any other
+    exception closes with 1011, or refuses with 500 before accept(), and is logged. Before
+    accept(), a close is a refusal (403). Shared by our server and the ASGI bridge."""
+    try:
+        if route.plan is not None:
+            await route.plan.run(websocket, pool_run)
+        else:
+            kwargs = route.binding.bind(websocket)
+            if route.binding.pass_request:
+                await route.endpoint(websocket, **kwargs)
+            else:
+                await route.endpoint(**kwargs)
+    except WebSocketDisconnect:
+        pass
+    except WebSocketException as exc:
+        await _end(websocket, exc.code, exc.reason)
+    except RequestValidationError as exc:
+        logger.info("WebSocket %s: invalid parameters: %s", websocket.path, exc.errors)
+        await _end(websocket, 1008)
+    except HTTPException as exc:
+        await _refuse(websocket, exc.status_code, str(exc.detail))
+    except Exception:
+        logger.exception("Exception in WebSocket handler for %s", route.path)
+        await _refuse(websocket, 500, "Internal Server Error", 1011)
+    finally:
+        await _end(websocket, 1000)
+
+
+async def _end(websocket: WebSocket, code: int, reason: str = "") -> None:
+    if websocket.application_state is WebSocketState.DISCONNECTED \
+            or websocket.client_state is WebSocketState.DISCONNECTED:
+        return
+    try:
+        await websocket.close(code, reason)
+    except (WebSocketDisconnect, OSError, RuntimeError):
+        pass  # gone meanwhile: nothing is owed
+
+
+async def _refuse(websocket: WebSocket, status: int, text: str, code: int = 1008) -> None:
+    """An HTTP refusal before accept() (when the server can send one; else a close, a 403);
+    after it, a close with `code`."""
+    if websocket.application_state is not WebSocketState.CONNECTING or not websocket.http_denial:
+        await _end(websocket, code)
+        return
+    try:
+        await websocket.send({"type": "websocket.http.response.start", "status": status,
+                              "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+        await websocket.send({"type": "websocket.http.response.body", "body": text.encode() + b"\n"})
+    except (WebSocketDisconnect, OSError, RuntimeError):
+        pass
+    websocket.application_state = WebSocketState.RESPONSE

@@ -404,3 +404,34 @@ def test_dependencies_run_for_websockets_and_refuse_or_close(server):
     assert second["cleanups"] == first["cleanups"] + 1  # the generator's clean-up ran in between
     assert (close.code, close.reason) == (1008, "not allowed")
     assert refused.status_code == 401 and b"bad token" in refused.body
+
+
+def test_the_same_websocket_routes_under_uvicorn():
+    """The ASGI bridge runs WebSocket routes too (catzilla.websockets.run_endpoint)."""
+    pytest.importorskip("uvicorn")
+    from test_asgi import uvicorn_server
+
+    with uvicorn_server("edge_app:app") as (url, _):
+        base = url.replace("http://", "ws://")
+
+        async def go():
+            async with websockets.connect(base + "/ws/echo") as ws:
+                await ws.send(["frag", "ment"])
+                echoed = await ws.recv()
+            async with websockets.connect(base + "/ws/rooms/green?n=2") as ws:
+                room = json.loads(await ws.recv())
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+            async with websockets.connect(base + "/ws/deps?token=good") as ws:
+                deps = json.loads(await ws.recv())
+            with pytest.raises(InvalidStatus) as refused:
+                async with websockets.connect(base + "/ws/deps?token=bad"):
+                    pass
+            with pytest.raises(InvalidStatus) as missing:
+                async with websockets.connect(base + "/nowhere"):
+                    pass
+            return echoed, room, closed.value.rcvd.code, deps, refused.value.response.status_code, \
+                missing.value.response.status_code
+        echoed, room, code, deps, refused, missing = run(go())
+    assert echoed == "fragment" and room["room"] == "green" and room["n"] == 2 and code == 4001
+    assert deps["user"] == "ann" and refused == 401 and missing == 403

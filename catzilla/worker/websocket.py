@@ -29,9 +29,8 @@ from websockets.http11 import Response as HandshakeResponse
 from websockets.protocol import OPEN, SEND_EOF
 from websockets.server import ServerProtocol
 
-from ..errors import HTTPException, RequestValidationError
 from ..logs import access_logger
-from ..websockets import WebSocket, WebSocketDisconnect, WebSocketException
+from ..websockets import WebSocket, run_endpoint
 
 if typing.TYPE_CHECKING:
     from ..request import Request
@@ -93,6 +92,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.ping_payload = b""
         self.close_sent_at = 0.0
         self.task: asyncio.Task[None] | None = None
+        self.denial: tuple[int, list[tuple[bytes, bytes]]] | None = None  # an HTTP refusal's head
 
     # -- the takeover ----------------------------------------------------------------------
 
@@ -124,57 +124,14 @@ class WebSocketConnection(asyncio.Protocol):
             self._respond(response)
             return
         self.handshake = response
-        socket = WebSocket.from_request(self.request, self.receive, self.send)
+        socket = WebSocket.from_request(self.request, self.receive, self.send, http_denial=True)
         self.task = task = self.loop.create_task(self._run(socket))
         handlers = self.worker.websocket_handlers  # for the worker to cancel when it stops
         handlers.add(task)
         task.add_done_callback(handlers.discard)
 
     async def _run(self, socket: WebSocket) -> None:
-        route = self.route
-        try:
-            if route.plan is not None:  # dependencies (Depends), solved as for HTTP routes
-                await route.plan.run(socket, self.worker.executor.run_in_pool)
-            else:
-                kwargs = route.binding.bind(socket)
-                if route.binding.pass_request:
-                    await route.endpoint(socket, **kwargs)
-                else:
-                    await route.endpoint(**kwargs)
-        except WebSocketDisconnect:
-            pass
-        except WebSocketException as exc:
-            await self._close_quietly(exc.code, exc.reason)
-        except HTTPException as exc:
-            # A dependency's refusal (401, 403...): before the handshake, that HTTP answer.
-            if not self.accepted:
-                self._respond(self.ws.reject(exc.status_code, f"{exc.detail}\n"))
-            else:
-                await self._close_quietly(CloseCode.POLICY_VIOLATION, "")
-        except RequestValidationError as exc:
-            # FastAPI's answer: policy violation (1008), or 403 before the handshake.
-            logger.info("WebSocket %s: invalid parameters: %s", self.request.path, exc.errors)
-            await self._close_quietly(CloseCode.POLICY_VIOLATION, "")
-        except Exception:
-            logger.exception("Exception in WebSocket handler for %s", route.path)
-            if not self.accepted:
-                self._respond(self.ws.reject(500, "Internal Server Error\n"))
-            await self._close_quietly(CloseCode.INTERNAL_ERROR, "")
-        finally:
-            # A handler that returns without closing: closed for it (1000), as uvicorn does;
-            # one that never accepted: refused (403).
-            await self._close_quietly(CloseCode.NORMAL_CLOSURE, "")
-
-    async def _close_quietly(self, code: int, reason: str) -> None:
-        if self.responded or self.disconnect is not None or self.transport is None:
-            return
-        if not self.accepted:
-            self._respond(self.ws.reject(403, "Forbidden\n"))
-            return
-        if self.ws.state is OPEN:
-            self.ws.send_close(code, reason)
-            self.close_sent_at = self.loop.time()
-            self._flush()
+        await run_endpoint(self.route, socket, self.worker.executor.run_in_pool)
 
     # -- ASGI's websocket messages, for catzilla.websockets.WebSocket ------------------------
 
@@ -215,6 +172,21 @@ class WebSocketConnection(asyncio.Protocol):
             if self.writing_paused:
                 self.drained = self.loop.create_future()
                 await self.drained
+        elif kind == "websocket.http.response.start":  # ASGI's denial response extension
+            if self.accepted:
+                raise RuntimeError("an HTTP response after accept()")
+            self.denial = (message["status"], list(message.get("headers") or ()))
+        elif kind == "websocket.http.response.body":
+            status, headers = self.denial or (403, [])
+            response = ws.reject(status, "")
+            response.body = bytes(message.get("body", b""))
+            del response.headers["Content-Length"]
+            response.headers["Content-Length"] = str(len(response.body))
+            for name, value in headers:
+                if name.lower() == b"content-type":
+                    del response.headers["Content-Type"]
+                response.headers[name.decode("latin-1")] = value.decode("latin-1")
+            self._respond(response)
         elif kind == "websocket.close":
             code = message.get("code", 1000)
             reason = message.get("reason") or ""
