@@ -51,6 +51,17 @@ def _sync_job(route: typing.Any, request: Request) -> typing.Any:
     return result if inspect.isawaitable(result) or isinstance(result, Response) else to_response(result)
 
 
+def _scope_request(scope: typing.Mapping[str, typing.Any], method: str, body: bytes) -> Request:
+    path = scope["path"]
+    root_path = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):  # the ASGI spec: path includes root_path
+        path = path[len(root_path):] or "/"
+    client = scope.get("client")
+    return Request(method, path, scope.get("query_string", b"").decode("latin-1"),
+                   [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]],
+                   body, Address(client[0], client[1]) if client else None, scope.get("http_version", "1.1"))
+
+
 class ASGIAdapter:
     """`await adapter(scope, receive, send)` for `http`, `websocket` and `lifespan` scopes."""
 
@@ -150,15 +161,7 @@ class ASGIAdapter:
             if len(body) > self.max_body_size:
                 await send_response(error_response(413, "Content Too Large"), send)
                 return
-        path = scope["path"]
-        root_path = scope.get("root_path", "")
-        if root_path and path.startswith(root_path):  # the ASGI spec: path includes root_path
-            path = path[len(root_path):] or "/"
-        client = scope.get("client")
-        request = Request(scope["method"], path, scope.get("query_string", b"").decode("latin-1"),
-                          [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]],
-                          body,
-                          Address(client[0], client[1]) if client else None, scope.get("http_version", "1.1"))
+        request = _scope_request(scope, scope["method"], body)
         response = await self._respond(request)
         try:
             await send_response(response, send, request.method == "HEAD", self.run_in_pool)
@@ -172,18 +175,11 @@ class ASGIAdapter:
                          send: typing.Callable[[typing.Any], typing.Awaitable[None]]) -> None:
         """A WebSocket route, run as under our server (catzilla.websockets.run_endpoint) with
         the ASGI server's receive and send; no such route: refused (a close before accept)."""
-        path = scope["path"]
-        root_path = scope.get("root_path", "")
-        if root_path and path.startswith(root_path):
-            path = path[len(root_path):] or "/"
-        route, params, _ = self.app.websocket_router.resolve("GET", path)
+        request = _scope_request(scope, "GET", b"")
+        route, params, _ = self.app.websocket_router.resolve("GET", request.path)
         if route is None:
             await send({"type": "websocket.close", "code": 1000})  # refused before accept: a 403
             return
-        client = scope.get("client")
-        request = Request("GET", path, scope.get("query_string", b"").decode("latin-1"),
-                          [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]],
-                          b"", Address(client[0], client[1]) if client else None, scope.get("http_version", "1.1"))
         request.path_params = params or {}
         request.scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
         socket = WebSocket.from_request(request, receive, send,
