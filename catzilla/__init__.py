@@ -6,7 +6,8 @@ from .params import Body, Cookie, Depends, File, Form, Header, Path, Query
 from .request import Request
 from .routers import APIRouter, Router, RouterGroup
 from .responses import (
-    HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse,
+    FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response,
+    StreamingResponse,
 )
 from .websockets import WebSocket, WebSocketDisconnect, WebSocketException  # as FastAPI exports them
 
@@ -14,7 +15,8 @@ __version__ = "0.3.0.dev0"
 
 __all__ = [
     "Catzilla", "Request", "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse",
-    "StreamingResponse", "Query", "Path", "Header", "Cookie", "Body", "Form", "File", "Depends",
+    "StreamingResponse", "RedirectResponse", "FileResponse", "Query", "Path", "Header", "Cookie",
+    "Body", "Form", "File", "Depends",
     "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
     "Router", "APIRouter", "RouterGroup", "WebSocket", "WebSocketDisconnect", "WebSocketException",
 ]

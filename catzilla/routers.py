@@ -64,7 +64,7 @@ class RouteDefinition:
 _ROUTE_DEFAULTS = {"name": None, "status_code": None, "response_class": None, "responses": None,
                    "tags": None, "summary": None, "description": None, "deprecated": None,
                    "include_in_schema": True, "dependencies": None, "middleware": None, "timeout": None,
-                   "cpu_bound": False}
+                   "cpu_bound": False, "stream": False, "max_body_size": None}
 
 
 def _given(arguments: dict[str, typing.Any]) -> dict[str, typing.Any]:
@@ -130,12 +130,14 @@ class Scope:
               summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
               include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
               middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-              cpu_bound: bool = False,
+              cpu_bound: bool = False, stream: bool = False, max_body_size: int | None = None,
               ) -> typing.Callable[[Handler], Handler]:
         """Register the decorated handler for `path` and `methods`. The keywords are FastAPI's
         (`status_code=` the default status, `response_model=` the shape of the JSON,
         `dependencies=` run before the handler, the rest for OpenAPI), plus Catzilla's
-        `middleware=`, `timeout=` (seconds, 0: none) and `cpu_bound=`."""
+        `middleware=`, `timeout=` (seconds, 0: none), `cpu_bound=`, `stream=` (the handler reads
+        the body as it arrives, from `request.stream()`) and `max_body_size=` (bytes, instead
+        of --max-body-size)."""
         methods = [methods] if isinstance(methods, str) else list(methods)
         options = _given(locals())
 
@@ -151,7 +153,7 @@ class Scope:
                   summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
                   include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
                   middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-                  cpu_bound: bool = False,
+                  cpu_bound: bool = False, stream: bool = False, max_body_size: int | None = None,
                   ) -> typing.Callable[[Handler], Handler]:
         return self.route(path, methods, **_given(locals()))
 
@@ -161,7 +163,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["GET"], **_given(locals()))
 
     def post(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -170,7 +173,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["POST"], **_given(locals()))
 
     def put(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -179,7 +183,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["PUT"], **_given(locals()))
 
     def patch(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -188,7 +193,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["PATCH"], **_given(locals()))
 
     def delete(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -197,7 +203,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["DELETE"], **_given(locals()))
 
     def head(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -206,7 +213,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["HEAD"], **_given(locals()))
 
     def options(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -215,7 +223,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["OPTIONS"], **_given(locals()))
 
     def websocket(self, path: str, name: str | None = None) -> typing.Callable[[Handler], Handler]:

@@ -247,7 +247,7 @@ def inspect_request(request: Request, thing: str):
         "header_upper": request.headers.get("X-MIXED-CASE"),
         "header_default": request.headers.get("x-absent", "fallback"),
         "header_in": "X-Mixed-Case" in request.headers,
-        "body_type": type(request.body).__name__,
+        "body_type": "bytes" if isinstance(request.body, bytes) else type(request.body).__name__,
         "body_len": len(request.body),
         "body_hex": request.body.hex(),
         "json": json_body,
