@@ -144,6 +144,30 @@ class Config:
                                       "which new ones are refused 503 at once (uvicorn's "
                                       "--limit-concurrency). 0: no limit, since async requests cost "
                                       "a Task each and the sync queue is bounded by --max-queue.", int)
+    # -- CPU-bound `def` handlers (README, "The CPU lane")
+    cpu_workers: int | None = _setting(None, "Processes of the CPU lane, where cpu_bound=True "
+                                       "handlers run (forked by the master next to the workers). "
+                                       "Default 'auto': one per CPU, started only when a route needs "
+                                       "them (cpu_bound=True, or --auto-cpu-lane), since a CPU-bound "
+                                       "handler can use a core and no more. 0: no lane (they run in "
+                                       "the thread pool).", _max_queue)
+    cpu_nice: int = _setting(10, "Niceness added to the CPU lane's processes: when they and the "
+                             "workers want the same cores, the kernel runs a worker's event loop "
+                             "first, so answering quick requests is not queued behind computing "
+                             "(10: a nice-0 worker then gets about ten times the share). 0: same "
+                             "priority.", int)
+    auto_cpu_lane: bool = _setting(False, "Move a `def` route to the CPU lane once its handler "
+                                   "is measured CPU-bound (see catzilla stats); off by default, "
+                                   "since a handler that relies on the worker's memory would "
+                                   "change behaviour.", _bool, flag=True)
+    switch_interval: float = _setting(0.001, "Seconds a worker's thread may hold the GIL while "
+                                      "another waits for it (sys.setswitchinterval): the event loop "
+                                      "waits up to this long for its turn after each wake-up while a "
+                                      "sync handler computes. Python's 5 ms made a one-at-a-time "
+                                      "client's p99 10x worse beside CPU-bound handlers; 1 ms gave "
+                                      "the loop its turn 5x sooner at no cost to short sync handlers' "
+                                      "throughput (measurements in README). 0: Python's default.",
+                                      float)
     max_requests: int = _setting(0, "Recycle a worker after this many requests (0: never); "
                                  "bounds the damage of slow leaks.", int)
     max_requests_jitter: int = _setting(0, "Add up to this many requests at random to "
@@ -292,8 +316,8 @@ class Config:
                      "loop_block_threshold", "keep_alive_timeout", "max_body_size", "backlog",
                      "request_timeout", "max_queue", "queue_timeout", "limit_concurrency",
                      "write_timeout", "min_body_rate", "body_rate_grace", "max_file_size",
-                     "max_files", "max_fields", "upload_spool_size", "ws_ping_interval",
-                     "ws_ping_timeout", "reload_delay"):
+                     "max_files", "max_fields", "upload_spool_size", "cpu_workers", "switch_interval",
+                     "cpu_nice", "ws_ping_interval", "ws_ping_timeout", "reload_delay"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.port is not None:

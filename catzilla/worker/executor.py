@@ -84,6 +84,11 @@ def answer(exchange: Exchange, response: typing.Any) -> None:
     exchange.connection.complete(exchange, response, data)
 
 
+def overloaded() -> Response:
+    """The 503 of admission control (--max-queue, --queue-timeout, --limit-concurrency)."""
+    return error_response(503, "Service Unavailable", _RETRY_HEADERS)
+
+
 def common_now(exchange: Exchange) -> bytes:
     """The header lines every response on the exchange's connection carries, as the
     protocol chose them for it (HttpProtocol._handle), with the current Date."""
@@ -122,6 +127,8 @@ def _failure(route: Route | None, exc: BaseException) -> Response:
 
 
 class Executor:
+    lane: typing.Any = None  # the CPU lane's client (cpu_lane.LaneClient), when one runs
+
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: typing.Any, *, request_timeout: float = 0.0,
                  limit_concurrency: int = 0) -> None:
         self.loop = loop
@@ -153,6 +160,8 @@ class Executor:
             except (RequestValidationError, BadRequest) as exc:
                 exchange.connection.complete(exchange, *failure(exchange, exc))
                 return
+        if route.cpu_bound and self.lane is not None:  # in another process: worker/cpu_lane.py
+            return self.lane.start(self, exchange)
         kind = route.kind
         if kind is SYNC:
             exchange.owed = True  # before the job exists: its thread checks it
@@ -269,7 +278,11 @@ class Executor:
 
     def deliver_failure(self, exchange: Exchange, exc: BaseException) -> None:
         """What a Task raised (logged, as a 500 is, even when the request has been answered)."""
-        response, data = failure(exchange, exc)
+        self.deliver_encoded(exchange, *failure(exchange, exc))
+
+    def deliver_encoded(self, exchange: Exchange, response: Response, data: bytes) -> None:
+        """A Task's response already encoded (a failure's, the CPU lane's bytes), unless the
+        request has been answered already (timed out)."""
         if exchange.owed:
             exchange.owed = False
             exchange.task = None
@@ -278,7 +291,7 @@ class Executor:
 
     def _refuse(self, exchange: Exchange, cause: str) -> None:
         self.refused[cause] += 1
-        response = error_response(503, "Service Unavailable", _RETRY_HEADERS)
+        response = overloaded()
         exchange.connection.complete(exchange, response, response.encode(exchange.common, exchange.head_only))
 
     def _sync_done(self, exchange: Exchange, error: BaseException | None) -> None:

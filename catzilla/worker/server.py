@@ -22,8 +22,10 @@ from ..kinds import HandlerKind
 from ..logs import access_logger, printable_address, reopen_log_files
 from ..responses import JSONResponse, Response
 from ..responses import PlainTextResponse
-from ..stats import UNMATCHED_KEY, StatsBoard
+from ..stats import KIND_CPU_LANE, UNMATCHED_KEY, StatsBoard
 from .access_log import AccessLog
+from .cpu_lane import LaneClient
+from .cpu_time import CpuWatch, interpreter_line
 from .memory import return_large_buffers
 from .metrics import render_prometheus
 from .monitor import LoopMonitor
@@ -107,6 +109,8 @@ class Worker:
 
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT, then stop gracefully. Returns the exit status."""
+        if self.config.switch_interval > 0:
+            sys.setswitchinterval(self.config.switch_interval)
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
@@ -174,7 +178,13 @@ class Worker:
         self.runner = BackgroundRunner(loop, self.pool)
         self.access = AccessLog(loop)
         self.app.prepare(self.executor.run_in_pool)
-        self._attach_stats()
+        lane = getattr(self.supervisor, "cpu_lane", None)  # the CPU lane's address, if it runs
+        self._attach_stats(lane is not None)
+        if lane is not None:
+            self.executor.lane = LaneClient(loop, lane, config.queue_timeout, self.stats_slot)
+        self.cpu_watch = CpuWatch(loop, self.app.router.routes, self.stats_slot, lane is not None,
+                                  config.auto_cpu_lane)
+        self.cpu_watch.wrap()
 
     def stop(self, reason: str = "signal", retiring: bool = False) -> None:
         """Stop gracefully; `retiring` when the worker decides itself (not told by a signal),
@@ -186,7 +196,7 @@ class Worker:
                 self.supervisor.retiring()
             self._stop_requested.set_result(None)
 
-    def _attach_stats(self) -> None:
+    def _attach_stats(self, lane: bool = False) -> None:
         routes = self.app.router.routes
         supervisor = self.supervisor
         board = supervisor.board if supervisor is not None else None
@@ -203,7 +213,8 @@ class Worker:
             logger.warning("worker %d has no stats slot (slot %d of %d); its requests are not counted",
                            os.getpid(), index, board.nslots)
             return
-        rows = [(r.key, r.kind is not HandlerKind.SYNC) for r in routes] + [(UNMATCHED_KEY, True)]
+        rows = [(r.key, KIND_CPU_LANE if lane and r.cpu_bound and r.pipeline is None
+                 else int(r.kind is not HandlerKind.SYNC)) for r in routes] + [(UNMATCHED_KEY, True)]
         try:
             self.stats_slot = board.attach(index, generation, rows)
             self.unmatched_index = len(routes)
@@ -229,6 +240,16 @@ class Worker:
         logger.info("worker %d serving on %s", os.getpid(), ", ".join(printable_address(s) for s in sockets))
         logger.info("routes: %d sync, %d async (sync in a pool of %d threads, async on the event loop)",
                     sync, len(routes) - sync, self.config.threads)
+        logger.info("%s", interpreter_line())
+        marked = [r.key for r in routes if r.cpu_bound]
+        if marked:
+            where = ("in the CPU lane" if self.executor.lane is not None else
+                     "in the thread pool: no CPU lane runs (one process, or --cpu-workers 0)")
+            logger.info("cpu_bound routes run %s: %s", where, ", ".join(marked))
+            wrapped = [r.key for r in routes if r.cpu_bound and r.pipeline is not None]
+            if wrapped and self.executor.lane is not None:
+                logger.warning("cpu_bound routes with hooks, middleware or exception handlers run in "
+                               "the thread pool (their chain lives in the worker): %s", ", ".join(wrapped))
 
     def _tick(self) -> None:
         """Once a second: the clock, the Date header, timeouts, loop lag."""
@@ -250,6 +271,7 @@ class Worker:
             websocket.check_timeouts(now)
         self.executor.expire(connections, TICK)
         self.executor.report()
+        self.cpu_watch.tick()
         self._check_pool()
         if self.reader is not None:
             try:
@@ -319,6 +341,7 @@ class Worker:
         await self.app.shutdown()
         if self.monitor is not None:
             self.monitor.stop()
+        self.cpu_watch.stop()
         self.pool.shutdown(wait=False)
         stats_report.install(None)
         logger.info("worker %d stopped", os.getpid())
