@@ -74,7 +74,7 @@ class Worker:
         self.websockets: set[WebSocketConnection] = set()
         self.websocket_handlers: set[asyncio.Task[None]] = set()  # their handlers' Tasks
         self.proxies = TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
-        # Catzilla(root_path=) wins over --root-path (FastAPI's rule); decided at serve().
+        # Catzilla(root_path=) wins over --root-path (FastAPI's rule).
         self.root_path = getattr(app, "root_path", "") or config.root_path
         if self.root_path and not getattr(app, "root_path", ""):
             # Set before the app prepares (build) and starts: request.url, OpenAPI read it.
