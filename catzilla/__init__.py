@@ -9,6 +9,7 @@ from .responses import (
     FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response,
     StreamingResponse,
 )
+from .websockets import WebSocket, WebSocketDisconnect, WebSocketException  # as FastAPI exports them
 
 __version__ = "0.3.0.dev0"
 
@@ -17,5 +18,5 @@ __all__ = [
     "StreamingResponse", "RedirectResponse", "FileResponse", "Query", "Path", "Header", "Cookie",
     "Body", "Form", "File", "Depends",
     "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
-    "Router", "APIRouter", "RouterGroup",
+    "Router", "APIRouter", "RouterGroup", "WebSocket", "WebSocketDisconnect", "WebSocketException",
 ]

@@ -31,7 +31,10 @@ from .metrics import render_prometheus
 from .monitor import LoopMonitor
 from .executor import Executor
 from .pool import QUEUE_PER_THREAD, ThreadPool, thread_stacks
+from .forwarded import TrustedProxies
 from .protocol import HttpProtocol
+from .tls import server_context
+from .websocket import WebSocketConnection
 
 if typing.TYPE_CHECKING:
     from ..app import Catzilla
@@ -68,6 +71,14 @@ class Worker:
         self.sockets = sockets
         self.supervisor = supervisor
         self.connections: set[HttpProtocol] = set()
+        self.websockets: set[WebSocketConnection] = set()
+        self.websocket_handlers: set[asyncio.Task[None]] = set()  # their handlers' Tasks
+        self.proxies = TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
+        # Catzilla(root_path=) wins over --root-path (FastAPI's rule).
+        self.root_path = getattr(app, "root_path", "") or config.root_path
+        if self.root_path and not getattr(app, "root_path", ""):
+            # Set before the app prepares (build) and starts: request.url, OpenAPI read it.
+            app.root_path = self.root_path
         self.draining = False
         # Answer with `connection: close`: while draining, or always with --keep-alive-timeout 0.
         self.close_connections = config.keep_alive_timeout == 0
@@ -138,8 +149,11 @@ class Worker:
         # the collector's sight, so full collections scan only what requests create.
         gc.freeze()
         sockets = self.sockets
+        tls = server_context(config)
         for sock in sockets:
-            server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=config.backlog)
+            # A TLS handshake is part of sending the head: --header-timeout bounds it.
+            server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=config.backlog,
+                                              ssl=tls, ssl_handshake_timeout=config.header_timeout if tls else None)
             self._servers.append(server)
         self.started = True
         if config.loop_block_threshold > 0:
@@ -253,6 +267,8 @@ class Worker:
         connections = list(self.connections)
         for connection in connections:
             connection.check_timeouts(now)
+        for websocket in list(self.websockets):
+            websocket.check_timeouts(now)
         self.executor.expire(connections, TICK)
         self.executor.report()
         self.cpu_watch.tick()
@@ -296,24 +312,32 @@ class Worker:
         loop = self.loop
         for server in self._servers:
             server.close()
+        for websocket in list(self.websockets):
+            websocket.going_away()  # 1001: their clients reconnect, to a worker that serves
         deadline = loop.time() + self.config.graceful_timeout
         # Connections are not closed here: each answers its next request with `connection:
         # close`, and an idle one is closed by the tick when its keep-alive time is up, as
         # always. Closing idle ones at once would race clients that reuse them (and lose
         # their requests); the graceful timeout bounds the wait.
-        while loop.time() < deadline and self.connections:
+        while loop.time() < deadline and (self.connections or self.websockets):
             await asyncio.sleep(0.05)
         remaining = max(0.0, deadline - loop.time())
         try:
             await asyncio.wait_for(self.runner.wait_idle(), remaining)
         except asyncio.TimeoutError:
             logger.warning("graceful timeout: %d background tasks did not finish", self.runner.pending)
-        for connection in list(self.connections):
+        for connection in [*self.connections, *self.websockets]:
             if connection.transport is not None:
                 connection.transport.abort()
         if self.connections:
             logger.warning("graceful timeout: closed %d connections with requests still running",
                            len(self.connections))
+        # WebSocket handlers still running after their connection closed (awaiting something
+        # else than the socket): cancelled, so that they can clean up before the loop ends.
+        for task in list(self.websocket_handlers):
+            task.cancel()
+        if self.websocket_handlers:
+            await asyncio.wait(list(self.websocket_handlers), timeout=max(0.0, deadline - loop.time()) or 0.1)
         await self.app.shutdown()
         if self.monitor is not None:
             self.monitor.stop()
