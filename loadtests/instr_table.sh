@@ -22,15 +22,16 @@ shift $((OPTIND-1))
 [ $# -eq 0 ] && set -- socketify catzilla023 uvicorn_starlette fastapi
 [ "$1" = "-" ] && set --
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-OURS="${PYTHON:-python3} -m catzilla run loadtests.bench_app:app --port PORT --log-level warning"
+OURS="${PYTHON:-python3} -m catzilla run loadtests.bench_app:app --port PORT"
 cd "$ROOT"
 
 rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 # instr.sh prints "NAME  COUNT  RATIO" per row after a header; keep name and count.
 measure() { bash "$BENCH/instr.sh" "${opts[@]}" "$@" | tail -n +2 | awk '{print $1, $2}' >>"$rows"; }
-OURS_CMD="$OURS --no-access-log" measure raw_uvloop ours=/json ours=/sync "ours=/items/42?q=3"
-OURS_CMD="$OURS --access-log" measure ours=/json
+OURS_CMD="$OURS --log-level warning --no-access-log" measure raw_uvloop ours=/json ours=/sync "ours=/items/42?q=3"
+# The access log writes at INFO: --log-level warning would turn it off.
+OURS_CMD="$OURS --log-level info --access-log --log-file /dev/null" measure ours=/json
 sed -i '$ s/^ours=\/json /ours=\/json(access-log) /' "$rows"
 [ $# -gt 0 ] && OURS_CMD="" measure "$@"
 
