@@ -1,29 +1,28 @@
 """How much of a `def` handler's time is CPU: measured per call, told once per route.
 
-Every sync route's handler is wrapped, in this worker only, by a call that reads its own
-thread's CPU clock and the wall clock around it (two clock reads, about a microsecond). The
-sums go to the route's row in the stats block (`cpu_ms` p50/p99, `cpu_bound`; atomic adds,
-from whichever pool thread ran it) and to this worker's own tally, which the tick looks at:
+Every sync route's handler is wrapped, in this worker only, by a C meter (_native.CpuMeter)
+that reads its own thread's CPU clock and the wall clock around each call. The sums go to
+the route's row in the stats block (`cpu_ms` p50/p99, `cpu_bound`; atomic adds, from
+whichever pool thread ran it) and to the meter's own tally, which the tick reads:
 
 - a route whose calls were mostly CPU in the last second while the event loop was late for
   its turn (it waits for the GIL the handler holds) gets one warning, naming the fix;
 - with --auto-cpu-lane, a route measured CPU-bound moves to the CPU lane for its next requests.
 
-Free-threaded Python (no GIL): the tally is guarded by a lock and the stats block's CPU
-counters are atomic, so both stay exact when pool threads really run in parallel.
+Free-threaded Python (no GIL): the meter's tally and the stats block's CPU counters are
+atomic adds, so both stay exact when pool threads really run in parallel.
 """
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import sys
 import sysconfig
-import threading
 import time
 import typing
 
+from .._native import CpuMeter
 from ..kinds import HandlerKind
 from ..stats import cpu_bound
 
@@ -67,9 +66,8 @@ class CpuWatch:
         self.stats_slot = stats_slot
         self.lane = lane  # a CPU lane runs beside this worker
         self.auto_lane = auto_lane and lane
-        self._lock = threading.Lock()
-        self._recent: dict[int, list[float]] = {}  # route index -> [calls, cpu s, wall s], this tick
-        self._total: dict[int, list[float]] = {}  # the same since start, for --auto-cpu-lane
+        self._meters: dict[int, CpuMeter] = {}  # route index -> its handler's meter
+        self._seen: dict[int, tuple[int, float, float]] = {}  # each meter's tally at the last tick
         self._warned: set[int] = set()
         self.max_lag = 0.0  # the longest a probe waited since the last tick
         self._probing: asyncio.TimerHandle | None = None
@@ -78,26 +76,18 @@ class CpuWatch:
         """Measure every sync route's handler (its `endpoint`, in this process only)."""
         for route in self.routes:
             if route.kind is HandlerKind.SYNC:
-                route.endpoint = _measured(route.endpoint, route.index, self.record)
-
-    def record(self, index: int, cpu: float, wall: float) -> None:
-        """From the thread that ran the handler."""
-        if self.stats_slot is not None:
-            self.stats_slot.cpu(index, cpu, wall)
-        with self._lock:
-            for tally in (self._recent, self._total):
-                sums = tally.get(index)
-                if sums is None:
-                    tally[index] = [1, cpu, wall]
-                else:
-                    sums[0] += 1
-                    sums[1] += cpu
-                    sums[2] += wall
+                meter = self._meters[route.index] = CpuMeter(route.endpoint, self.stats_slot, route.index)
+                route.endpoint = meter
 
     def tick(self) -> None:
         """Once a second, from the loop: which routes computed while the loop was kept waiting."""
-        with self._lock:
-            recent, self._recent = self._recent, {}
+        recent = {}
+        for index, meter in self._meters.items():
+            tally = meter.tally
+            calls, cpu, wall = self._seen.get(index, (0, 0.0, 0.0))
+            if tally[0] != calls:
+                recent[index] = (tally[0] - calls, tally[1] - cpu, tally[2] - wall)
+                self._seen[index] = tally
         lag, self.max_lag = self.max_lag, 0.0
         if self._probing is None and any(route.kind is HandlerKind.SYNC for route in self.routes):
             self._probe()
@@ -131,25 +121,9 @@ class CpuWatch:
                 route.method, route.path, 100 * cpu / wall if wall else 100, 1000 * wall / calls,
                 os.getpid(), lag * 1000, route.method.lower(), route.path)
         if self.auto_lane:
-            with self._lock:
-                total = list(self._total.get(index, (0, 0.0, 0.0)))
+            total = self._meters[index].tally
             if total[0] >= AUTO_MIN_CALLS and cpu_bound(int(total[0]), total[1] * 1e6, total[2] * 1e6):
                 route.cpu_bound = True
                 logger.info("--auto-cpu-lane: %s %s is CPU-bound (%.0f%% CPU over %d calls); its "
                             "requests now run in the CPU lane", route.method, route.path,
                             100 * total[1] / total[2] if total[2] else 100, total[0])
-
-
-def _measured(endpoint: typing.Callable[..., typing.Any], index: int,
-              record: typing.Callable[[int, float, float], None]) -> typing.Callable[..., typing.Any]:
-    thread_time, perf_counter = time.thread_time, time.perf_counter
-
-    @functools.wraps(endpoint)
-    def call(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
-        cpu, wall = thread_time(), perf_counter()
-        try:
-            return endpoint(*args, **kwargs)
-        finally:
-            record(index, thread_time() - cpu, perf_counter() - wall)
-
-    return call
