@@ -5,6 +5,7 @@ from .errors import HTTPException, RequestValidationError
 from .params import Body, Cookie, File, Form, Header, Path, Query
 from .request import Request
 from .routers import APIRouter, Router, RouterGroup
+from .validation import BaseModel, Field, ValidationError, get_performance_stats, reset_performance_stats
 from .responses import (
     HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse,
 )
@@ -16,4 +17,8 @@ __all__ = [
     "StreamingResponse", "Query", "Path", "Header", "Cookie", "Body", "Form", "File",
     "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
     "Router", "APIRouter", "RouterGroup",
+    # Catzilla 0.2.3's names (see README, "Coming from Catzilla 0.2.3")
+    "App", "BaseModel", "Field", "ValidationError", "get_performance_stats", "reset_performance_stats",
 ]
+
+App = Catzilla  # Catzilla 0.2.3's other name for the application class
