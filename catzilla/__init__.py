@@ -5,6 +5,10 @@ from .errors import HTTPException, RequestValidationError
 from .params import Body, Cookie, File, Form, Header, Path, Query
 from .request import Request
 from .routers import APIRouter, Router, RouterGroup
+from .dependency_injection import (
+    DIContainer, DIContext, create_context, get_default_container, inject, register_service,
+    resolution_context, resolve_service, service, set_default_container,
+)
 from .validation import BaseModel, Field, ValidationError, get_performance_stats, reset_performance_stats
 from .responses import (
     HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse,
@@ -18,7 +22,9 @@ __all__ = [
     "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
     "Router", "APIRouter", "RouterGroup",
     # Catzilla 0.2.3's names (see README, "Coming from Catzilla 0.2.3")
-    "App", "BaseModel", "Field", "ValidationError", "get_performance_stats", "reset_performance_stats",
+    "App", "DIContainer", "DIContext", "create_context", "get_default_container", "inject",
+    "register_service", "resolution_context", "resolve_service", "service", "set_default_container",
+    "BaseModel", "Field", "ValidationError", "get_performance_stats", "reset_performance_stats",
 ]
 
 App = Catzilla  # Catzilla 0.2.3's other name for the application class

@@ -8,6 +8,7 @@ import logging
 import typing
 
 from .datastructures import State
+from .dependency_injection import get_default_container
 from .errors import HTTPException
 from .pipeline import Layer, compile_pipeline
 from .request import Request
@@ -28,8 +29,8 @@ class NoMatchFound(LookupError):
 
 
 # Catzilla 0.2.3's constructor keywords: accepted so that its apps start, and recorded in
-# `app.compat_options`, but none changes anything (server settings come from Config: flags,
-# CATZILLA_* variables, app.listen() keywords).
+# `app.compat_options`. Only enable_di and di_container change anything (the app's service
+# container); server settings come from Config: flags, CATZILLA_* variables, app.listen().
 COMPAT_0_2_3_OPTIONS = frozenset({
     "production", "use_jemalloc", "memory_profiling", "auto_memory_tuning", "memory_stats_interval",
     "auto_validation", "enable_di", "di_container", "show_banner", "log_requests", "enable_colors",
@@ -77,6 +78,11 @@ class Catzilla(Scope):
         # Starlette's order: the list's first is the outermost.
         self.layer.middleware[:0] = [built(item, self) for item in middleware or ()]
         self._dependencies = list(dependencies or [])
+        # Catzilla 0.2.3's named services (catzilla.dependency_injection): `enable_di` is on
+        # unless turned off, as there; its container is the default one `@service` fills.
+        self.di_container: typing.Any = None
+        if compat_options.get("enable_di", True):
+            self.di_container = compat_options.get("di_container") or get_default_container()
 
     # -- routes ----------------------------------------------------------------------------
     # route(), get(), post(), ..., middleware(), before_request(), exception_handler() and the
@@ -100,6 +106,18 @@ class Catzilla(Scope):
                       definition.options, definition.layers, list(tags or []) + definition.tags)
 
     include_routes = include_router  # Catzilla 0.2.3's name (RouterGroup)
+
+    def register_service(self, name: str, factory: typing.Callable[..., typing.Any], scope: str = "singleton",
+                         dependencies: list[str] | None = None) -> typing.Any:
+        """Register a named service (see catzilla.dependency_injection) in this app's container."""
+        if self.di_container is None:
+            raise RuntimeError("dependency injection is off for this app (Catzilla(enable_di=False))")
+        return self.di_container.register(name, factory, scope, dependencies)
+
+    def resolve_service(self, name: str, context: typing.Any = None) -> typing.Any:
+        if self.di_container is None:
+            raise RuntimeError("dependency injection is off for this app (Catzilla(enable_di=False))")
+        return self.di_container.resolve(name, context)
 
     def owner(self) -> "Catzilla":
         return self

@@ -36,15 +36,21 @@ class InlineRequest:
 inline = InlineRequest()
 
 
+def current() -> typing.Any:
+    """The request being handled in this thread/context, or None (at start-up, in a task)."""
+    request = inline.request
+    if request is None or threading.get_ident() != inline.thread:
+        request = current_request.get(None)
+    return request
+
+
 def schedule_task(fn: typing.Callable[..., typing.Any], *args: typing.Any, **kwargs: typing.Any) -> None:
     """Run `fn(*args, **kwargs)` once the current response is sent: an `async def` fn on the
     event loop, a `def` fn in the worker's thread pool. Errors are logged with a traceback.
 
     Outside a request (at start-up, in another background task) it runs as soon as possible.
     """
-    request = inline.request
-    if request is None or threading.get_ident() != inline.thread:
-        request = current_request.get(None)
+    request = current()
     if request is not None and not request.responded:
         if request.background is None:
             request.background = []

@@ -1,0 +1,58 @@
+"""catzilla.dependency_injection: 0.2.3's named services and scopes over a real server."""
+from __future__ import annotations
+
+import pytest
+
+from catzilla.dependency_injection import DIContainer
+from compat_support import compat_client
+
+
+@pytest.fixture(scope="module")
+def client():
+    with compat_client("di_app:app", "--threads", "4") as client:
+        yield client
+
+
+def test_request_scope_is_one_instance_across_the_loop_and_the_pool(client):
+    first = client.get("/items/3").json()
+    assert first["item"] == {"id": 3}
+    assert first["same_in_handler"] and first["same_in_repository"]
+    # made on the loop by the middleware, used again in the pool by the handler
+    assert first["seen"][0].startswith("loop:") and first["seen"][1].startswith("pool:")
+    assert first["seen"][2] == "repository"
+    second = client.get("/items/4").json()
+    assert second["request_ctx"] != first["request_ctx"]  # a new one per request
+    assert len(second["seen"]) == 3
+
+
+def test_singleton_once_per_worker_transient_every_time(client):
+    bodies = [client.get(f"/items/{n}").json() for n in range(1, 6)]
+    assert len({b["config"] for b in bodies}) == 1
+    assert len({b["config_pid"] for b in bodies}) == 1
+    stamps = [s for b in bodies for s in b["stamps"]]
+    assert len(set(stamps)) == len(stamps)
+
+
+def test_injected_parameters_leave_the_others_to_the_request(client):
+    assert client.get("/items/0").status_code == 422  # Path(..., ge=1) still applies
+    r = client.get("/async/9")
+    assert r.json()["item"] == {"id": 9}
+    assert {"config", "repo", "request_ctx", "stamp"} <= set(r.json()["services"])
+
+
+def test_container_in_process():
+    container = DIContainer()
+    container.register("a", lambda: object(), scope="singleton")
+    container.register("b", lambda a: ("b", a), scope="scoped")
+    assert container.resolve("a") is container.resolve("a")
+    with container.resolution_context():
+        assert container.resolve("b") is container.resolve("b")
+    with container.create_context() as one, container.create_context() as two:
+        assert one.resolve("b") is not two.resolve("b")
+        assert one.resolve("b")[1] is container.resolve("a")
+    with pytest.raises(LookupError, match="no service named 'nope'"):
+        container.resolve("nope")
+    with pytest.raises(ValueError, match="unknown scope"):
+        container.register("c", object, scope="session")
+    child = container.create_child_container()
+    assert child.resolve("a") is container.resolve("a")
