@@ -135,6 +135,11 @@ class Scope:
     def add_middleware(self, middleware_class: type, *args: typing.Any, **options: typing.Any) -> None:
         """Starlette's rule: the middleware added last is the outermost. Built here, once
         (bad options fail at import, and every route of the layer shares the instance)."""
+        if not isinstance(middleware_class, type) and hasattr(middleware_class, "process_request"):
+            # Catzilla 0.2.3's middleware object (catzilla.cache's): two hooks, before and after.
+            self.add_hook(middleware_class.process_request, options.get("priority", DEFAULT_PRIORITY))
+            self.add_hook(middleware_class.process_response, options.get("priority", DEFAULT_PRIORITY), after=True)
+            return
         self.layer.middleware.insert(0, middleware_class(self.owner(), *args, **options))
 
     def owner(self) -> typing.Any:
