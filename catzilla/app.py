@@ -7,6 +7,7 @@ import inspect
 import logging
 import typing
 
+from .background_tasks import TaskEngine, TaskPriority
 from .datastructures import State
 from .dependency_injection import get_default_container
 from .errors import HTTPException
@@ -81,6 +82,7 @@ class Catzilla(Scope):
         # Catzilla 0.2.3's named services (catzilla.dependency_injection): `enable_di` is on
         # unless turned off, as there; its container is the default one `@service` fills.
         self.di_container: typing.Any = None
+        self.tasks: typing.Any = None  # the task engine, once enable_background_tasks() is called
         if compat_options.get("enable_di", True):
             self.di_container = compat_options.get("di_container") or get_default_container()
 
@@ -118,6 +120,58 @@ class Catzilla(Scope):
         if self.di_container is None:
             raise RuntimeError("dependency injection is off for this app (Catzilla(enable_di=False))")
         return self.di_container.resolve(name, context)
+
+    # -- Catzilla 0.2.3's task engine (catzilla.background_tasks.TaskEngine) ------------------
+
+    def enable_background_tasks(self, workers: int | None = None, min_workers: int = 2,
+                                max_workers: int | None = None, queue_size: int = 10000,
+                                **ignored: typing.Any) -> None:
+        """Start-up of a task engine in each worker process: `workers` threads (default 4)
+        and a queue of `queue_size`. 0.2.3's other keywords (auto-scaling, memory pool, C
+        compilation, profiling) are accepted and do nothing. Queued tasks still run when a
+        worker stops, within the server's graceful timeout."""
+        if self.tasks is not None:
+            return
+        self.tasks = TaskEngine(workers or max_workers or max(min_workers, 4), queue_size)
+
+        async def drain() -> None:
+            await asyncio.to_thread(self.tasks.drain)
+
+        self.on_shutdown(drain)
+
+    def add_task(self, func: typing.Callable[..., typing.Any], *args: typing.Any, priority: typing.Any = None,
+                 delay_ms: int = 0, max_retries: int | None = None, timeout_ms: int | None = None,
+                 compile_to_c: bool | None = None, **kwargs: typing.Any) -> typing.Any:
+        """Queue `func(*args, **kwargs)` (def or async def) and return its TaskResult. A
+        failure is retried `max_retries` times (default 3, as in 0.2.3); `timeout_ms`
+        (default 30000) bounds an async def task only: a thread cannot be interrupted."""
+        if self.tasks is None:
+            raise RuntimeError("Background task system not enabled. Call app.enable_background_tasks() first.")
+        options = getattr(func, "task_options", {})
+        return self.tasks.submit(
+            func, args, kwargs, priority if priority is not None else options.get("priority", TaskPriority.NORMAL),
+            delay_ms, max_retries if max_retries is not None else options.get("max_retries", 3),
+            timeout_ms if timeout_ms is not None else options.get("timeout_ms", 30000))
+
+    def task(self, priority: typing.Any = None, compile_to_c: bool = True, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+        """Mark a function as a task with its defaults for add_task() (priority, max_retries,
+        timeout_ms); the function itself is returned unchanged."""
+        if self.tasks is None:
+            raise RuntimeError("Background task system not enabled. Call app.enable_background_tasks() first.")
+
+        def mark(func: Handler) -> Handler:
+            func.task_options = {**options, **({"priority": priority} if priority is not None else {})}  # type: ignore[attr-defined]
+            return func
+        return mark
+
+    def get_task_stats(self) -> typing.Any:
+        if self.tasks is None:
+            raise RuntimeError("Background task system not enabled. Call app.enable_background_tasks() first.")
+        return self.tasks.stats()
+
+    def get_task_result(self, task_id: str) -> typing.Any:
+        """The TaskResult of a recent task of this worker, or None."""
+        return self.tasks.results.get(task_id) if self.tasks is not None else None
 
     def owner(self) -> "Catzilla":
         return self
