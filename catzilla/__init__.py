@@ -18,6 +18,8 @@ from .dependency_injection import (
     DIContainer, DIContext, create_context, get_default_container, inject, register_service,
     resolution_context, resolve_service, service, set_default_container,
 )
+from .response_builder import ResponseBuilder, response
+from .streaming import StreamingWriter
 from .validation import BaseModel, Field, ValidationError, get_performance_stats, reset_performance_stats
 from .responses import (
     HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse,
@@ -38,6 +40,7 @@ __all__ = [
     "get_cache", "reset_cache", "get_memory_stats", "memory_usage_mb", "is_jemalloc_available",
     "is_jemalloc_enabled", "get_allocator_info", "optimize_memory", "reset_memory_stats",
     "enable_memory_profiling", "disable_memory_profiling",
+    "ResponseBuilder", "response", "StreamingWriter",
     "BaseModel", "Field", "ValidationError", "get_performance_stats", "reset_performance_stats",
 ]
 
