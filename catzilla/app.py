@@ -58,6 +58,7 @@ class Catzilla(Scope):
             raise TypeError(f"Catzilla() got unexpected keyword argument{'s' if len(unknown) > 1 else ''}: "
                             + ", ".join(repr(name) for name in unknown))
         self.compat_options = compat_options
+        self.production = bool(compat_options.get("production", False))  # 0.2.3 apps read it
         self.title, self.description, self.version, self.summary = title, description, version, summary
         self.debug = debug
         self.docs_url, self.redoc_url, self.openapi_url = docs_url, redoc_url, openapi_url

@@ -106,6 +106,20 @@ class Request:
         return state
 
     @property
+    def context(self) -> dict[str, typing.Any]:
+        """Catzilla 0.2.3's per-request dict, where its middleware leaves things for the
+        handler (`request.context["user"] = ...`); kept in request.state, made on first use."""
+        data = self.state._data  # noqa: SLF001 - a key no attribute name can collide with
+        context = data.get("catzilla.context")
+        if context is None:
+            context = data["catzilla.context"] = {}
+        return context
+
+    @context.setter
+    def context(self, value: dict[str, typing.Any]) -> None:
+        self.state._data["catzilla.context"] = value  # noqa: SLF001
+
+    @property
     def url(self) -> str:
         host = self.headers.get("host", "")
         query = f"?{self.query_string}" if self.query_string else ""

@@ -19,9 +19,11 @@ doubling the slash: prefix `/users` and path `/` give `/users/`, path `` gives `
 from __future__ import annotations
 
 import bisect
+import inspect
 import typing
 
 from .pipeline import Layer
+from .responses import Response
 
 __all__ = ["Router", "APIRouter", "RouterGroup", "RouteDefinition", "join_path"]
 
@@ -31,6 +33,31 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 Hook = typing.Callable[..., typing.Any]
 # A hook's place among its layer's when none is given: 0.2.3's middle of 0..100.
 DEFAULT_PRIORITY = 50
+
+
+def _post_route(hook: Hook) -> Hook:
+    """An after-hook as the pipeline calls it, `(request, response)`: 0.2.3's take only the
+    request; what they return replaces the response only when it is a Response."""
+    try:
+        positional = [p for p in inspect.signature(hook).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    except (TypeError, ValueError):
+        return hook
+    if len(positional) != 1:
+        return hook
+    if inspect.iscoroutinefunction(hook):
+        async def after_async(request: typing.Any, response: typing.Any) -> typing.Any:
+            result = await hook(request)
+            return result if isinstance(result, Response) else None
+        adapted: Hook = after_async
+    else:
+        def after(request: typing.Any, response: typing.Any) -> typing.Any:
+            result = hook(request)
+            return result if isinstance(result, Response) else None
+        adapted = after
+    # its own signature kept (no __wrapped__): the pipeline calls it with two arguments
+    adapted.__name__ = adapted.__qualname__ = getattr(hook, "__qualname__", "post_route")
+    return adapted
 
 
 def join_path(prefix: str, path: str) -> str:
@@ -146,19 +173,20 @@ class Scope:
         """What a middleware built here gets as its `app`: the app, or None on a router."""
         return None
 
-    def middleware(self, kind: typing.Any = "http", *, priority: int = DEFAULT_PRIORITY,
-                   pre_route: bool = True, post_route: bool = False,
+    def middleware(self, kind: typing.Any = None, *, priority: int | None = None,
+                   pre_route: bool | None = None, post_route: bool | None = None,
                    name: str | None = None) -> typing.Any:
         """`@app.middleware("http") async def mw(request, call_next)` (FastAPI), or Catzilla
         0.2.3's `@app.middleware(priority=10, pre_route=True)`: a hook, `(request) ->
-        Response | None` before the handler, or with `post_route=True` `(request,
-        response) -> Response | None` after it; a lower priority runs first."""
+        Response | None` before the handler, or with `post_route=True` after it, taking
+        `(request)` as 0.2.3's do or `(request, response)` to see the response; a lower
+        priority runs first."""
         if callable(kind):  # 0.2.3's bare `@app.middleware`
-            self.add_hook(kind, priority, after=post_route)
+            self.add_hook(kind, DEFAULT_PRIORITY)
             return kind
         if kind is not None and kind != "http":
             raise ValueError(f"only 'http' middleware is supported, got {kind!r}")
-        if kind == "http" and (priority, pre_route, post_route) == (DEFAULT_PRIORITY, True, False):
+        if kind == "http" and (priority, pre_route, post_route, name) == (None, None, None, None):
             def register(dispatch: Handler) -> Handler:
                 from .middleware.base import BaseHTTPMiddleware
 
@@ -168,7 +196,9 @@ class Scope:
             return register
 
         def register_hook(hook: Handler) -> Handler:
-            self.add_hook(hook, priority, after=post_route)
+            after = bool(post_route)
+            self.add_hook(_post_route(hook) if after else hook,
+                          DEFAULT_PRIORITY if priority is None else priority, after=after)
             return hook
 
         return register_hook
