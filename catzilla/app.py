@@ -122,6 +122,20 @@ class Catzilla(Scope):
             raise RuntimeError("dependency injection is off for this app (Catzilla(enable_di=False))")
         return self.di_container.resolve(name, context)
 
+    def get_middleware_stats(self) -> dict[str, typing.Any]:
+        """The app's own middleware and hooks, in the order they run (0.2.3's name). Their
+        timings are not measured; the server's `catzilla stats` has per-route latencies."""
+        def named(hooks: list[typing.Any], priorities: list[int]) -> list[dict[str, typing.Any]]:
+            return [{"name": getattr(hook, "__qualname__", repr(hook)), "priority": priority}
+                    for hook, priority in zip(hooks, priorities)]
+
+        return {
+            "middleware": [type(item).__name__ for item in self.layer.middleware],
+            "pre_route": named(self.layer.before, self._before_priorities),
+            "post_route": named(self.layer.after, self._after_priorities),
+            "timings_measured": False,
+        }
+
     # -- Catzilla 0.2.3's task engine (catzilla.background_tasks.TaskEngine) ------------------
 
     def enable_background_tasks(self, workers: int | None = None, min_workers: int = 2,
