@@ -105,6 +105,12 @@ class Request:
             state = self._state = State(self.lifespan_state)
         return state
 
+    @state.setter
+    def state(self, value: "State | typing.Mapping[str, typing.Any]") -> None:
+        """Catzilla 0.2.3's apps write `request.state = getattr(request, "state", {})` and
+        then use it as a dict: the same State back is kept, a mapping becomes a State."""
+        self._state = value if isinstance(value, State) else State(value)
+
     @property
     def context(self) -> dict[str, typing.Any]:
         """Catzilla 0.2.3's per-request dict, where its middleware leaves things for the
