@@ -2,7 +2,7 @@
 from .app import Catzilla
 from .datastructures import Headers, QueryParams, UploadFile
 from .errors import HTTPException, RequestValidationError
-from .params import Body, Cookie, File, Form, Header, Path, Query
+from .params import Body, Cookie, Depends, File, Form, Header, Path, Query
 from .request import Request
 from .routers import APIRouter, Router, RouterGroup
 from .cache import (
@@ -29,7 +29,7 @@ __version__ = "0.3.0.dev0"
 
 __all__ = [
     "Catzilla", "Request", "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse",
-    "StreamingResponse", "Query", "Path", "Header", "Cookie", "Body", "Form", "File",
+    "StreamingResponse", "Query", "Path", "Header", "Cookie", "Body", "Form", "File", "Depends",
     "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
     "Router", "APIRouter", "RouterGroup",
     # Catzilla 0.2.3's names (see README, "Coming from Catzilla 0.2.3")

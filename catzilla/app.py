@@ -13,8 +13,8 @@ from .dependency_injection import get_default_container
 from .errors import HTTPException
 from .pipeline import Layer, compile_pipeline
 from .request import Request
-from .routers import Router, Scope, built, join_path, route_layer
-from .routing import _PARAM, Route
+from .routers import Router, Scope, built, join_path, route_layer, with_dependencies
+from .routing import _PARAM, ROUTE_OPTIONS, Route
 from .routing import Router as RouteTable
 
 __all__ = ["Catzilla"]
@@ -79,7 +79,7 @@ class Catzilla(Scope):
             self.add_exception_handler(key, handler)
         # Starlette's order: the list's first is the outermost.
         self.layer.middleware[:0] = [built(item, self) for item in middleware or ()]
-        self._dependencies = list(dependencies or [])
+        self.dependencies = list(dependencies or [])  # run before every route's own
         # Catzilla 0.2.3's named services (catzilla.dependency_injection): `enable_di` is on
         # unless turned off, as there; its container is the default one `@service` fills.
         self.di_container: typing.Any = None
@@ -92,21 +92,24 @@ class Catzilla(Scope):
     # rest are Scope's (catzilla/routers.py), shared with routers.
 
     def add_route(self, path: str, handler: typing.Callable[..., typing.Any],
-                  methods: typing.Iterable[str] = ("GET",), *, name: str | None = None,
-                  timeout: float | None = None, middleware: typing.Iterable[typing.Any] | None = None,
-                  tags: typing.Iterable[str] | None = None) -> list[Route]:
-        """`timeout`: seconds the handler may run before the request is answered 504 (None:
-        the server's --request-timeout; 0: no limit). `middleware`: this route's own (see
-        routers.route_layer)."""
-        return self._add(path, methods, handler, {"name": name, "timeout": timeout},
-                         [route_layer(middleware)], list(tags or []))
+                  methods: typing.Iterable[str] = ("GET",), *,
+                  middleware: typing.Iterable[typing.Any] | None = None,
+                  tags: typing.Iterable[str] | None = None, **options: typing.Any) -> list[Route]:
+        """`options`: the decorators' keywords (see Scope.route): `timeout` in seconds the
+        handler may run before the request is answered 504 (None: the server's
+        --request-timeout; 0: no limit), `dependencies`, `status_code`, `response_model`...
+        `middleware`: this route's own (see routers.route_layer)."""
+        return self._add(path, methods, handler, options, [route_layer(middleware)], list(tags or []))
 
     def include_router(self, router: Router, prefix: str = "", *,
-                       tags: typing.Iterable[str] | None = None) -> None:
-        """Add `router`'s routes (and those of the routers it includes) under `prefix`."""
+                       tags: typing.Iterable[str] | None = None,
+                       dependencies: typing.Sequence[typing.Any] | None = None) -> None:
+        """Add `router`'s routes (and those of the routers it includes) under `prefix`;
+        `dependencies` run before the router's own."""
         for definition in router.definitions:
             self._add(join_path(prefix, definition.path), definition.methods, definition.endpoint,
-                      definition.options, definition.layers, list(tags or []) + definition.tags)
+                      with_dependencies(definition.options, dependencies), definition.layers,
+                      list(tags or []) + definition.tags)
 
     include_routes = include_router  # Catzilla 0.2.3's name (RouterGroup)
 
@@ -193,10 +196,11 @@ class Catzilla(Scope):
 
     def _add(self, path: str, methods: typing.Iterable[str], handler: typing.Callable[..., typing.Any],
              options: dict[str, typing.Any], layers: list[Layer], tags: list[str]) -> list[Route]:
-        unknown = set(options) - {"name", "timeout"}
+        unknown = set(options) - ROUTE_OPTIONS
         if unknown:
             raise TypeError(f"unknown route options: {', '.join(sorted(unknown))}")
-        routes = self.router.add(path, methods, handler, options.get("name"), options.get("timeout"))
+        options = with_dependencies(options, self.dependencies)  # the app's run first
+        routes = self.router.add(path, methods, handler, **options)
         for route in routes:
             route.layers = layers
             route.tags = tags

@@ -25,6 +25,7 @@ import threading
 import typing
 
 from .background_tasks import current
+from .dependencies import set_service_resolver
 
 __all__ = [
     "DIContainer", "DIContext", "ServiceRegistration", "SCOPES", "service", "inject",
@@ -258,6 +259,9 @@ def resolve_for_request(name: str, request: typing.Any = None) -> typing.Any:
         if context is None:
             context = data[_CONTEXT_KEY] = DIContext(container)
     return container.resolve(name, context)
+
+
+set_service_resolver(resolve_for_request)  # Depends("name") in a handler finds services here
 
 
 # -- the default container (0.2.3's module functions) --------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 import typing
 
-__all__ = ["HTTPException", "RequestValidationError", "describe_validation_error"]
+__all__ = ["HTTPException", "RequestValidationError", "DefinitionError", "describe_validation_error",
+           "pydantic_errors"]
 
 
 class HTTPException(Exception):
@@ -35,6 +36,11 @@ class RequestValidationError(Exception):
         self.errors = errors
 
 
+class DefinitionError(TypeError):
+    """A route or dependency declared in a way that cannot be served: raised when it is
+    registered (never at the first request), naming the handler and the parameter."""
+
+
 def missing(loc: list[typing.Any]) -> dict[str, typing.Any]:
     return {"type": "missing", "loc": loc, "msg": "Field required", "input": None}
 
@@ -50,6 +56,8 @@ _CONSTRAINTS: list[tuple[re.Pattern[str], str, str, typing.Callable[[str], typin
      "Input should be less than or equal to {}", lambda v: _number(v)),
     (re.compile(r"Expected `\w+` < (\S+)"), "less_than",
      "Input should be less than {}", lambda v: _number(v)),
+    (re.compile(r"Expected `\w+` that's a multiple of (\S+)"), "multiple_of",
+     "Input should be a multiple of {}", lambda v: _number(v)),
     (re.compile(r"Expected `str` of length >= (\d+)"), "string_too_short",
      "String should have at least {} characters", int),
     (re.compile(r"Expected `str` of length <= (\d+)"), "string_too_long",
@@ -60,7 +68,7 @@ _CONSTRAINTS: list[tuple[re.Pattern[str], str, str, typing.Callable[[str], typin
 _CTX_KEYS = {
     "greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le",
     "less_than": "lt", "string_too_short": "min_length", "string_too_long": "max_length",
-    "string_pattern_mismatch": "pattern",
+    "string_pattern_mismatch": "pattern", "multiple_of": "multiple_of",
 }
 _TYPES = {
     "int": ("int_parsing", "Input should be a valid integer, unable to parse string as an integer"),
@@ -140,3 +148,18 @@ def describe_validation_error(
         kind, text = _TYPES.get(name, (f"{name}_type", f"Input should be a valid {name}"))
         return {"type": kind, "loc": loc + inner, "msg": text, "input": value}
     return {"type": "value_error", "loc": loc + inner, "msg": _AT.sub("", message), "input": value}
+
+
+def pydantic_errors(errors: list[typing.Any], loc: list[typing.Any]) -> list[dict[str, typing.Any]]:
+    """pydantic's `ValidationError.errors()` in FastAPI's shape, under `loc` (["body"]):
+    pydantic v2 already speaks it, except for the url and ctx values JSON cannot hold."""
+    shaped = []
+    for error in errors:
+        entry = {"type": error["type"], "loc": loc + list(error["loc"]), "msg": error["msg"],
+                 "input": error.get("input")}
+        ctx = error.get("ctx")
+        if ctx:
+            entry["ctx"] = {key: value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+                            for key, value in ctx.items()}
+        shaped.append(entry)
+    return shaped

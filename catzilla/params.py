@@ -1,18 +1,24 @@
-"""Parameter markers: `q: int = Query(10, ge=0)` says where a handler parameter comes from
-and what it must satisfy. They are read once, when the route is registered."""
+"""Parameter markers: `q: int = Query(10, ge=0)` or `q: Annotated[int, Query(ge=0)] = 10`
+says where a handler parameter comes from and what it must satisfy; `Depends(fn)` says it is
+what `fn` returns. They are read once, when the route is registered (FastAPI's
+`fastapi.params`)."""
 from __future__ import annotations
 
 import typing
 
-__all__ = ["Param", "Query", "Path", "Header", "Cookie", "Body", "Form", "File"]
+__all__ = ["Param", "Query", "Path", "Header", "Cookie", "Body", "Form", "File", "Depends"]
 
 Source = typing.Literal["query", "path", "header", "cookie", "body", "form", "file"]
+
+# The constraints a marker may carry, as msgspec.Meta spells them (and FastAPI does).
+CONSTRAINTS = ("ge", "gt", "le", "lt", "multiple_of", "min_length", "max_length", "pattern")
 
 
 class Param:
     __slots__ = (
-        "source", "default", "alias", "description", "ge", "gt", "le", "lt",
-        "min_length", "max_length", "pattern", "embed", "convert_underscores",
+        "source", "default", "alias", "title", "description", "ge", "gt", "le", "lt", "multiple_of",
+        "min_length", "max_length", "pattern", "embed", "convert_underscores", "media_type",
+        "examples", "deprecated", "include_in_schema",
     )
 
     def __init__(
@@ -21,34 +27,46 @@ class Param:
         default: typing.Any = ...,
         *,
         alias: str | None = None,
+        title: str | None = None,
         description: str | None = None,
         ge: float | None = None,
         gt: float | None = None,
         le: float | None = None,
         lt: float | None = None,
+        multiple_of: float | None = None,
         min_length: int | None = None,
         max_length: int | None = None,
         pattern: str | None = None,
+        regex: str | None = None,  # FastAPI's older name for pattern
         embed: bool = False,
         convert_underscores: bool = True,
+        media_type: str | None = None,
+        examples: list[typing.Any] | None = None,
+        example: typing.Any = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
     ) -> None:
         self.source = source
         self.default = default
         self.alias = alias
+        self.title = title
         self.description = description
-        self.ge, self.gt, self.le, self.lt = ge, gt, le, lt
+        self.ge, self.gt, self.le, self.lt, self.multiple_of = ge, gt, le, lt, multiple_of
         self.min_length, self.max_length = min_length, max_length
-        self.pattern = pattern
+        self.pattern = pattern if pattern is not None else regex
         self.embed = embed
         self.convert_underscores = convert_underscores
+        self.media_type = media_type
+        self.examples = examples if examples is not None else ([example] if example is not None else None)
+        self.deprecated = deprecated
+        self.include_in_schema = include_in_schema
 
     @property
     def required(self) -> bool:
         return self.default is ...
 
     def constraints(self) -> dict[str, typing.Any]:
-        names = ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        return {name: getattr(self, name) for name in CONSTRAINTS if getattr(self, name) is not None}
 
     def __repr__(self) -> str:
         return f"{self.source.capitalize()}({self.default!r})"
@@ -70,3 +88,22 @@ Cookie = _marker("cookie")
 Body = _marker("body")
 Form = _marker("form")
 File = _marker("file")
+
+
+class Depends:
+    """`Depends(fn)`: the parameter is what `fn` returns (or yields), `fn`'s own parameters
+    bound from the request like a handler's. Called once per request however many times it
+    is used, unless `use_cache=False`. `Depends("name")` (Catzilla 0.2.3) is the service
+    called `name` in the app's container (see catzilla.dependencies.set_service_resolver)."""
+
+    __slots__ = ("dependency", "use_cache")
+
+    def __init__(self, dependency: typing.Callable[..., typing.Any] | str | None = None, *,
+                 use_cache: bool = True) -> None:
+        self.dependency = dependency
+        self.use_cache = use_cache
+
+    def __repr__(self) -> str:
+        name = self.dependency if isinstance(self.dependency, str) else \
+            getattr(self.dependency, "__name__", type(self.dependency).__name__)
+        return f"Depends({name}{'' if self.use_cache else ', use_cache=False'})"

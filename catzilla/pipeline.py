@@ -23,24 +23,27 @@ have the built-in answers. Anything else answers 500, through an `Exception` or 
 handler if one is registered; if that handler fails too, the plain 500 goes out and both
 tracebacks are logged.
 
-A route with none of these has no pipeline at all (`Route.pipeline` is None) and keeps the
+A route with dependencies, a response model or a status code runs its plan (see
+dependencies.py for where each part runs): inside its chain, or, when nothing wraps it, on
+the direct path (DirectPlan). A route with none of these has no pipeline at all (`Route.pipeline` is None) and keeps the
 server's direct path.
 """
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import inspect
 import logging
 import typing
 
-from .binding import BadRequest
+from .binding import BadRequest, Binding
 from .errors import HTTPException, RequestValidationError
 from .kinds import HandlerKind, classify
 from .request import Request
 from .responses import Response, error_response, to_response
 
-__all__ = ["Layer", "Pipeline", "call_handler", "compile_pipeline", "default_error_response"]
+__all__ = ["Layer", "Pipeline", "DirectPlan", "call_handler", "compile_pipeline", "default_error_response"]
 
 logger = logging.getLogger("catzilla")
 
@@ -69,8 +72,13 @@ def is_async_callable(fn: typing.Any) -> bool:
     return classify(fn) is not HandlerKind.SYNC
 
 
-def call_handler(route: typing.Any, request: Request) -> typing.Any:
-    """Bind the route's parameters from `request` and call its handler."""
+def call_handler(route: typing.Any, request: Request, pool_run: PoolRun | None = None) -> typing.Any:
+    """Bind the route's parameters from `request` and call its handler. A route with a plan
+    (dependencies, a response model, a status code) gives its Response: from the one pool
+    job when it runs there (see dependencies.py), else a coroutine of it (`pool_run`)."""
+    plan = route.plan
+    if plan is not None:
+        return plan.run_job(request) if plan.one_job else plan.run(request, pool_run)
     binding = route.binding
     kwargs = None if binding.trivial else binding.bind(request)
     if binding.pass_request:
@@ -102,6 +110,8 @@ class Pipeline:
     """One route's chain (or, with no route, the app's around its 404/405 answers).
     `await run(request)` -> Response, on the loop."""
 
+    direct = None  # see DirectPlan
+
     def __init__(self, route: typing.Any, layers: list[Layer], app: typing.Any, pool_run: PoolRun) -> None:
         self.route = route
         self.app = app
@@ -116,7 +126,10 @@ class Pipeline:
             before.extend(layer.before)
             after[:0] = layer.after  # the innermost layer's after-hooks run first
         self.middleware = middleware  # built once, when added (see routers.built)
-        sync_route = route is not None and route.kind is HandlerKind.SYNC
+        # A def handler whose dependencies need the loop runs as an async one does (its
+        # plan takes it to the pool, see dependencies.py).
+        plan = route.plan if route is not None else None
+        sync_route = route is not None and route.kind is HandlerKind.SYNC and (plan is None or plan.one_job)
         # Around a def handler, def hooks share its pool job (see the module docstring). On
         # the loop, each hook is kept with whether it must be awaited, decided here.
         self.loop_before = [(h, is_async_callable(h)) for h in before if not sync_route or is_async_callable(h)]
@@ -129,7 +142,8 @@ class Pipeline:
         # exception handlers; only hooks and handlers that never await cannot.
         self.may_suspend = bool(self.middleware) or route is None or route.kind is not HandlerKind.ASYNC_INLINE \
             or any(classify(h) is HandlerKind.ASYNC for h in before + after) \
-            or any(classify(h) is not HandlerKind.ASYNC_INLINE for h in self.handlers.values())
+            or any(classify(h) is not HandlerKind.ASYNC_INLINE for h in self.handlers.values()) \
+            or (plan is not None and plan.may_suspend)
         call: typing.Callable[[Request], typing.Awaitable[Response]] = self._endpoint
         for mw in reversed(self.middleware):
             # A partial (C, no frame of its own): dispatch(request, call_next=inner).
@@ -164,12 +178,12 @@ class Pipeline:
             else:
                 if route is None:  # no route: the 404 or 405 the router decides
                     raise self.app.refusal(request.method, request.path)
-                if route.kind is HandlerKind.SYNC:
+                if self.sync_route:
                     response = await self.pool_run(contextvars.copy_context().run, self._job, request)
                     if not isinstance(response, Response):  # a def handler returned an awaitable
                         response = self._job_after(request, to_response(await response))
                 else:
-                    result = await call_handler(route, request)
+                    result = await call_handler(route, request, self.pool_run)
                     response = result if isinstance(result, Response) else to_response(result)
             for hook, awaited in self.loop_after:
                 result = (await hook(request, response)) if awaited else hook(request, response)
@@ -237,9 +251,42 @@ def _checked(hook: Hook, result: typing.Any, response: Response) -> Response:
     return result
 
 
+class DirectPlan:
+    """A route with a plan (dependencies, a response model...) and nothing around it: served
+    on the executor's direct path (Executor.start_pipeline), by `direct`, a copy of the
+    route whose handler is the plan itself, `(request) -> Response`."""
+
+    __slots__ = ("route", "direct")
+    # Nothing runs around it (what the loop monitor reads of a Pipeline).
+    loop_before: tuple[typing.Any, ...] = ()
+    loop_after: tuple[typing.Any, ...] = ()
+    middleware: tuple[typing.Any, ...] = ()
+
+    def __init__(self, route: typing.Any, pool_run: PoolRun) -> None:
+        self.route = route
+        plan = route.plan
+        direct = copy.copy(route)
+        if plan.one_job:
+            direct.endpoint, direct.kind = plan.run_job, HandlerKind.SYNC
+        else:
+            direct.endpoint = functools.partial(plan.run, pool_run=pool_run)
+            direct.kind = HandlerKind.ASYNC if plan.may_suspend else HandlerKind.ASYNC_INLINE
+        direct.binding = _REQUEST_ONLY
+        direct.plan = direct.pipeline = None
+        self.direct = direct
+
+
+def _takes_request(request: Request) -> None: ...
+
+
+_REQUEST_ONLY = Binding(_takes_request, ())
+
+
 def compile_pipeline(route: typing.Any, layers: list[Layer], app: typing.Any,
-                     pool_run: PoolRun) -> Pipeline | None:
-    """The route's chain, or None when no layer adds anything (the direct path)."""
+                     pool_run: PoolRun) -> Pipeline | DirectPlan | None:
+    """The route's chain; None when nothing wraps it and it has no plan (the direct path)."""
     if not any(layers):
-        return None
+        if route is None or route.plan is None:
+            return None
+        return DirectPlan(route, pool_run)
     return Pipeline(route, layers, app, pool_run)

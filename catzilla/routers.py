@@ -24,6 +24,7 @@ import typing
 
 from .pipeline import Layer
 from .responses import Response
+from .returns import DEFAULT
 
 __all__ = ["Router", "APIRouter", "RouterGroup", "RouteDefinition", "join_path"]
 
@@ -82,6 +83,19 @@ class RouteDefinition:
         self.options, self.layers, self.tags = options, layers, tags
 
 
+_ROUTE_DEFAULTS = {"name": None, "status_code": None, "response_class": None, "responses": None,
+                   "tags": None, "summary": None, "description": None, "deprecated": None,
+                   "include_in_schema": True, "dependencies": None, "middleware": None, "timeout": None,
+                   "cpu_bound": False}
+
+
+def _given(arguments: dict[str, typing.Any]) -> dict[str, typing.Any]:
+    """A decorator's route keywords that differ from their defaults."""
+    return {key: value for key, value in arguments.items()
+            if (key == "response_model" and value is not DEFAULT)
+            or (key in _ROUTE_DEFAULTS and value is not _ROUTE_DEFAULTS[key])}
+
+
 def route_layer(middleware: typing.Iterable[typing.Any] | None) -> Layer:
     """A route's own `middleware=[...]`: wrapping middleware (anything with `dispatch`, or a
     Middleware spec) and, as in Catzilla 0.2.3, plain callables `(request) -> Response |
@@ -95,6 +109,14 @@ def route_layer(middleware: typing.Iterable[typing.Any] | None) -> Layer:
         else:
             raise TypeError(f"route middleware must be a callable or a middleware, got {item!r}")
     return layer
+
+
+def with_dependencies(options: dict[str, typing.Any], *outer: typing.Sequence[typing.Any] | None) -> dict[str, typing.Any]:
+    """A copy of a route's options with `outer` dependencies (a router's, an include's) run
+    before its own."""
+    options = dict(options)
+    options["dependencies"] = [d for deps in outer for d in deps or ()] + list(options.get("dependencies") or [])
+    return options
 
 
 def built(middleware: typing.Any, app: typing.Any) -> typing.Any:
@@ -122,9 +144,20 @@ class Scope:
                   methods: typing.Iterable[str] = ("GET",), **options: typing.Any) -> typing.Any:
         raise NotImplementedError
 
-    def route(self, path: str, methods: typing.Iterable[str] = ("GET",),
-              **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+    def route(self, path: str, methods: typing.Iterable[str] = ("GET",), *, name: str | None = None, status_code: int | None = None,
+              response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+              responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+              summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+              include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+              middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+              cpu_bound: bool = False,
+              ) -> typing.Callable[[Handler], Handler]:
+        """Register the decorated handler for `path` and `methods`. The keywords are FastAPI's
+        (`status_code=` the default status, `response_model=` the shape of the JSON,
+        `dependencies=` run before the handler, the rest for OpenAPI), plus Catzilla's
+        `middleware=`, `timeout=` (seconds, 0: none) and `cpu_bound=`."""
         methods = [methods] if isinstance(methods, str) else list(methods)
+        options = _given(locals())
 
         def register(handler: Handler) -> Handler:
             self.add_route(path, handler, methods, **options)
@@ -132,30 +165,78 @@ class Scope:
 
         return register
 
-    def api_route(self, path: str, methods: typing.Iterable[str] = ("GET",),
-                  **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, methods, **options)
+    def api_route(self, path: str, methods: typing.Iterable[str] = ("GET",), *, name: str | None = None, status_code: int | None = None,
+                  response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+                  responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+                  summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+                  include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+                  middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+                  cpu_bound: bool = False,
+                  ) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, methods, **_given(locals()))
 
-    def get(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["GET"], **options)
+    def get(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["GET"], **_given(locals()))
 
-    def post(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["POST"], **options)
+    def post(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["POST"], **_given(locals()))
 
-    def put(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["PUT"], **options)
+    def put(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["PUT"], **_given(locals()))
 
-    def patch(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["PATCH"], **options)
+    def patch(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["PATCH"], **_given(locals()))
 
-    def delete(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["DELETE"], **options)
+    def delete(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["DELETE"], **_given(locals()))
 
-    def head(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["HEAD"], **options)
+    def head(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["HEAD"], **_given(locals()))
 
-    def options(self, path: str, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["OPTIONS"], **options)
+    def options(self, path: str, *, name: str | None = None, status_code: int | None = None,
+            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
+            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
+            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
+            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
+            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
+            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["OPTIONS"], **_given(locals()))
 
     # -- what wraps them ---------------------------------------------------------------------
 
@@ -292,16 +373,18 @@ class Router(Scope):
         methods = [methods] if isinstance(methods, str) else [m.upper() for m in methods]
         tags = list(options.pop("tags", None) or [])
         layer = route_layer(options.pop("middleware", None))
+        options["dependencies"] = self.dependencies + list(options.get("dependencies") or [])
         self.definitions.append(RouteDefinition(join_path(self.prefix, path), methods, endpoint,
                                                 options, [self.layer, layer], self.tags + tags))
 
     def include_router(self, router: "Router", prefix: str = "", *,
-                       tags: typing.Iterable[str] | None = None) -> None:
+                       tags: typing.Iterable[str] | None = None,
+                       dependencies: typing.Sequence[typing.Any] | None = None) -> None:
         for definition in router.definitions:
             self.definitions.append(RouteDefinition(
                 join_path(self.prefix + prefix, definition.path), definition.methods,
-                definition.endpoint, dict(definition.options), [self.layer, *definition.layers],
-                self.tags + list(tags or []) + definition.tags))
+                definition.endpoint, with_dependencies(definition.options, self.dependencies, dependencies),
+                [self.layer, *definition.layers], self.tags + list(tags or []) + definition.tags))
 
     include_group = include_router  # Catzilla 0.2.3
 

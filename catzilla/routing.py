@@ -1,13 +1,16 @@
 """Routes and the router: path templates compiled once, matched per request."""
 from __future__ import annotations
 
+import inspect
 import re
 import typing
 
 from .binding import Binding
+from .dependencies import Plan
 from .kinds import classify
+from .returns import DEFAULT, Returns
 
-__all__ = ["Route", "Router", "compile_path"]
+__all__ = ["Route", "Router", "compile_path", "ROUTE_OPTIONS"]
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(\w+))?\}")
 # A converter only chooses what a segment may match; the annotation does the conversion.
@@ -36,15 +39,36 @@ def compile_path(path: str) -> tuple[re.Pattern[str] | None, list[str]]:
     return re.compile(pattern + re.escape(path[position:]) + "$"), names
 
 
+# What a route may be declared with besides its path, methods and handler (FastAPI's
+# decorator keywords, and Catzilla's timeout= and cpu_bound=).
+ROUTE_OPTIONS = frozenset({
+    "name", "timeout", "status_code", "response_model", "response_class", "responses", "summary",
+    "description", "deprecated", "include_in_schema", "cpu_bound", "dependencies",
+})
+
+
 class Route:
-    """One (path, method) and everything decided about its handler at registration."""
+    """One (path, method) and everything decided about its handler at registration.
+
+    `status_code`, `response_model`, `response_class`, `responses`, `tags`, `summary`,
+    `description` (default: the handler's docstring), `deprecated`, `include_in_schema` and
+    `name` are the decorator's keywords as given (OpenAPI reads them, with
+    `binding.fields`); `plan` is how its dependencies and result are handled (None: the
+    handler is called as it is, and its result made a response as usual)."""
 
     __slots__ = ("path", "method", "endpoint", "name", "kind", "binding", "index", "warned_awaitable",
-                 "timeout", "path_names", "layers", "tags", "pipeline")
+                 "timeout", "path_names", "layers", "tags", "pipeline", "status_code", "response_model",
+                 "response_class", "responses", "summary", "description", "deprecated", "include_in_schema",
+                 "cpu_bound", "dependencies", "returns", "plan")
 
     def __init__(self, path: str, method: str, endpoint: typing.Callable[..., typing.Any],
                  path_names: list[str], name: str | None = None, index: int = 0,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, *, status_code: int | None = None,
+                 response_model: typing.Any = DEFAULT, response_class: typing.Any = None,
+                 responses: dict[typing.Any, typing.Any] | None = None, summary: str | None = None,
+                 description: str | None = None, deprecated: bool | None = None,
+                 include_in_schema: bool = True, cpu_bound: bool = False,
+                 dependencies: typing.Sequence[typing.Any] | None = None) -> None:
         self.path = path
         self.method = method
         self.endpoint = endpoint
@@ -62,6 +86,21 @@ class Route:
         self.layers: list[typing.Any] = []
         self.tags: list[str] = []
         self.pipeline: typing.Any = None
+        self.status_code = status_code
+        self.response_class = response_class
+        self.responses = dict(responses or {})
+        self.summary = summary
+        doc = inspect.getdoc(endpoint) if inspect.isroutine(endpoint) else None
+        self.description = description if description is not None else (doc or "")
+        self.deprecated = deprecated
+        self.include_in_schema = include_in_schema
+        self.cpu_bound = bool(cpu_bound)  # stored for the CPU-bound executor; nothing reads it here
+        self.dependencies = list(dependencies or [])  # the layers' and the decorator's, outer first
+        self.returns = Returns(endpoint, self.binding.owner, status_code=status_code,
+                               response_model=response_model, response_class=response_class)
+        self.response_model = self.returns.model  # as given, or from the return annotation
+        self.plan = Plan(self, self.dependencies, self.returns.respond) \
+            if self.dependencies or self.binding.dependencies or self.returns.needed else None
 
     @property
     def key(self) -> str:
@@ -91,7 +130,8 @@ class Router:
         self.routes: list[Route] = []
 
     def add(self, path: str, methods: typing.Iterable[str], endpoint: typing.Callable[..., typing.Any],
-            name: str | None = None, timeout: float | None = None) -> list[Route]:
+            name: str | None = None, timeout: float | None = None, **options: typing.Any) -> list[Route]:
+        """`options`: the rest of Route's keywords (ROUTE_OPTIONS)."""
         regex, names = compile_path(path)
         table = self._templates.get(path)
         if table is None:
@@ -106,7 +146,8 @@ class Router:
             existing = table.get(method)
             if existing is not None and existing.method == method:  # not an implied HEAD
                 raise ValueError(f"route {method} {path} is already registered")
-            route = table[method] = Route(path, method, endpoint, names, name, len(self.routes), timeout)
+            route = table[method] = Route(path, method, endpoint, names, name, len(self.routes), timeout,
+                                          **options)
             self.routes.append(route)
             added.append(route)
             if method == "GET" and "HEAD" not in table:

@@ -753,3 +753,32 @@ def test_failing_background_task_is_logged(client, server):
     assert f"ValueError: bg-sync-boom-{token}" in logs
     assert f"LookupError: bg-async-boom-{token}" in logs
     assert client.get("/ret/dict").status_code == 200
+
+
+# --- Annotated markers, on the direct path -----------------------------------------------------
+
+def test_annotated_markers_on_the_direct_path(client):
+    assert client.get("/annotated/3", params={"n": 4}, headers={"x-tag": "t"}).json() == {
+        "item_id": 3, "n": 4, "x_tag": "t"}
+    assert client.get("/annotated/3", params={"x_tag": "not from the query"}).json()["x_tag"] is None
+    error = only_error(client.get("/annotated/3", params={"n": 1}))
+    assert error == {"type": "greater_than_equal", "loc": ["query", "n"],
+                     "msg": "Input should be greater than or equal to 2", "input": "1", "ctx": {"ge": 2}}
+    assert only_error(client.get("/annotated/0"))["loc"] == ["path", "item_id"]
+
+
+def test_annotated_markers_on_a_def_handler(client):
+    r = client.get("/annotated-sync", params={"n": 5}, headers={"cookie": "session=abc"})
+    assert r.json() == {"n": 5, "session": "abc"}
+    error = only_error(client.get("/annotated-sync", params={"n": 6}))
+    assert (error["type"], error["msg"]) == ("less_than_equal", "Input should be less than or equal to 5")
+
+
+def test_annotated_routes_have_no_pipeline():
+    from conftest import load_test_app
+
+    app = load_test_app("params_app").app
+    app.prepare(None)
+    for route in app.routes:
+        if route.path.startswith("/annotated"):
+            assert route.plan is None and route.pipeline is None

@@ -194,6 +194,9 @@ class Executor:
         may suspend runs as a Task from the start: code in it may rely on a current Task
         (asyncio.timeout, TaskGroup, anyio). One that cannot (hooks and handler that never
         await) is driven right here, in a context of its own, and costs no Task."""
+        if pipeline.direct is not None:  # a plan and nothing around it (pipeline.DirectPlan)
+            self.start(conn, pipeline.direct, request, common, head_only)
+            return
         context = contextvars.copy_context()
         if pipeline.may_suspend:
             conn.running = request

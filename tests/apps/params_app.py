@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import threading
 import time
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import msgspec
 
@@ -438,3 +438,16 @@ def bg_fail(request, token: str):
 @app.get("/bg/events")
 async def bg_events(request, token: str):
     return [e for e in EVENTS if e["token"] == token]
+
+
+# --- Annotated markers on the direct path (no dependencies: no pipeline) -------------------
+
+@app.get("/annotated/{item_id}")
+async def annotated_direct(request, item_id: Annotated[int, Path(ge=1)], n: Annotated[int, Query(ge=2)] = 2,
+                           x_tag: Annotated[Optional[str], Header()] = None):
+    return {"item_id": item_id, "n": n, "x_tag": x_tag}
+
+
+@app.get("/annotated-sync")
+def annotated_sync(request, n: Annotated[int, Query(ge=2, le=5)], session: Annotated[str, Cookie()] = "none"):
+    return {"n": n, "session": session}

@@ -56,3 +56,17 @@ def test_container_in_process():
         container.register("c", object, scope="session")
     child = container.create_child_container()
     assert child.resolve("a") is container.resolve("a")
+
+
+def test_depends_by_name_in_handlers_and_service_constructors(client):
+    r = client.get("/welcome/Ada").json()
+    assert r["message"] == "Hello, Ada!" and r["same_ctx"] is True
+    assert r["config"] == client.get("/items/1").json()["config"]  # the one singleton
+    r = client.get("/async-welcome/Bo").json()
+    assert r == {"message": "Hello, Bo!", "same_ctx": True}
+
+
+def test_an_unknown_service_is_a_500_naming_it(client):
+    r = client.get("/missing")
+    assert r.status_code == 500
+    assert "no service named 'no_such_service'" in client.server.logs()

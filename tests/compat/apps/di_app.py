@@ -3,7 +3,7 @@ import itertools
 import os
 import threading
 
-from catzilla import Catzilla, JSONResponse, Path, inject, service
+from catzilla import Catzilla, Depends, JSONResponse, Path, inject, service
 from catzilla.dependency_injection import set_default_container
 
 app = Catzilla(enable_di=True)
@@ -74,3 +74,30 @@ def get_item(request, repo, request_ctx, config, stamp, item_id: int = Path(...,
 @inject("repo")
 async def get_item_async(request, repo, item_id: int):
     return {"item": repo.find(item_id), "services": app.di_container.list_services()}
+
+
+@service("greeter")
+class Greeter:
+    def __init__(self, config: Config = Depends("config")) -> None:  # 0.2.3's constructor style
+        self.config = config
+
+    def greet(self, name: str) -> str:
+        return f"Hello, {name}!"
+
+
+@app.get("/welcome/{name}")
+def welcome(request, greeter: Greeter = Depends("greeter"), ctx: RequestContext = Depends("request_ctx"),
+            name: str = Path(...)):
+    return {"message": greeter.greet(name), "same_ctx": ctx is app.resolve_service("request_ctx"),
+            "config": greeter.config.serial}
+
+
+@app.get("/async-welcome/{name}")
+async def async_welcome(request, name: str, greeter: Greeter = Depends("greeter"),
+                        ctx: RequestContext = Depends("request_ctx")):
+    return {"message": greeter.greet(name), "same_ctx": ctx is app.resolve_service("request_ctx")}
+
+
+@app.get("/missing")
+def missing(request, nothing=Depends("no_such_service")):
+    return {}
