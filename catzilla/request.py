@@ -111,6 +111,10 @@ class Request:
         then use it as a dict: the same State back is kept, a mapping becomes a State."""
         self._state = value if isinstance(value, State) else State(value)
 
+    def get_header(self, name: str, default: str | None = None) -> str | None:
+        """The header `name` (any case), or `default` (Catzilla 0.2.3's method)."""
+        return self.headers.get(name, default)
+
     @property
     def context(self) -> dict[str, typing.Any]:
         """Catzilla 0.2.3's per-request dict, where its middleware leaves things for the

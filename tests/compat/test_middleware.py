@@ -23,3 +23,7 @@ def test_a_pre_route_hook_short_circuits_a_router_group(client):
     r = client.get("/admin/panel")
     assert (r.status_code, r.json()) == (401, {"error": "Authentication required"})
     assert client.get("/admin/panel", headers={"x-user": "root"}).json() == {"user": "root"}
+
+
+def test_request_get_header(client):
+    assert client.get("/agent", headers={"user-agent": "probe/1"}).json() == {"agent": "probe/1", "missing": "default"}

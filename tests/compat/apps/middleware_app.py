@@ -46,3 +46,8 @@ app.include_routes(admin)
 async def home(request):
     return {"seen": request.state["seen"], "user": request.context.get("user"), "production": app.production,
             "after_hooks_so_far": len(ORDER), "stats": app.get_middleware_stats()["pre_route"]}
+
+
+@app.get("/agent")
+def agent(request):
+    return {"agent": request.get_header("User-Agent"), "missing": request.get_header("x-none", "default")}
