@@ -55,17 +55,25 @@ def current() -> typing.Any:
     return request
 
 
+def after_response(request: typing.Any, fn: typing.Callable[..., typing.Any], *args: typing.Any,
+                   **kwargs: typing.Any) -> bool:
+    """Run `fn(*args, **kwargs)` once `request`'s response is sent; False when there is no
+    such request, or its response is already sent."""
+    if request is None or request.responded:
+        return False
+    if request.background is None:
+        request.background = []
+    request.background.append((fn, args, kwargs))
+    return True
+
+
 def schedule_task(fn: typing.Callable[..., typing.Any], *args: typing.Any, **kwargs: typing.Any) -> None:
     """Run `fn(*args, **kwargs)` once the current response is sent: an `async def` fn on the
     event loop, a `def` fn in the worker's thread pool. Errors are logged with a traceback.
 
     Outside a request (at start-up, in another background task) it runs as soon as possible.
     """
-    request = current()
-    if request is not None and not request.responded:
-        if request.background is None:
-            request.background = []
-        request.background.append((fn, args, kwargs))
+    if after_response(current(), fn, *args, **kwargs):
         return
     if _runner is None:
         raise RuntimeError("schedule_task() needs a running Catzilla server")

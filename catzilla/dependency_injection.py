@@ -6,7 +6,8 @@ Scopes:
   process, so with `catzilla run --workers N` each worker makes its own: what must be
   shared between workers belongs in a database or a cache server, not in a singleton.
 - ``request`` (``scoped`` is the same): one instance per request, the same one for every
-  handler, hook and middleware of that request, on the event loop or in the thread pool.
+  handler, hook and middleware of that request, on the event loop or in the thread pool;
+  its `close()` (or `cleanup()`), if it has a `def` one, is called once the response is sent.
 - ``transient``: a new instance every time one is asked for.
 
 A service's factory (a class or a function) gets its own dependencies the same way: a
@@ -24,7 +25,7 @@ import inspect
 import threading
 import typing
 
-from .background_tasks import current
+from .background_tasks import after_response, current
 from .dependencies import set_service_resolver
 
 __all__ = [
@@ -228,12 +229,17 @@ def current_context(container: DIContainer) -> DIContext | None:
     if explicit is not None:
         return explicit
     request = current()
-    if request is None:
-        return None
+    return None if request is None else request_context(request, container)
+
+
+def request_context(request: typing.Any, container: DIContainer) -> DIContext:
+    """`request`'s context, made on first use; closed (its services' close()) once the
+    response has been sent."""
     data = request.state._data  # noqa: SLF001 - a key no attribute name can collide with
     context = data.get(_CONTEXT_KEY)
     if context is None:
         context = data[_CONTEXT_KEY] = DIContext(container)
+        after_response(request, context.close)
     return context
 
 
@@ -252,12 +258,7 @@ def resolve_for_request(name: str, request: typing.Any = None) -> typing.Any:
     container (the default one when the app has none), scoped to `request`."""
     app = getattr(request, "app", None) if request is not None else None
     container = getattr(app, "di_container", None) or get_default_container()
-    context = None
-    if request is not None:
-        data = request.state._data  # noqa: SLF001
-        context = data.get(_CONTEXT_KEY)
-        if context is None:
-            context = data[_CONTEXT_KEY] = DIContext(container)
+    context = request_context(request, container) if request is not None else None
     return container.resolve(name, context)
 
 

@@ -70,3 +70,10 @@ def test_an_unknown_service_is_a_500_naming_it(client):
     r = client.get("/missing")
     assert r.status_code == 500
     assert "no service named 'no_such_service'" in client.server.logs()
+
+
+def test_request_scoped_services_are_closed_after_the_response(client):
+    first = client.get("/session").json()
+    assert first["serial"] not in first["closed"]
+    second = client.get("/session").json()
+    assert first["serial"] in second["closed"]

@@ -101,3 +101,20 @@ async def async_welcome(request, name: str, greeter: Greeter = Depends("greeter"
 @app.get("/missing")
 def missing(request, nothing=Depends("no_such_service")):
     return {}
+
+
+CLOSED = []
+
+
+@service("session", scope="request")
+class Session:
+    def __init__(self) -> None:
+        self.serial = next(_serial)
+
+    def close(self) -> None:
+        CLOSED.append(self.serial)
+
+
+@app.get("/session")
+def session(request, s: Session = Depends("session")):
+    return {"serial": s.serial, "closed": list(CLOSED)}
