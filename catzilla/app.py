@@ -11,6 +11,9 @@ from .background_tasks import TaskEngine, TaskPriority
 from .datastructures import State
 from .dependency_injection import get_default_container
 from .errors import HTTPException
+from .mounts import Mount
+from .openapi.docs import add_docs_routes
+from .openapi.utils import get_openapi
 from .pipeline import Layer, compile_pipeline
 from .request import Request
 from .routers import Router, Scope, built, join_path, route_layer, with_dependencies
@@ -49,10 +52,18 @@ class Catzilla(Scope):
                  exception_handlers: typing.Mapping[typing.Any, typing.Callable[..., typing.Any]] | None = None,
                  middleware: typing.Iterable[typing.Any] | None = None,
                  dependencies: typing.Iterable[typing.Any] | None = None,
+                 openapi_tags: list[dict[str, typing.Any]] | None = None,
+                 servers: list[dict[str, typing.Any]] | None = None, terms_of_service: str | None = None,
+                 contact: dict[str, typing.Any] | None = None, license_info: dict[str, typing.Any] | None = None,
+                 swagger_ui_parameters: dict[str, typing.Any] | None = None,
                  **compat_options: typing.Any) -> None:
         """FastAPI's keywords; title, description, version, summary, debug, docs_url,
         redoc_url, openapi_url and root_path are recorded as attributes (see README: not all
-        are honoured yet). An unknown keyword is a TypeError naming it, never ignored."""
+        are honoured yet); `openapi_url`, `docs_url`, `redoc_url`: where the OpenAPI document
+        and its pages are served (None: not served); openapi_tags, servers,
+        terms_of_service, contact, license_info go into the document and
+        swagger_ui_parameters into the /docs page, as FastAPI's do. An unknown keyword is a
+        TypeError naming it, never ignored."""
         unknown = sorted(set(compat_options) - COMPAT_0_2_3_OPTIONS)
         if unknown:
             raise TypeError(f"Catzilla() got unexpected keyword argument{'s' if len(unknown) > 1 else ''}: "
@@ -80,6 +91,12 @@ class Catzilla(Scope):
         # Starlette's order: the list's first is the outermost.
         self.layer.middleware[:0] = [built(item, self) for item in middleware or ()]
         self.dependencies = list(dependencies or [])  # run before every route's own
+        self.openapi_schema: dict[str, typing.Any] | None = None  # app.openapi()'s, made once
+        self.openapi_version = "3.1.0"
+        self.openapi_tags, self.servers, self.terms_of_service = openapi_tags, servers or [], terms_of_service
+        self.contact, self.license_info, self.swagger_ui_parameters = contact, license_info, swagger_ui_parameters
+        self._asgi: typing.Any = None  # see __call__
+        add_docs_routes(self)
         # Catzilla 0.2.3's named services (catzilla.dependency_injection): `enable_di` is on
         # unless turned off, as there; its container is the default one `@service` fills.
         self.di_container: typing.Any = None
@@ -216,6 +233,37 @@ class Catzilla(Scope):
                     return _PARAM.sub(lambda m: str(params[m.group(1)]), route.path)
         raise NoMatchFound(f"no route named {name!r} with parameters {sorted(params)}")
 
+    def mount(self, path: str, app: typing.Any, name: str | None = None) -> None:
+        """Serve the ASGI application `app` (a Starlette or FastAPI app) at `path` and below,
+        every method; it sees `path` as its scope's root_path (see catzilla.mounts)."""
+        prefix = path.rstrip("/")
+        join_path(prefix, "")  # checks it
+        endpoint = Mount(prefix, app, name)
+        methods = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+        for template in (prefix or "/", prefix + "/{path:path}"):
+            self._add(template, methods, endpoint.handle, {"name": endpoint.__name__}, [], [])
+
+    def openapi(self) -> dict[str, typing.Any]:
+        """The app's OpenAPI 3.1 document (FastAPI's method): made on the first call, which
+        the server makes at start-up, then kept in `openapi_schema`."""
+        if self.openapi_schema is None:
+            self.openapi_schema = get_openapi(
+                title=self.title, version=self.version, openapi_version=self.openapi_version,
+                summary=self.summary, description=self.description, routes=self.routes,
+                tags=self.openapi_tags, terms_of_service=self.terms_of_service, contact=self.contact,
+                license_info=self.license_info,
+                servers=self.servers or ([{"url": self.root_path}] if self.root_path else None))
+        return self.openapi_schema
+
+    async def __call__(self, scope: typing.Any, receive: typing.Any, send: typing.Any) -> None:
+        """The app as an ASGI 3 application, for uvicorn, hypercorn or granian (see
+        catzilla.asgi, which this reaches lazily: importing the framework loads no server)."""
+        if self._asgi is None:
+            from .asgi import ASGIAdapter  # a deliberate outward import (see pyproject.toml)
+
+            self._asgi = ASGIAdapter(self)
+        await self._asgi(scope, receive, send)
+
     def refusal(self, method: str, path: str) -> HTTPException:
         """What a request no route answers gets: 404, or 405 with the methods there are."""
         _, _, allow = self.router.resolve(method, path)
@@ -230,6 +278,11 @@ class Catzilla(Scope):
             route.pipeline = compile_pipeline(route, [self.layer, *route.layers], self, pool_run)
         # Requests no route answers go through the app's own middleware and handlers.
         self.unmatched_pipeline = compile_pipeline(None, [self.layer], self, pool_run)
+        if self.openapi_url:
+            try:
+                self.openapi()  # made at start-up, not by the first request that asks
+            except Exception:  # a bug of ours must not keep the app from serving
+                logger.exception("could not build the OpenAPI document: %s answers 500", self.openapi_url)
 
     @property
     def routes(self) -> list[Route]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import sys
 import types
 import typing
 
@@ -18,12 +17,13 @@ import msgspec
 
 from ._native import parse_query
 from .datastructures import UploadFile
-from .errors import DefinitionError, RequestValidationError, describe_validation_error, missing, pydantic_errors
+from .errors import DefinitionError, RequestValidationError, describe_validation_error, json_invalid, missing
 from .forms import FormError
 from .params import Depends, Param, Source
 from .request import Request
+from .validatable import PydanticBody, is_pydantic_model, unvalidatable, uses_pydantic
 
-__all__ = ["Binding", "BadRequest", "Field", "unvalidatable", "uses_pydantic"]
+__all__ = ["Binding", "BadRequest", "Field"]
 
 _NoneType = type(None)
 _SEQUENCES = (list, tuple, set, frozenset, typing.Sequence, typing.List)
@@ -34,14 +34,6 @@ _BOOL_WORDS.update({word: "false" for word in ("0", "f", "false", "n", "no", "of
 _convert = msgspec.convert
 _asdict = msgspec.structs.asdict
 _UNIONS = (typing.Union, getattr(types, "UnionType", typing.Union))
-# What a query, path, header, cookie or form value may be converted to (msgspec's names).
-_SCALAR_INFO = (
-    msgspec.inspect.AnyType, msgspec.inspect.NoneType, msgspec.inspect.BoolType, msgspec.inspect.IntType,
-    msgspec.inspect.FloatType, msgspec.inspect.StrType, msgspec.inspect.BytesType,
-    msgspec.inspect.DecimalType, msgspec.inspect.UUIDType, msgspec.inspect.DateTimeType,
-    msgspec.inspect.DateType, msgspec.inspect.TimeType, msgspec.inspect.TimeDeltaType,
-    msgspec.inspect.EnumType, msgspec.inspect.LiteralType,
-)
 
 # FastAPI reports form fields and uploads under "body", where they travel.
 _LOC_PREFIX = {"form": "body", "file": "body"}
@@ -89,18 +81,6 @@ def _is_sequence(annotation: typing.Any) -> bool:
     return base in (list, tuple, set) or typing.get_origin(base) in _SEQUENCES
 
 
-def _is_pydantic_model(annotation: typing.Any) -> bool:
-    pydantic = sys.modules.get("pydantic")  # a pydantic model means pydantic is imported
-    return pydantic is not None and inspect.isclass(annotation) and issubclass(annotation, pydantic.BaseModel)
-
-
-def uses_pydantic(annotation: typing.Any) -> bool:
-    """Whether `annotation` is, or holds (list[Model], Optional[Model]), a pydantic model."""
-    if _is_pydantic_model(annotation):
-        return True
-    return any(uses_pydantic(arg) for arg in typing.get_args(annotation) if not isinstance(arg, (str, int)))
-
-
 def _is_body_type(annotation: typing.Any) -> bool:
     """dict, list, List[...], a msgspec.Struct, a dataclass, a TypedDict or a pydantic model:
     a JSON document, not a scalar."""
@@ -110,49 +90,8 @@ def _is_body_type(annotation: typing.Any) -> bool:
         return True
     return inspect.isclass(base) and (
         issubclass(base, msgspec.Struct) or dataclasses.is_dataclass(base)
-        or typing.is_typeddict(base) or _is_pydantic_model(base)
+        or typing.is_typeddict(base) or is_pydantic_model(base)
     )
-
-
-def unvalidatable(annotation: typing.Any, scalar: bool) -> str | None:
-    """Why msgspec cannot validate `annotation` (for a query/path/header/cookie/form value:
-    `scalar`, one value or a sequence of them), or None when it can."""
-    try:
-        info = msgspec.inspect.type_info(annotation)
-    except Exception as exc:  # an annotation that is no type at all
-        return str(exc)
-    if scalar:
-        while isinstance(info, msgspec.inspect.UnionType) and len(info.types) == 2 \
-                and any(isinstance(t, msgspec.inspect.NoneType) for t in info.types):
-            info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
-        if isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.SetType, msgspec.inspect.FrozenSetType,
-                             msgspec.inspect.VarTupleType)):
-            info = info.item_type
-        if isinstance(info, msgspec.inspect.UnionType):
-            bad = [t for t in info.types if not isinstance(t, _SCALAR_INFO)]
-            return f"{bad[0]!r} is not a single value" if bad else None
-        if isinstance(info, msgspec.inspect.CustomType):
-            return f"msgspec cannot validate {info.cls!r}"
-        return None if isinstance(info, _SCALAR_INFO) else "it is not a single value (a body type needs Body())"
-    custom = _custom_types(info, set())
-    return f"msgspec cannot validate {custom[0]!r}" if custom else None
-
-
-def _custom_types(info: typing.Any, seen: set[int]) -> list[typing.Any]:
-    """The classes msgspec only knows as opaque objects (CustomType) anywhere inside `info`."""
-    if id(info) in seen:
-        return []
-    seen.add(id(info))
-    if isinstance(info, msgspec.inspect.CustomType):
-        return [info.cls]
-    found = []
-    for value in (getattr(info, name) for name in getattr(info, "__struct_fields__", ())):
-        for item in value if isinstance(value, tuple) else (value,):
-            if isinstance(item, msgspec.inspect.Field):
-                item = item.type
-            if isinstance(item, msgspec.inspect.Type):
-                found.extend(_custom_types(item, seen))
-    return found
 
 
 def _constrained(annotation: typing.Any, param: Param | None) -> typing.Any:
@@ -371,7 +310,7 @@ class Binding:
         if not body:
             return None
         if self._pydantic:
-            return _PydanticBody(body)
+            return PydanticBody(body)
         if len(body) == 1 and not body[0].embed:
             return msgspec.json.Decoder(body[0].annotation)
         spec = [(f.name, f.annotation) if f.required else (f.name, f.annotation, f.default) for f in body]
@@ -501,7 +440,7 @@ class Binding:
         except msgspec.ValidationError as exc:
             raise RequestValidationError(self._every_body_error(body, exc, whole)) from None
         except msgspec.DecodeError as exc:
-            raise _json_invalid(exc) from None
+            raise json_invalid(exc) from None
         if whole:
             return {fields[0].name: value}
         return {f.name: getattr(value, f.name) for f in fields}
@@ -561,57 +500,6 @@ def _query_model(field: Field, query: typing.Any) -> typing.Any:
         raise RequestValidationError(
             _object_errors(raw, model, ["query"], strict=False) or
             [describe_validation_error(str(exc), ["query"], raw)]) from None
-
-
-def _json_invalid(exc: Exception) -> RequestValidationError:
-    return RequestValidationError([{
-        "type": "json_invalid", "loc": ["body"], "msg": "JSON decode error",
-        "input": {}, "ctx": {"error": str(exc)},
-    }])
-
-
-class _PydanticBody:
-    """A body that is, or holds, a pydantic model: msgspec parses the JSON, pydantic
-    validates it (every error, in FastAPI's shape, which is pydantic's own)."""
-
-    def __init__(self, fields: list[Field]) -> None:
-        from pydantic import TypeAdapter, ValidationError
-
-        self._error = ValidationError
-        self.fields = fields
-        self.whole = len(fields) == 1 and not fields[0].embed
-        self.adapters = [(f, TypeAdapter(f.annotation)) for f in fields]
-
-    def decode(self, body: bytes) -> dict[str, typing.Any]:
-        try:
-            document = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            raise _json_invalid(exc) from None
-        if self.whole:
-            field, adapter = self.adapters[0]
-            try:
-                return {field.name: adapter.validate_python(document)}
-            except self._error as exc:
-                raise RequestValidationError(pydantic_errors(exc.errors(include_url=False), ["body"])) from None
-        if not isinstance(document, dict):
-            raise RequestValidationError([{"type": "model_attributes_type", "loc": ["body"],
-                                           "msg": "Input should be a valid dictionary or object to extract fields from",
-                                           "input": document}])
-        values, errors = {}, []
-        for field, adapter in self.adapters:
-            if field.key not in document:
-                if field.required:
-                    errors.append(missing(["body", field.key]))
-                else:
-                    values[field.name] = field.default
-                continue
-            try:
-                values[field.name] = adapter.validate_python(document[field.key])
-            except self._error as exc:
-                errors.extend(pydantic_errors(exc.errors(include_url=False), ["body", field.key]))
-        if errors:
-            raise RequestValidationError(errors)
-        return values
 
 
 def _object_errors(document: typing.Any, annotation: typing.Any, loc: list[typing.Any],

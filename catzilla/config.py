@@ -158,7 +158,29 @@ class Config:
     max_header_size: int = _setting(16384, "Bytes allowed for the request line plus headers "
                                     "(431 above): 16 KiB fits large cookies, not abuse.", int)
     max_body_size: int = _setting(16 * 1024 * 1024, "Bytes allowed for a request body (413 "
-                                  "above): bodies are read into memory before the handler runs.", int)
+                                  "above): bodies are read into memory before the handler runs. "
+                                  "A route's max_body_size= replaces it; a multipart body of a "
+                                  "route that takes files is bounded by the upload limits below "
+                                  "instead (its text fields, held in memory, by this).", int)
+    # -- request bodies a route receives as they arrive: uploads and streams (413 above a limit)
+    max_file_size: int = _setting(1024 ** 3, "Bytes allowed for one uploaded file: uploads go "
+                                  "to temporary files, so the bound is the disk's, and 1 GiB is "
+                                  "more than any web form expects. 0: empty files only.", int)
+    max_files: int = _setting(1000, "Files allowed in one multipart form (Starlette's 1000): "
+                              "each costs a temporary file.", int)
+    max_fields: int = _setting(1000, "Text fields allowed in one multipart form (Starlette's "
+                               "1000): each costs a parser round and memory.", int)
+    max_part_header_size: int = _setting(8192, "Bytes allowed for the headers of one multipart "
+                                         "part: a name, a file name and a type need a few "
+                                         "hundred.", int)
+    upload_spool_size: int = _setting(1024 * 1024, "Bytes of an uploaded file kept in memory; a "
+                                      "larger file goes to a temporary file ($TMPDIR), so a "
+                                      "worker's memory does not grow with uploads. 0: every "
+                                      "upload straight to disk.", int)
+    stream_buffer_size: int = _setting(256 * 1024, "Bytes of a streamed request body (a route's "
+                                       "stream=True) buffered for a handler that reads slower "
+                                       "than its client sends; reading the socket pauses above "
+                                       "it (one uvloop read, so a pause is rarely needed).", int)
     write_buffer_high: int = _setting(64 * 1024, "Bytes buffered for a slow reader before the "
                                       "connection stops taking new pipelined requests.", int)
     write_timeout: float = _setting(30.0, "Seconds a connection may have unsent response bytes "
@@ -207,7 +229,7 @@ class Config:
     def __post_init__(self) -> None:
         """Refuse settings that cannot work, with the setting's name, before anything starts."""
         positive = ("workers", "threads", "max_header_size", "write_buffer_high", "header_timeout",
-                    "stats_routes")
+                    "stats_routes", "max_part_header_size", "stream_buffer_size")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be above 0, got {getattr(self, name)}")
@@ -215,7 +237,8 @@ class Config:
         for name in ("timeout", "graceful_timeout", "max_requests", "max_requests_jitter",
                      "loop_block_threshold", "keep_alive_timeout", "max_body_size", "backlog",
                      "request_timeout", "max_queue", "queue_timeout", "limit_concurrency",
-                     "write_timeout", "min_body_rate", "body_rate_grace"):
+                     "write_timeout", "min_body_rate", "body_rate_grace", "max_file_size",
+                     "max_files", "max_fields", "upload_spool_size"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.port is not None:

@@ -5,12 +5,15 @@ its headers never pays for them.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import typing
+import urllib.parse
 
 from ._native import parse_query
 from .headerparse import combine_field
 
-__all__ = ["Address", "Headers", "QueryParams", "State", "UploadFile"]
+__all__ = ["Address", "Headers", "QueryParams", "State", "UploadFile", "URL"]
 
 
 class Address(typing.NamedTuple):
@@ -56,6 +59,73 @@ class QueryParams(MultiDict):
     def from_string(cls, query: str | bytes) -> "QueryParams":
         """`a=1&b=x+y` -> {"a": "1", "b": "x y"}, percent-decoded as UTF-8."""
         return cls(parse_query(query))
+
+
+class URL(str):
+    """The request's URL: prints as `http://host/path?query` (a str, as it always was), with
+    Starlette's parts as attributes."""
+
+    _split: urllib.parse.SplitResult | None = None
+
+    @classmethod
+    def build(cls, scheme: str, netloc: str, path: str, query: str) -> "URL":
+        """From parts already known (the request's own): `path` may hold a decoded `?` or
+        `#` that parsing the text again would misread."""
+        url = cls(f"{scheme}://{netloc}{path}?{query}" if query else f"{scheme}://{netloc}{path}")
+        url._split = urllib.parse.SplitResult(scheme, netloc, path, query, "")
+        return url
+
+    @property
+    def _parts(self) -> urllib.parse.SplitResult:
+        split = self._split
+        if split is None:
+            split = self._split = urllib.parse.urlsplit(self)
+        return split
+
+    @property
+    def scheme(self) -> str:
+        return self._parts.scheme
+
+    @property
+    def netloc(self) -> str:
+        return self._parts.netloc
+
+    @property
+    def path(self) -> str:
+        return self._parts.path
+
+    @property
+    def query(self) -> str:
+        return self._parts.query
+
+    @property
+    def fragment(self) -> str:
+        return self._parts.fragment
+
+    @property
+    def hostname(self) -> str | None:
+        return self._parts.hostname
+
+    @property
+    def port(self) -> int | None:
+        try:
+            return self._parts.port
+        except ValueError:  # a Host header the client made up
+            return None
+
+    @property
+    def is_secure(self) -> bool:
+        return self.scheme in ("https", "wss")
+
+    def replace(self, *args: typing.Any, **parts: str) -> "URL | str":  # type: ignore[override]
+        """Starlette's: a copy with some of scheme, netloc, path, query, fragment changed.
+        With positional arguments, str.replace (the URL was a plain str before)."""
+        if args:
+            return str.replace(self, *args)
+        return URL(urllib.parse.urlunsplit(self._parts._replace(**parts)))
+
+    def __repr__(self) -> str:
+        return f"URL({str(self)!r})"
 
 
 class Headers(typing.Mapping[str, str]):
@@ -151,34 +221,173 @@ class State:
         return f"State({self._data!r})"
 
 
-class UploadFile:
-    """A file from a multipart form. The whole request body is already in memory, so `read`
-    is synchronous and works the same in `def` and `async def` handlers."""
+class Ready:
+    """A value that is also awaitable: `x` and `await x` give the same thing. Lets one method
+    serve a `def` handler (Catzilla 0.2.3, the seed) and an `async def` one (Starlette)."""
 
-    __slots__ = ("filename", "content_type", "headers", "_data", "_position")
+    __slots__ = ()
 
-    def __init__(
-        self, filename: str, data: bytes, content_type: str = "application/octet-stream",
-        headers: Headers | None = None,
-    ) -> None:
-        self.filename = filename
-        self.content_type = content_type
-        self.headers = headers or Headers()
-        self._data = data
-        self._position = 0
+    def __await__(self) -> typing.Generator[typing.Any, None, typing.Any]:
+        return self
+        yield  # pragma: no cover  (makes this a generator that never suspends)
 
-    @property
-    def size(self) -> int:
-        return len(self._data)
 
-    def read(self, size: int = -1) -> bytes:
-        start = self._position
-        end = len(self._data) if size is None or size < 0 else min(start + size, len(self._data))
-        self._position = end
-        return self._data[start:end]
+class ReadyBytes(bytes, Ready):
+    """Bytes that may be awaited (`await file.read()`), giving plain bytes."""
 
-    def seek(self, offset: int) -> None:
-        self._position = max(0, min(offset, len(self._data)))
+    __slots__ = ()
+
+    def __await__(self) -> typing.Generator[typing.Any, None, bytes]:
+        return bytes(self)
+        yield  # pragma: no cover
+
+
+class _ReadyNone(Ready):
+    """What `seek`, `write` and `close` return: nothing, awaitable or not."""
+
+    __slots__ = ()
+
+    def __await__(self) -> typing.Generator[typing.Any, None, None]:
+        return None
+        yield  # pragma: no cover
+
+    def __bool__(self) -> bool:
+        return False
 
     def __repr__(self) -> str:
-        return f"UploadFile(filename={self.filename!r}, size={self.size}, content_type={self.content_type!r})"
+        return "None"
+
+
+DONE = _ReadyNone()
+
+
+class UploadFile:
+    """A file from a multipart form (Starlette's UploadFile, names and all). Its bytes are in
+    `file`: memory up to the spool size, a temporary file on disk beyond it. Every method
+    works with and without `await` (`data = file.read()` in a `def` handler, `data = await
+    file.read()` in an `async def` one); each runs at once, a read from disk included."""
+
+    __slots__ = ("file", "filename", "size", "headers", "_content_type")
+
+    def __init__(
+        self, file: typing.BinaryIO, *, size: int | None = None, filename: str | None = None,
+        headers: Headers | None = None, content_type: str | None = None,
+    ) -> None:
+        self.file = file
+        self.filename = filename
+        self.size = size
+        self.headers = headers if headers is not None else Headers()
+        self._content_type = content_type
+
+    @property
+    def content_type(self) -> str | None:
+        if self._content_type is not None:
+            return self._content_type
+        return self.headers.get("content-type")
+
+    @property
+    def on_disk(self) -> bool:
+        """Spooled to a temporary file (larger than the spool size)."""
+        return getattr(self.file, "_rolled", True) is not False
+
+    def read(self, size: int = -1) -> ReadyBytes:
+        return ReadyBytes(self.file.read(-1 if size is None else size))
+
+    def write(self, data: bytes) -> _ReadyNone:
+        self.file.write(data)
+        if self.size is not None:
+            self.size += len(data)
+        return DONE
+
+    def seek(self, offset: int) -> _ReadyNone:
+        self.file.seek(offset)
+        return DONE
+
+    def close(self) -> _ReadyNone:
+        self.file.close()
+        return DONE
+
+    def save_to(self, path: "str | os.PathLike[str]") -> _ReadyNone:
+        """Copy the whole upload to `path` (created or truncated), whatever has been read of
+        it; in the kernel (copy_file_range) when the upload is on disk."""
+        self.file.seek(0)
+        with open(path, "wb") as out:
+            if not _copy_in_kernel(self.file, out):
+                shutil.copyfileobj(self.file, out, COPY_CHUNK)
+        self.file.seek(0)
+        return DONE
+
+    def __repr__(self) -> str:
+        return f"UploadFile(filename={self.filename!r}, size={self.size}, headers={self.headers!r})"
+
+
+# Bytes per read/write when an upload is copied in user space: large enough that a big
+# file costs few system calls, small enough not to matter next to the spool.
+COPY_CHUNK = 1024 * 1024
+
+
+def _copy_in_kernel(source: typing.BinaryIO, out: typing.BinaryIO) -> bool:
+    """copy_file_range between the upload's file and `out`: no bytes through Python. False
+    (nothing copied) when the upload is still in memory, or the call is not available on
+    this system or these files."""
+    if getattr(source, "_rolled", True) is False or not hasattr(os, "copy_file_range"):
+        return False  # a SpooledTemporaryFile still in memory: fileno() would roll it over
+    offset = 0
+    try:
+        source_fd, target_fd = source.fileno(), out.fileno()
+        while True:
+            copied = os.copy_file_range(source_fd, target_fd, 1 << 30, offset, offset)
+            if copied == 0:
+                return True
+            offset += copied
+    except OSError:  # io.UnsupportedOperation included
+        if offset:  # part of it went: finish in user space from there
+            source.seek(offset)
+            shutil.copyfileobj(source, out, COPY_CHUNK)
+            return True
+        return False
+
+
+def _ready_type(base: type) -> type:
+    """`base` with __await__ giving a plain `base` copy: a value a handler may use as it is
+    (Catzilla 0.2.3's `request.json()`) or await (Starlette's `await request.json()`)."""
+    def __await__(self: typing.Any) -> typing.Generator[typing.Any, None, typing.Any]:
+        return base(self)
+        yield  # pragma: no cover
+
+    return type(f"Ready{base.__name__.capitalize()}", (base,), {"__slots__": (), "__await__": __await__})
+
+
+class ReadyValue(Ready):
+    """A JSON `true`, `false` or `null` that may be awaited: bool and None cannot be
+    subclassed, so this stands in for them (equal to the value, and as true or false)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: typing.Any) -> None:
+        self.value = value
+
+    def __await__(self) -> typing.Generator[typing.Any, None, typing.Any]:
+        return self.value
+        yield  # pragma: no cover
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return self.value == other
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+_READY = {base: _ready_type(base) for base in (dict, list, str, int, float)}
+
+
+def ready(value: typing.Any) -> typing.Any:
+    """`value`, and awaitable (see _ready_type)."""
+    kind = _READY.get(type(value))
+    return kind(value) if kind is not None else ReadyValue(value)

@@ -28,17 +28,34 @@ class HTTPException(Exception):
         self.headers = dict(headers) if headers else None
 
 
-class RequestValidationError(Exception):
-    """Parameters that failed validation: answered with 422 and every error found."""
+class ErrorList(list):  # type: ignore[type-arg]
+    """The errors of a RequestValidationError: a list, and callable as FastAPI's
+    `exc.errors()` is, so exception handlers written for either work."""
 
-    def __init__(self, errors: list[dict[str, typing.Any]]) -> None:
+    def __call__(self) -> list[dict[str, typing.Any]]:
+        return self
+
+
+class RequestValidationError(Exception):
+    """Parameters that failed validation: answered with 422 and every error found
+    (`exc.errors`, or `exc.errors()` as in FastAPI)."""
+
+    def __init__(self, errors: list[dict[str, typing.Any]], *, body: typing.Any = None) -> None:
         super().__init__(errors)
-        self.errors = errors
+        self.errors = ErrorList(errors)
+        self.body = body
 
 
 class DefinitionError(TypeError):
     """A route or dependency declared in a way that cannot be served: raised when it is
     registered (never at the first request), naming the handler and the parameter."""
+
+
+def json_invalid(exc: Exception) -> RequestValidationError:
+    return RequestValidationError([{
+        "type": "json_invalid", "loc": ["body"], "msg": "JSON decode error",
+        "input": {}, "ctx": {"error": str(exc)},
+    }])
 
 
 def missing(loc: list[typing.Any]) -> dict[str, typing.Any]:

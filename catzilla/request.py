@@ -1,25 +1,225 @@
-"""The `Request` a handler receives as its first argument."""
+"""The `Request` a handler receives as its first argument, and its body.
+
+A body is read whole before the handler runs, except on routes that stream it (their
+handler takes it chunk by chunk from `request.stream()`, see `BodyStream`) and on routes
+that take files or form fields (the server parses a multipart body as it arrives, see
+catzilla.forms). Its accessors serve three kinds of users at once: the seed's and Catzilla
+0.2.3's `request.body.decode()` and `request.json()`, and Starlette's (aiohttp's) `await
+request.body()`, `await request.json()`, `await request.form()`.
+"""
 from __future__ import annotations
 
+import asyncio
+import collections
 import typing
 
 import orjson
 
 from ._native import parse_cookies
-from .datastructures import Address, Headers, QueryParams, State
-from .forms import FormData, parse_form
+from .datastructures import URL, Address, Headers, QueryParams, ReadyBytes, State, ready
+from .errors import HTTPException
+from .forms import FormData, FormLimits, MultipartReceiver, multipart_boundary, parse_form
 
-__all__ = ["Request"]
+__all__ = ["Request", "Body", "BodyStream", "ClientDisconnect", "InvalidJSON"]
+
+_running_loop = asyncio._get_running_loop  # None in a pool thread (a `def` handler)
+
+
+class ClientDisconnect(HTTPException):
+    """The client went away before it had sent the whole body (Starlette's name). Left
+    uncaught, it is logged as nginx does, status 499, with no traceback: nobody is there to
+    read an answer, and a client hanging up is no bug of the handler's."""
+
+    def __init__(self, detail: str = "Client Closed Request") -> None:
+        super().__init__(499, detail)
+
+
+class InvalidJSON(HTTPException, ValueError):
+    """`request.json()` on a body that is not JSON: a 400 unless the handler catches it (a
+    ValueError, as orjson's and json's errors are)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(400, f"Request body is not valid JSON: {error}")
+
+
+class Body(ReadyBytes):
+    """`request.body`: the body's bytes (`request.body.decode()`, as the seed writes), which
+    may also be called and awaited (`await request.body()`, as Starlette writes)."""
+
+    __slots__ = ()
+
+    def __call__(self) -> "Body":
+        return self
+
+    def __await__(self) -> typing.Generator[typing.Any, None, "Body"]:
+        return self
+        yield  # pragma: no cover
+
+
+EMPTY_BODY = Body()
+
+
+class _StreamedBody(Body):
+    """`request.body` on a streaming route before its stream is read: empty bytes, but
+    `await request.body()` reads the stream whole, as Starlette's does."""
+
+    request: "Request"
+
+    @classmethod
+    def of(cls, request: "Request") -> "_StreamedBody":
+        body = cls()
+        body.request = request
+        return body
+
+    def __call__(self) -> typing.Any:  # type: ignore[override]
+        return self._read()
+
+    async def _read(self) -> Body:
+        request = self.request
+        chunks = [chunk async for chunk in request.stream()]
+        request.body = b"".join(chunks)
+        return request.body
+
+
+class FlowControl(typing.Protocol):
+    """What a BodyStream needs of the connection its chunks come from."""
+
+    loop: asyncio.AbstractEventLoop
+
+    def pause_body(self) -> None: ...  # stop reading the socket
+
+    def resume_body(self) -> None: ...  # read it again
+
+    def form_limits(self) -> FormLimits: ...  # the server's limits on multipart forms
+
+
+class BodyStream:
+    """The body of a request whose route streams it, chunk by chunk as the server receives
+    them (it calls `feed`, `end` and `fail` on the loop). Flow control: once `high_water`
+    bytes wait for a handler that is behind, the server stops reading the socket (the
+    client's TCP window closes and it waits); when the handler has taken them, reading
+    resumes. After the response is sent, whatever is left of the body is dropped."""
+
+    def __init__(self, request: "Request", control: FlowControl, high_water: int) -> None:
+        self.request = request
+        self.control = control
+        self.high_water = high_water
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self.paused = False
+        self.ended = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.taken = False  # stream() was called: a second call has nothing to give
+
+    # -- the server's side ------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> None:
+        if self.request.responded:
+            return  # the handler has answered without reading it all: nobody wants it
+        self.chunks.append(chunk)
+        self.buffered += len(chunk)
+        if self.buffered >= self.high_water and not self.paused:
+            self.paused = True
+            self.control.pause_body()
+        self._wake()
+
+    def end(self) -> None:
+        self.ended = True
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.ended and self.error is None:
+            self.error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the handler's side -----------------------------------------------------------------
+
+    async def __aiter__(self) -> typing.AsyncIterator[bytes]:
+        chunks = self.chunks
+        while True:
+            if chunks:
+                chunk = chunks.popleft()
+                self.buffered -= len(chunk)
+                if self.paused and not chunks:  # caught up: let the client send again
+                    self.paused = False
+                    self.control.resume_body()
+                yield chunk
+                continue
+            if self.error is not None:
+                raise self.error
+            if self.ended:
+                yield b""  # Starlette ends every stream with an empty chunk
+                return
+            # Nothing to give: make sure the socket is read (paused by us, or while the
+            # request waited its turn behind another).
+            self.paused = False
+            self.control.resume_body()
+            self.waiter = self.control.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+
+class _Chunks:
+    """What `request.stream()` returns: `async for` on the loop; plain `for` in a `def`
+    handler, each chunk fetched from the loop."""
+
+    __slots__ = ("source", "loop")
+
+    def __init__(self, source: typing.AsyncIterable[bytes], loop: asyncio.AbstractEventLoop | None) -> None:
+        self.source = source
+        self.loop = loop
+
+    def __aiter__(self) -> typing.AsyncIterator[bytes]:
+        return self.source.__aiter__()
+
+    def __iter__(self) -> typing.Iterator[bytes]:
+        iterator = self.source.__aiter__()
+        if self.loop is None:  # a body that is already whole: no loop needed
+            while True:
+                try:
+                    iterator.__anext__().send(None)
+                except StopIteration as stop:
+                    yield stop.value
+                except StopAsyncIteration:
+                    return
+        if _running_loop() is not None:
+            raise RuntimeError("iterate request.stream() with `async for` in an async handler")
+        while True:
+            try:
+                yield asyncio.run_coroutine_threadsafe(_next(iterator), self.loop).result()
+            except StopAsyncIteration:
+                return
+
+
+async def _next(iterator: typing.AsyncIterator[bytes]) -> bytes:
+    return await iterator.__anext__()
+
+
+async def _whole(body: bytes) -> typing.AsyncIterator[bytes]:
+    if body:
+        yield body
+    yield b""
+
+
+_UNREAD = object()
 
 
 class Request:
-    """One HTTP request, fully received. Derived views (query, cookies, form) are built on
-    first use and cached."""
+    """One HTTP request (received whole, but for a streaming route's body). Derived views
+    (query, cookies, form) are built on first use and cached."""
 
     __slots__ = (
-        "method", "path", "query_string", "path_params", "body", "client", "http_version",
+        "method", "path", "query_string", "path_params", "_body", "client", "http_version",
         "_header_items", "_header_map", "_headers", "_query_params", "_cookies", "_form",
-        "_state", "background", "responded", "_trailers",
+        "_state", "background", "responded", "_trailers", "_json", "_stream",
     )
 
     # Set once per worker by Catzilla.startup()/shutdown() (a process serves one app): read
@@ -49,7 +249,9 @@ class Request:
         self._headers: Headers | None = None
         if headers is not None and type(headers) is not list:
             self._adopt_headers(headers)
-        self.body = body
+        self._body = body
+        self._json: typing.Any = _UNREAD
+        self._stream: BodyStream | None = None  # set by the server for a streaming route
         self.client = client
         self.http_version = http_version
         self._query_params: QueryParams | None = None
@@ -130,23 +332,101 @@ class Request:
         self.state._data["catzilla.context"] = value  # noqa: SLF001
 
     @property
-    def url(self) -> str:
-        host = self.headers.get("host", "")
-        query = f"?{self.query_string}" if self.query_string else ""
-        return f"http://{host}{self.path}{query}"
+    def url(self) -> URL:
+        """`http://host/path?query` as a str, with Starlette's parts: `.path`, `.query`,
+        `.scheme`, `.netloc`, `.hostname`, `.port`."""
+        return URL.build("http", self.headers.get("host", ""), self.path, self.query_string)
+
+    @property
+    def client_ip(self) -> str | None:
+        """The client's address (Catzilla 0.2.3's name): `request.client.host`."""
+        client = self.client
+        return client[0] if client is not None else None
+
+    # -- the body -----------------------------------------------------------------------------
+
+    @property
+    def body(self) -> Body:
+        """The body's bytes; also `await request.body()`. On a streaming route it is empty
+        until `await request.body()` has read the stream whole (see `stream()`); on a route
+        that takes files it is empty: the server parsed it as it arrived (see `form()`)."""
+        body = self._body
+        if type(body) is not Body:
+            stream = self._stream
+            if stream is not None and not stream.taken:
+                return _StreamedBody.of(self)
+            body = self._body = Body(body) if body else EMPTY_BODY
+        return body
+
+    @body.setter
+    def body(self, value: bytes) -> None:
+        self._body = value
+        self._json = _UNREAD
+
+    def stream(self) -> _Chunks:
+        """The body as chunks: `async for chunk in request.stream()` (plain `for` in a
+        `def` handler). On a route declared with `stream=True`, the chunks as they arrive
+        (ClientDisconnect if the client goes away first); elsewhere the whole body at once.
+        The last chunk is always b"" (as Starlette's)."""
+        stream = self._stream
+        if stream is None:
+            return _Chunks(_whole(self._body), None)
+        if stream.taken:
+            raise RuntimeError("the request body stream has been consumed already")
+        stream.taken = True
+        return _Chunks(stream, stream.control.loop)
 
     def json(self) -> typing.Any:
-        """The body decoded as JSON (raises `ValueError` when it isn't)."""
-        return orjson.loads(self.body)
+        """The body decoded as JSON; `{}` for an empty body (as Catzilla 0.2.3 answers).
+        A body that is not JSON raises InvalidJSON (a ValueError, answered 400). In an
+        async handler the value may also be awaited: `await request.json()`."""
+        value = self._json
+        if value is _UNREAD:
+            body = self._body
+            if not body:
+                value = {}
+            else:
+                try:  # (orjson takes no bytes subclass: a Body is read through a memoryview)
+                    value = orjson.loads(body if type(body) is bytes else memoryview(body))
+                except orjson.JSONDecodeError as exc:
+                    raise InvalidJSON(str(exc)) from None
+            self._json = value
+        return ready(value) if _running_loop() is not None else value
 
     def form(self) -> FormData:
+        """The body as a form (urlencoded or multipart); also `await request.form()`. A
+        body that does not parse raises FormError (an HTTPException: 400, 413 over a limit)."""
         form = self._form
         if form is None:
-            form = self._form = parse_form(self.headers.get("content-type"), self.body)
+            stream = self._stream
+            if stream is not None and not stream.taken:
+                return self._read_form(stream)  # type: ignore[return-value]
+            form = self._form = parse_form(self.headers.get("content-type"), self._body)
+        return form
+
+    async def _read_form(self, stream: BodyStream) -> FormData:
+        """`await request.form()` on a streaming route: a multipart body goes through the
+        parser chunk by chunk as it arrives, uploads spooled, under the server's limits."""
+        content_type = self.headers.get("content-type")
+        boundary = multipart_boundary(content_type)
+        if boundary is None:
+            self.body = await self.body()
+            form = self._form = parse_form(content_type, self._body)
+            return form
+        receiver = MultipartReceiver(boundary, stream.control.form_limits())
+        try:
+            async for chunk in self.stream():
+                receiver.feed(chunk)
+        except BaseException:
+            receiver.close()
+            raise
+        form = self._form = receiver.finish()
         return form
 
     def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
+        """The body as text (UTF-8, invalid bytes replaced); awaitable in an async handler."""
+        text = self._body.decode("utf-8", errors="replace")
+        return ready(text) if _running_loop() is not None else text
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path}>"

@@ -17,7 +17,7 @@ import typing
 
 import msgspec
 
-from .binding import unvalidatable, uses_pydantic
+from .validatable import unvalidatable, uses_pydantic
 from .errors import DefinitionError
 from .responses import Response, to_response
 

@@ -22,6 +22,7 @@ import bisect
 import inspect
 import typing
 
+from .mounts import middleware_instance  # a pure ASGI middleware class gets its adapter
 from .pipeline import Layer
 from .responses import Response
 from .returns import DEFAULT
@@ -86,7 +87,7 @@ class RouteDefinition:
 _ROUTE_DEFAULTS = {"name": None, "status_code": None, "response_class": None, "responses": None,
                    "tags": None, "summary": None, "description": None, "deprecated": None,
                    "include_in_schema": True, "dependencies": None, "middleware": None, "timeout": None,
-                   "cpu_bound": False}
+                   "cpu_bound": False, "stream": False, "max_body_size": None}
 
 
 def _given(arguments: dict[str, typing.Any]) -> dict[str, typing.Any]:
@@ -102,7 +103,7 @@ def route_layer(middleware: typing.Iterable[typing.Any] | None) -> Layer:
     None` that run before the handler."""
     layer = Layer()
     for item in middleware or ():
-        if hasattr(item, "dispatch") or hasattr(item, "build"):
+        if hasattr(item, "dispatch") or hasattr(item, "build") or isinstance(item, type):  # a class: pure ASGI
             layer.middleware.append(built(item, None))
         elif callable(item):
             layer.before.append(item)
@@ -122,8 +123,10 @@ def with_dependencies(options: dict[str, typing.Any], *outer: typing.Sequence[ty
 def built(middleware: typing.Any, app: typing.Any) -> typing.Any:
     """A middleware object from a `Middleware(cls, **options)` spec, a class, or an object."""
     if isinstance(middleware, type):
-        return middleware(app)
+        return middleware_instance(middleware, app, (), {})
     if hasattr(middleware, "build") and not hasattr(middleware, "dispatch"):
+        if isinstance(getattr(middleware, "cls", None), type):  # Middleware(cls, ...)
+            return middleware_instance(middleware.cls, app, middleware.args, middleware.options)
         return middleware.build(app)
     return middleware
 
@@ -150,12 +153,14 @@ class Scope:
               summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
               include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
               middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-              cpu_bound: bool = False,
+              cpu_bound: bool = False, stream: bool = False, max_body_size: int | None = None,
               ) -> typing.Callable[[Handler], Handler]:
         """Register the decorated handler for `path` and `methods`. The keywords are FastAPI's
         (`status_code=` the default status, `response_model=` the shape of the JSON,
         `dependencies=` run before the handler, the rest for OpenAPI), plus Catzilla's
-        `middleware=`, `timeout=` (seconds, 0: none) and `cpu_bound=`."""
+        `middleware=`, `timeout=` (seconds, 0: none), `cpu_bound=`, `stream=` (the handler reads
+        the body as it arrives, from `request.stream()`) and `max_body_size=` (bytes, instead
+        of --max-body-size)."""
         methods = [methods] if isinstance(methods, str) else list(methods)
         options = _given(locals())
 
@@ -171,7 +176,7 @@ class Scope:
                   summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
                   include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
                   middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-                  cpu_bound: bool = False,
+                  cpu_bound: bool = False, stream: bool = False, max_body_size: int | None = None,
                   ) -> typing.Callable[[Handler], Handler]:
         return self.route(path, methods, **_given(locals()))
 
@@ -181,7 +186,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["GET"], **_given(locals()))
 
     def post(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -190,7 +196,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["POST"], **_given(locals()))
 
     def put(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -199,7 +206,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["PUT"], **_given(locals()))
 
     def patch(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -208,7 +216,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["PATCH"], **_given(locals()))
 
     def delete(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -217,7 +226,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["DELETE"], **_given(locals()))
 
     def head(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -226,7 +236,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["HEAD"], **_given(locals()))
 
     def options(self, path: str, *, name: str | None = None, status_code: int | None = None,
@@ -235,7 +246,8 @@ class Scope:
             summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
             include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
             middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False) -> typing.Callable[[Handler], Handler]:
+            cpu_bound: bool = False, stream: bool = False,
+            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["OPTIONS"], **_given(locals()))
 
     # -- what wraps them ---------------------------------------------------------------------
@@ -248,7 +260,7 @@ class Scope:
             self.add_hook(middleware_class.process_request, options.get("priority", DEFAULT_PRIORITY))
             self.add_hook(middleware_class.process_response, options.get("priority", DEFAULT_PRIORITY), after=True)
             return
-        self.layer.middleware.insert(0, middleware_class(self.owner(), *args, **options))
+        self.layer.middleware.insert(0, middleware_instance(middleware_class, self.owner(), args, options))
 
     def owner(self) -> typing.Any:
         """What a middleware built here gets as its `app`: the app, or None on a router."""
@@ -362,8 +374,12 @@ class Router(Scope):
         self.prefix = prefix
         self.tags = list(tags or [])
         self.dependencies = list(dependencies or [])
-        for item in middleware or ():
-            self.layer.middleware.append(built(item, None))
+        # As a route's: wrapping middleware, or (Catzilla 0.2.3's RouterGroup) plain
+        # callables that run before each of its handlers.
+        own = route_layer(middleware)
+        self.layer.middleware.extend(own.middleware)
+        for hook in own.before:
+            self.add_hook(hook)
         for key, handler in (exception_handlers or {}).items():
             self.add_exception_handler(key, handler)
         self.definitions: list[RouteDefinition] = []

@@ -43,7 +43,8 @@ def compile_path(path: str) -> tuple[re.Pattern[str] | None, list[str]]:
 # decorator keywords, and Catzilla's timeout= and cpu_bound=).
 ROUTE_OPTIONS = frozenset({
     "name", "timeout", "status_code", "response_model", "response_class", "responses", "summary",
-    "description", "deprecated", "include_in_schema", "cpu_bound", "dependencies",
+    "description", "deprecated", "include_in_schema", "cpu_bound", "dependencies", "stream",
+    "max_body_size",
 })
 
 
@@ -59,7 +60,8 @@ class Route:
     __slots__ = ("path", "method", "endpoint", "name", "kind", "binding", "index", "warned_awaitable",
                  "timeout", "path_names", "layers", "tags", "pipeline", "status_code", "response_model",
                  "response_class", "responses", "summary", "description", "deprecated", "include_in_schema",
-                 "cpu_bound", "dependencies", "returns", "plan")
+                 "cpu_bound", "dependencies", "returns", "plan",
+                 "streams", "takes_form", "max_body_size")
 
     def __init__(self, path: str, method: str, endpoint: typing.Callable[..., typing.Any],
                  path_names: list[str], name: str | None = None, index: int = 0,
@@ -68,7 +70,8 @@ class Route:
                  responses: dict[typing.Any, typing.Any] | None = None, summary: str | None = None,
                  description: str | None = None, deprecated: bool | None = None,
                  include_in_schema: bool = True, cpu_bound: bool = False,
-                 dependencies: typing.Sequence[typing.Any] | None = None) -> None:
+                 dependencies: typing.Sequence[typing.Any] | None = None, stream: bool = False,
+                 max_body_size: int | None = None) -> None:
         self.path = path
         self.method = method
         self.endpoint = endpoint
@@ -101,6 +104,25 @@ class Route:
         self.response_model = self.returns.model  # as given, or from the return annotation
         self.plan = Plan(self, self.dependencies, self.returns.respond) \
             if self.dependencies or self.binding.dependencies or self.returns.needed else None
+        # How its body is received (see HttpProtocol._head_complete): whole before the
+        # handler runs (the default), as a stream the handler reads (`stream=True`), or, for
+        # a handler that takes files or form fields, through the multipart parser as it
+        # arrives. `max_body_size`: its own limit in bytes instead of --max-body-size.
+        self.takes_form = any(field.source in ("form", "file") for field in self.binding.fields)
+        self.receive_body(stream, max_body_size)
+
+    def receive_body(self, stream: bool = False, max_body_size: int | None = None) -> None:
+        """The route's `stream=` and `max_body_size=` keywords."""
+        if max_body_size is not None and (isinstance(max_body_size, bool)
+                                          or not isinstance(max_body_size, int) or max_body_size < 0):
+            raise ValueError(f"max_body_size is a number of bytes >= 0, got {max_body_size!r}")
+        self.streams = bool(stream)
+        self.max_body_size = max_body_size
+
+    @property
+    def receives_body_itself(self) -> bool:
+        """Its body is not simply read whole under --max-body-size."""
+        return self.streams or self.takes_form or self.max_body_size is not None
 
     @property
     def key(self) -> str:
@@ -120,6 +142,8 @@ def _timeout(timeout: float | None) -> float | None:
 
 
 Methods = dict[str, Route]
+# What "no limit" on a body's total size is to the header collector: its Content-Length.
+UNBOUNDED_BODY = 2 ** 62
 
 
 class Router:
@@ -128,6 +152,7 @@ class Router:
         self.dynamic: list[tuple[re.Pattern[str], Methods]] = []
         self._templates: dict[str, Methods] = {}
         self.routes: list[Route] = []
+        self._largest_body: tuple[tuple[int, int], int | None] | None = None  # see largest_body
 
     def add(self, path: str, methods: typing.Iterable[str], endpoint: typing.Callable[..., typing.Any],
             name: str | None = None, timeout: float | None = None, **options: typing.Any) -> list[Route]:
@@ -156,6 +181,26 @@ class Router:
                 # stats row; `routes` lists it once), until a HEAD route of its own replaces it.
                 table["HEAD"] = route
         return added
+
+    def largest_body(self, default: int) -> int | None:
+        """The largest body any route may receive, None when every route receives its body
+        whole under `default` (see HttpProtocol._head_complete). A route taking multipart
+        forms has no total: its upload limits bound it."""
+        cached = self._largest_body
+        if cached is not None and cached[0] == (default, len(self.routes)):
+            return cached[1]
+        largest = self._find_largest_body(default)
+        self._largest_body = ((default, len(self.routes)), largest)
+        return largest
+
+    def _find_largest_body(self, default: int) -> int | None:
+        limits = [default]
+        for route in self.routes:
+            if route.receives_body_itself:
+                if route.takes_form and route.max_body_size is None:
+                    return UNBOUNDED_BODY
+                limits.append(default if route.max_body_size is None else route.max_body_size)
+        return max(limits) if len(limits) > 1 else None
 
     def resolve(self, method: str, path: str) -> tuple[Route | None, dict[str, str] | None, str | None]:
         """Where a request goes, decided here only: (route, raw path parameters or None,

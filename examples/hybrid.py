@@ -6,6 +6,8 @@ the file serves as is:
 
     python examples/hybrid.py                      # app.listen(port=8000)
     catzilla run hybrid:app --workers 2            # with examples/ on PYTHONPATH
+
+The API's documentation: http://127.0.0.1:8000/docs (Swagger UI), /redoc, /openapi.json.
 """
 from __future__ import annotations
 

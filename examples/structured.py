@@ -3,6 +3,8 @@ hooks, exception handlers and a lifespan, together.
 
     python examples/structured.py                  # app.listen(port=8000)
     catzilla run structured:app --workers 2        # from examples/
+
+The API's documentation: http://127.0.0.1:8000/docs (Swagger UI), /redoc, /openapi.json.
 """
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def test_options_decorator_registers_a_route():
     def handler(request):
         return "ok"
 
-    assert [(r.method, r.path) for r in app.routes] == [("OPTIONS", "/x")]
+    assert [(r.method, r.path) for r in app.routes][-1:] == [("OPTIONS", "/x")]  # after the docs pages
 
 
 def test_options_route_and_keywords_over_a_real_server(serve):

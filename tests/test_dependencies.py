@@ -5,13 +5,14 @@ real server that must refuse to start."""
 import subprocess
 import sys
 import textwrap
+import time
 from typing import Annotated, Optional
 
 import httpx
 import msgspec
 import pytest
 
-from catzilla import Catzilla, Depends, Header, Query
+from catzilla import Catzilla, Depends, Header, Path, Query
 from catzilla.errors import DefinitionError
 from conftest import ROOT, run_server
 
@@ -338,7 +339,7 @@ def test_marker_mistakes_are_errors_at_registration():
             return {}
     with pytest.raises(DefinitionError, match=r"'other' of '[^']*no_segment'.*no \{other\}"):
         @app.get("/c")
-        def no_segment(item_id: Annotated[int, Header()], other: Annotated[int, __import__("catzilla").Path()]):
+        def no_segment(item_id: Annotated[int, Header()], other: Annotated[int, Path()]):
             return {}
 
 
@@ -402,7 +403,7 @@ def test_header_dependency_from_annotated_in_process():
     def handler(t: Annotated[Optional[str], Depends(token)]):
         return {"t": t}
 
-    route = app.routes[0]
+    (route,) = [r for r in app.routes if r.path == "/t"]
     (node,) = route.plan.nodes
     assert [(f.name, f.source, f.key) for f in node.binding.fields] == [("x_token", "header", "x-token")]
 
@@ -437,3 +438,19 @@ def test_compiled_plans_and_where_they_run():
     assert "v0 = await c0(**bound[0])" in routes["/ann/query"].plan.run.__source__
     assert not routes["/deps/mixed-sync"].plan.one_job
     assert routes["/yield/sync"].plan.has_exits
+
+
+def test_validation_errors_read_as_in_fastapi_and_catzilla():
+    from catzilla import RequestValidationError
+
+    exc = RequestValidationError([{"type": "missing", "loc": ["query", "n"]}])
+    assert exc.errors() == exc.errors == [{"type": "missing", "loc": ["query", "n"]}]
+
+
+def test_a_request_that_times_out_still_runs_the_clean_up(client, events):
+    r = client.get("/yield/timeout")
+    assert r.status_code == 504
+    deadline = time.monotonic() + 5
+    while "slow session closed" not in events()["events"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert events()["events"] == ["slow session open", "slow session closed"]

@@ -782,3 +782,12 @@ def test_annotated_routes_have_no_pipeline():
     for route in app.routes:
         if route.path.startswith("/annotated"):
             assert route.plan is None and route.pipeline is None
+
+
+def test_annotated_file_and_form(client):
+    r = client.post("/annotated/upload", files={"file": ("a.txt", b"abc", "text/plain")}, data={"note": "hi"})
+    assert r.json() == {"filename": "a.txt", "size": 3, "note": "hi"}
+    r = client.post("/annotated/upload", files={"file": ("a.txt", b"abc", "text/plain")}, data={"note": "too long"})
+    assert only_error(r)["loc"] == ["body", "note"]
+    r = client.post("/annotated/upload", data={"note": "x"})
+    assert only_error(r) == missing("body", "file")

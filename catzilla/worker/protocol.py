@@ -22,9 +22,11 @@ from .._native import HeaderCollector
 from ..datastructures import Address
 from ..headerparse import HeaderError, decode_component, valid_authority
 from ..logs import access_logger
+from ..forms import FormError, MultipartReceiver
 from ..request import Request
 from ..responses import Response, error_response
 from .executor import Outcome, failure
+from .reception import CONTINUE, METHODS, BodyReception
 
 if typing.TYPE_CHECKING:
     from .._native import WorkerSlot
@@ -39,8 +41,6 @@ __all__ = ["HttpProtocol", "Reception"]
 logger = logging.getLogger("catzilla.worker")
 
 perf_counter = time.perf_counter
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}
 
 
 class WorkerInterface(typing.Protocol):
@@ -163,7 +163,7 @@ def _reset(transport: asyncio.Transport) -> None:
     transport.abort()
 
 
-class HttpProtocol(asyncio.Protocol):
+class HttpProtocol(BodyReception, asyncio.Protocol):
     def __init__(self, worker: WorkerInterface) -> None:
         self.worker = worker
         config = worker.config
@@ -175,11 +175,23 @@ class HttpProtocol(asyncio.Protocol):
         # The stats row of requests no route answered (404, 405, probes, refusals).
         self.unmatched = worker.unmatched_index
         self.bytes_in = 0
-        # httptools calls the C collector for every URL piece and header line directly.
-        self.collector = HeaderCollector(config.max_header_size, self.max_body_size)
+        # httptools calls the C collector for every URL piece and header line directly. When
+        # some route receives its body its own way (streamed, parsed as it arrives, or under
+        # a limit of its own), the end of each head goes through _head_complete, and the
+        # collector's limit on Content-Length is the largest any route allows.
+        largest_body = self.router.largest_body(self.max_body_size)
+        self.collector = HeaderCollector(config.max_header_size,
+                                         self.max_body_size if largest_body is None else largest_body)
         self.on_url = self.collector.on_url
         self.on_header = self.collector.on_header
-        self.on_headers_complete = self.collector.on_headers_complete
+        self.on_headers_complete = (self.collector.on_headers_complete if largest_body is None
+                                    else self._head_complete)
+        # The body being received: its limit, and (for a route that receives it its own way)
+        # the request taken at its head and what its chunks are fed to (a BodyStream or a
+        # MultipartReceiver) instead of `body`.
+        self.body_limit = self.max_body_size
+        self.receiving: Request | None = None
+        self.receiver: typing.Any = None
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client: Address | None = None
@@ -233,11 +245,15 @@ class HttpProtocol(asyncio.Protocol):
         self.worker.connections.discard(self)
         self.transport = None
         self.pipeline.clear()
+        if self.receiving is not None:
+            self._body_lost()
         if self.write_resumed is not None and not self.write_resumed.done():
             self.write_resumed.set_result(None)
 
     def eof_received(self) -> bool | None:
         # The client is done sending; answer what it already sent, then close.
+        if self.receiving is not None:
+            self._body_lost()  # ... but a body cut short will never be whole
         if self.busy or self.pipeline:
             self.keep_alive = False
             return True
@@ -296,18 +312,50 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
-        if self.body_size > self.max_body_size:  # chunked bodies announce no length
+        if self.body_size > self.body_limit:  # chunked bodies announce no length
             self._refuse(413, "Content Too Large")
-        self.body.append(body)
+        receiver = self.receiver
+        if receiver is None:
+            self.body.append(body)
+        else:
+            try:
+                receiver.feed(body)
+            except FormError as exc:
+                self._refuse(exc.status_code, str(exc))
 
     def on_message_complete(self) -> None:
-        parser = self.parser
-        method = parser.get_method()
+        if self.receiving is not None:
+            self.reception = IDLE
+            self._received()
+            return
         path, query, header_items, header_map = self.collector.take()
+        body = self.body
+        request, keep_alive, unusual = self._new_request(
+            path, query, header_items, header_map, body[0] if len(body) == 1 else b"".join(body))
+        self.reception = IDLE
+        if body:
+            self.body = []
+            self.body_size = 0
+            self.body_limit = self.max_body_size
+        if unusual is not None:
+            request._trailers = unusual
+            if self.parser.should_upgrade():
+                self._upgrade(request, keep_alive)
+                return
+        if self.busy or self.pipeline:  # _dispatch, without the call on the usual path
+            self._queue(request, keep_alive)
+        else:
+            self._handle(request, keep_alive)
+
+    def _new_request(self, path: str | None, query: str, header_items: list[tuple[str, str]],
+                     header_map: dict[str, str],
+                     body: bytes) -> tuple[Request, bool, list[tuple[str, str]] | None]:
+        """The request of the head the collector handed over, whether to keep the
+        connection alive after it, and its trailers (None on the usual path)."""
+        parser = self.parser
         unusual = None
         if path is None:  # not a plain origin-form request: see _unusual_head
             path, query, unusual = self._unusual_head(query, header_items, header_map)
-        body = self.body
         keep_alive = parser.should_keep_alive()
         # Kept alive without a Connection header can only be HTTP/1.1: no need to ask.
         if keep_alive and "connection" not in header_map:
@@ -320,29 +368,10 @@ class HttpProtocol(asyncio.Protocol):
             self._refuse(505, "HTTP Version Not Supported")
         if version == "1.1" and "host" not in header_map:
             self._refuse(400, "HTTP/1.1 request without a Host header")  # RFC 9112 3.2
-        request = Request(
-            _METHODS.get(method) or method.decode("latin-1"),
-            path,
-            query,
-            header_items,
-            body[0] if len(body) == 1 else b"".join(body),
-            self.client,
-            version,
-            header_map,
-        )
-        self.reception = IDLE
-        if body:
-            self.body = []
-            self.body_size = 0
-        if unusual is not None:
-            request._trailers = unusual
-            if parser.should_upgrade():
-                self._upgrade(request, keep_alive)
-                return
-        if self.busy or self.pipeline:  # _dispatch, without the call on the usual path
-            self._queue(request, keep_alive)
-        else:
-            self._handle(request, keep_alive)
+        method = parser.get_method()
+        request = Request(METHODS.get(method) or method.decode("latin-1"), path, query, header_items,
+                          body, self.client, version, header_map)
+        return request, keep_alive, unusual
 
     def _dispatch(self, request: Request, keep_alive: bool) -> None:
         if self.busy or self.pipeline:
@@ -629,6 +658,14 @@ class HttpProtocol(asyncio.Protocol):
         if not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
+        receiving = self.receiving
+        if receiving is not None:
+            if receiving._stream is not None:
+                self._stream_failed(receiving)  # its handler, running already, answers
+                return
+            if isinstance(self.receiver, MultipartReceiver):
+                self.receiver.close()
+            self.receiving = self.receiver = None
         if self.busy or self.pipeline:
             self.pipeline.append(_Refusal(*(self.rejection or (400, "Bad Request"))))
         else:
@@ -662,9 +699,17 @@ class HttpProtocol(asyncio.Protocol):
                         "(--write-timeout)", self.client, config.write_timeout)
             _reset(transport)
             return
-        if self.busy or self.rejection is not None:
+        if self.rejection is not None:
             return
-        reception = self._reception()
+        if self.busy:
+            # A handler runs. Its request's body may still be arriving (a streaming route):
+            # the body's timeouts apply, unless reading is paused (the handler is behind, or
+            # the request waits its turn): then the client is not at fault.
+            if self.receiving is None or self.reading_paused:
+                return
+            reception = BODY
+        else:
+            reception = self._reception()
         if reception is IDLE:
             # Draining, too: an idle connection lives out its keep-alive time, so a client
             # that reuses it soon gets an answer (with `connection: close`), not a reset.

@@ -388,3 +388,19 @@ async def chained_forbidden(key: str = Depends(forbidden)):
 
 
 app.include_router(chained)
+
+
+# --- a timed-out request still cleans up --------------------------------------------------
+
+async def slow_session():
+    EVENTS.append("slow session open")
+    try:
+        yield "slow"
+    finally:
+        EVENTS.append("slow session closed")
+
+
+@app.get("/yield/timeout", timeout=0.3)
+async def yield_timeout(s: str = Depends(slow_session)):
+    await asyncio.sleep(5)
+    return {"never": True}

@@ -247,7 +247,7 @@ def inspect_request(request: Request, thing: str):
         "header_upper": request.headers.get("X-MIXED-CASE"),
         "header_default": request.headers.get("x-absent", "fallback"),
         "header_in": "X-Mixed-Case" in request.headers,
-        "body_type": type(request.body).__name__,
+        "body_type": "bytes" if isinstance(request.body, bytes) else type(request.body).__name__,
         "body_len": len(request.body),
         "body_hex": request.body.hex(),
         "json": json_body,
@@ -451,3 +451,8 @@ async def annotated_direct(request, item_id: Annotated[int, Path(ge=1)], n: Anno
 @app.get("/annotated-sync")
 def annotated_sync(request, n: Annotated[int, Query(ge=2, le=5)], session: Annotated[str, Cookie()] = "none"):
     return {"n": n, "session": session}
+
+
+@app.post("/annotated/upload")
+def annotated_upload(request, file: Annotated[UploadFile, File()], note: Annotated[str, Form(max_length=5)] = ""):
+    return {"filename": file.filename, "size": file.size, "note": note}

@@ -27,3 +27,9 @@ def test_a_pre_route_hook_short_circuits_a_router_group(client):
 
 def test_request_get_header(client):
     assert client.get("/agent", headers={"user-agent": "probe/1"}).json() == {"agent": "probe/1", "missing": "default"}
+
+
+def test_group_and_route_middleware_lists(client):
+    r = client.get("/keyed/thing")
+    assert (r.status_code, r.json()) == (403, {"error": "key required"})
+    assert client.get("/keyed/thing", headers={"x-key": "k"}).json() == {"tags": ["route"]}

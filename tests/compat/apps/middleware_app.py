@@ -51,3 +51,25 @@ async def home(request):
 @app.get("/agent")
 def agent(request):
     return {"agent": request.get_header("User-Agent"), "missing": request.get_header("x-none", "default")}
+
+
+def require_key(request: Request) -> Optional[Response]:
+    if request.headers.get("x-key") != "k":
+        return JSONResponse({"error": "key required"}, status_code=403)
+    return None
+
+
+def tag(request: Request) -> Optional[Response]:
+    request.context.setdefault("tags", []).append("route")
+    return None
+
+
+keyed = RouterGroup(prefix="/keyed", middleware=[require_key])
+
+
+@keyed.get("/thing", middleware=[tag])
+def thing(request):
+    return {"tags": request.context["tags"]}
+
+
+app.include_routes(keyed)

@@ -1,0 +1,221 @@
+"""A Catzilla app served by an ASGI server (uvicorn, hypercorn, granian): `app` itself is
+the ASGI 3 application (`uvicorn module:app`), and this is what it hands the calls to.
+
+What is the same as under our own server: the routes and how one is chosen, parameter
+binding, the compiled middleware and hooks, exception handlers, lifespan and startup hooks,
+and the hybrid executor: `def` handlers (and a chain's `def` hooks) run in the worker's own
+thread pool, `async def` ones on the event loop. What the ASGI server owns: the
+connection, HTTP parsing, keep-alive and its timeouts, the access log. Not applied here:
+--request-timeout (a route's own `timeout=` is), the stats block and the probes, which
+belong to our server.
+
+Where it sits: a server front-end, the ASGI counterpart of catzilla.worker.protocol, so it
+sits with the worker (it runs jobs in catzilla.worker.pool) and the framework never
+imports it, except that `Catzilla.__call__` reaches it lazily (declared in pyproject.toml).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import typing
+
+from .background_tasks import BackgroundRunner, current_request
+from .config import Config
+from .datastructures import Address
+from .errors import HTTPException
+from .kinds import HandlerKind
+from .mounts import send_response
+from .pipeline import call_handler, default_error_response
+from .request import Request
+from .responses import Response, error_response, to_response
+from .worker.pool import QUEUE_PER_THREAD, QueueTimeout, ThreadPool
+
+if typing.TYPE_CHECKING:
+    from .app import Catzilla
+
+__all__ = ["ASGIAdapter"]
+
+logger = logging.getLogger("catzilla.asgi")
+
+SYNC = HandlerKind.SYNC
+_RETRY = {"retry-after": "1"}
+
+
+def _sync_job(route: typing.Any, request: Request) -> typing.Any:
+    """In a pool thread: bind, call, and make the response (its body rendered there)."""
+    current_request.set(request)
+    result = call_handler(route, request)
+    return result if inspect.isawaitable(result) or isinstance(result, Response) else to_response(result)
+
+
+class ASGIAdapter:
+    """`await adapter(scope, receive, send)` for `http` and `lifespan` scopes."""
+
+    def __init__(self, app: "Catzilla", config: Config | None = None) -> None:
+        self.app = app
+        self.config = config
+        self.pool: ThreadPool | None = None
+        self.runner: BackgroundRunner | None = None
+        self.max_body_size = 0
+
+    async def __call__(self, scope: typing.MutableMapping[str, typing.Any],
+                       receive: typing.Callable[[], typing.Awaitable[typing.Any]],
+                       send: typing.Callable[[typing.Any], typing.Awaitable[None]]) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if self.pool is None:  # a server that sends no lifespan events
+                self._start()
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})  # refused before accept: a 403
+        else:
+            raise ValueError(f"unsupported ASGI scope type {kind!r}")
+
+    def _start(self) -> None:
+        """The pool and the compiled chains, on the server's event loop."""
+        config = self.config or Config.from_env()
+        loop = asyncio.get_running_loop()
+        max_queue = config.max_queue if config.max_queue is not None else QUEUE_PER_THREAD * config.threads
+        self.pool = ThreadPool(loop, config.threads, max_queue=max_queue, queue_timeout=config.queue_timeout)
+        self.runner = BackgroundRunner(loop, self.pool)
+        self.max_body_size = config.max_body_size
+        self.app.prepare(self.run_in_pool)
+        if Request.app is None:  # the outermost app (not one mounted in another Catzilla app)
+            Request.app = self.app
+            self.runner.install()
+
+    async def _lifespan(self, receive: typing.Callable[[], typing.Awaitable[typing.Any]],
+                        send: typing.Callable[[typing.Any], typing.Awaitable[None]]) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self.pool is None:
+                        self._start()
+                    await self.app.startup()
+                except BaseException as exc:
+                    logger.exception("application startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    if self.runner is not None:
+                        await self.runner.wait_idle()
+                    await self.app.shutdown()
+                finally:
+                    if self.pool is not None:
+                        self.pool.shutdown(wait=False)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def run_in_pool(self, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> asyncio.Future[typing.Any]:
+        """`fn(*args)` in the pool, admitted as under our server (--max-queue,
+        --queue-timeout: 503)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def done(result: typing.Any, error: BaseException | None) -> None:
+            if future.cancelled():
+                return
+            if type(error) is QueueTimeout:
+                future.set_exception(HTTPException(503, "Service Unavailable", _RETRY))
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        if not self.pool.admit(done, fn, *args):  # type: ignore[union-attr]
+            raise HTTPException(503, "Service Unavailable", _RETRY)
+        return future
+
+    async def _http(self, scope: typing.MutableMapping[str, typing.Any],
+                    receive: typing.Callable[[], typing.Awaitable[typing.Any]],
+                    send: typing.Callable[[typing.Any], typing.Awaitable[None]]) -> None:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        body = message.get("body", b"")
+        if message.get("more_body", False) or len(body) > self.max_body_size:
+            body = await self._rest_of_body(body, receive)
+            if body is None:  # the client left before the body was whole
+                return
+            if len(body) > self.max_body_size:
+                await send_response(error_response(413, "Content Too Large"), send)
+                return
+        path = scope["path"]
+        root_path = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):  # the ASGI spec: path includes root_path
+            path = path[len(root_path):] or "/"
+        client = scope.get("client")
+        request = Request(scope["method"], path, scope.get("query_string", b"").decode("latin-1"),
+                          [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]],
+                          body,
+                          Address(client[0], client[1]) if client else None, scope.get("http_version", "1.1"))
+        response = await self._respond(request)
+        try:
+            await send_response(response, send, request.method == "HEAD", self.run_in_pool)
+        finally:
+            request.responded = True
+            if request.background:
+                self.runner.run(request.background)  # type: ignore[union-attr]
+
+    async def _rest_of_body(self, body: bytes, receive: typing.Callable[[], typing.Awaitable[typing.Any]]
+                            ) -> bytes | None:
+        """The body after its first message: whole, or cut short once larger than
+        --max-body-size (no more is read), or None when the client left."""
+        chunks, size, more = [body], len(body), True
+        while more and size <= self.max_body_size:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    async def _respond(self, request: Request) -> Response:
+        app = self.app
+        route, params, allow = app.router.resolve(request.method, request.path)
+        if route is None:
+            if app.unmatched_pipeline is not None:
+                return await app.unmatched_pipeline.run(request)
+            return error_response(404, "Not Found") if allow is None else \
+                error_response(405, "Method Not Allowed", {"allow": allow})
+        if params is not None:
+            request.path_params = params
+        current_request.set(request)
+        call = route.pipeline.run(request) if route.pipeline is not None else self._call(route, request)
+        try:
+            if route.timeout:
+                return await asyncio.wait_for(call, route.timeout)
+            return await call
+        except asyncio.TimeoutError:
+            logger.warning("request timed out: the handler for %s %s ran for over %g s; answered 504",
+                           route.method, route.path, route.timeout)
+            return error_response(504, "Gateway Timeout")
+        except (Exception, SystemExit) as exc:
+            return self._failure(route, exc)
+
+    async def _call(self, route: typing.Any, request: Request) -> Response:
+        if route.kind is SYNC:
+            result = await self.run_in_pool(contextvars.copy_context().run, _sync_job, route, request)
+        else:
+            result = call_handler(route, request)
+        if inspect.isawaitable(result):
+            result = await result
+        return result if isinstance(result, Response) else to_response(result)
+
+    @staticmethod
+    def _failure(route: typing.Any, exc: BaseException) -> Response:
+        response = default_error_response(exc)
+        if response is None:
+            logger.error("Exception in handler for %s %s", route.method, route.path,
+                         exc_info=(type(exc), exc, exc.__traceback__))
+            response = error_response(500, "Internal Server Error")
+        return response
