@@ -22,14 +22,16 @@ from .response_builder import ResponseBuilder, response
 from .streaming import StreamingWriter
 from .validation import BaseModel, Field, ValidationError, get_performance_stats, reset_performance_stats
 from .responses import (
-    HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse,
+    FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response,
+    StreamingResponse,
 )
 
 __version__ = "0.3.0.dev0"
 
 __all__ = [
     "Catzilla", "Request", "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse",
-    "StreamingResponse", "Query", "Path", "Header", "Cookie", "Body", "Form", "File", "Depends",
+    "StreamingResponse", "RedirectResponse", "FileResponse", "Query", "Path", "Header", "Cookie",
+    "Body", "Form", "File", "Depends",
     "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
     "Router", "APIRouter", "RouterGroup",
     # Catzilla 0.2.3's names (see README, "Coming from Catzilla 0.2.3")

@@ -10,7 +10,6 @@ import typing
 from .background_tasks import TaskEngine, TaskPriority
 from .datastructures import State
 from .dependency_injection import get_default_container
-from .errors import HTTPException
 from .mounts import Mount
 from .openapi.docs import add_docs_routes
 from .openapi.utils import get_openapi
@@ -19,6 +18,7 @@ from .request import Request
 from .routers import Router, Scope, built, join_path, route_layer, with_dependencies
 from .routing import _PARAM, ROUTE_OPTIONS, Route
 from .routing import Router as RouteTable
+from .staticfiles import StaticFiles
 
 __all__ = ["Catzilla"]
 
@@ -208,6 +208,30 @@ class Catzilla(Scope):
         """The TaskResult of a recent task of this worker, or None."""
         return self.tasks.results.get(task_id) if self.tasks is not None else None
 
+    def mount_static(self, path: str, directory: str, *, name: str | None = None,
+                     index_file: str = "index.html", enable_etags: bool = True,
+                     enable_range_requests: bool = True, enable_directory_listing: bool = False,
+                     enable_hidden_files: bool = False, max_file_size: int | None = None,
+                     html: bool = False, cache_control: str | None = None,
+                     **caching: typing.Any) -> StaticFiles:
+        """Serve the files under `directory` at `path` (Catzilla 0.2.3's arguments; see
+        catzilla.staticfiles). Its cache and compression options (`enable_hot_cache`,
+        `cache_size_mb`, `cache_ttl_seconds`, `enable_compression`, `compression_level`) are
+        accepted and unused: files go from the kernel's page cache with sendfile(2), and
+        precompressed .br/.gz siblings are served to clients that accept them."""
+        unknown = set(caching) - {"enable_hot_cache", "cache_size_mb", "cache_ttl_seconds",
+                                  "enable_compression", "compression_level"}
+        if unknown:
+            raise TypeError(f"mount_static() got unknown arguments: {', '.join(sorted(unknown))}")
+        if not path.startswith("/"):
+            raise ValueError(f"mount path must start with '/': {path!r}")
+        static = StaticFiles(directory=directory, html=html, index_file=index_file,
+                             hidden_files=enable_hidden_files, etags=enable_etags,
+                             ranges=enable_range_requests, max_file_size=max_file_size,
+                             directory_listing=enable_directory_listing, cache_control=cache_control)
+        static.attach(self, path, name)
+        return static
+
     def owner(self) -> "Catzilla":
         return self
 
@@ -235,7 +259,11 @@ class Catzilla(Scope):
 
     def mount(self, path: str, app: typing.Any, name: str | None = None) -> None:
         """Serve the ASGI application `app` (a Starlette or FastAPI app) at `path` and below,
-        every method; it sees `path` as its scope's root_path (see catzilla.mounts)."""
+        every method; it sees `path` as its scope's root_path (see catzilla.mounts). A
+        `StaticFiles` is not wrapped as ASGI: its files are served on the worker's own path."""
+        if getattr(app, "catzilla_static", False):
+            app.attach(self, path, name)
+            return
         prefix = path.rstrip("/")
         join_path(prefix, "")  # checks it
         endpoint = Mount(prefix, app, name)
@@ -263,13 +291,6 @@ class Catzilla(Scope):
 
             self._asgi = ASGIAdapter(self)
         await self._asgi(scope, receive, send)
-
-    def refusal(self, method: str, path: str) -> HTTPException:
-        """What a request no route answers gets: 404, or 405 with the methods there are."""
-        _, _, allow = self.router.resolve(method, path)
-        if allow is None:
-            return HTTPException(404, "Not Found")
-        return HTTPException(405, "Method Not Allowed", {"allow": allow})
 
     def prepare(self, pool_run: typing.Any) -> None:
         """Compile every route's pipeline (hooks, middleware, exception handlers), once per

@@ -27,7 +27,7 @@ from .datastructures import Address
 from .errors import HTTPException
 from .kinds import HandlerKind
 from .mounts import send_response
-from .pipeline import call_handler, default_error_response
+from .pipeline import call_handler, default_error_response, refusal, router_refusal
 from .request import Request
 from .responses import Response, error_response, to_response
 from .worker.pool import QUEUE_PER_THREAD, QueueTimeout, ThreadPool
@@ -183,10 +183,11 @@ class ASGIAdapter:
         app = self.app
         route, params, allow = app.router.resolve(request.method, request.path)
         if route is None:
+            refused = router_refusal(allow)
             if app.unmatched_pipeline is not None:
+                refusal.set(refused)  # in this request's own Task's context
                 return await app.unmatched_pipeline.run(request)
-            return error_response(404, "Not Found") if allow is None else \
-                error_response(405, "Method Not Allowed", {"allow": allow})
+            return error_response(refused.status_code, refused.detail, refused.headers)
         if params is not None:
             request.path_params = params
         current_request.set(request)

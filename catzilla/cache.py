@@ -385,9 +385,9 @@ class SmartCacheMiddleware:
         entry, found = self.cache.get(self._key(request))
         if not found:
             return None
-        status, headers, body, media_type = entry
+        status, raw_headers, body, media_type = entry
         self.served += 1
-        return Response(body, status, {**headers, "x-cache": "HIT"}, media_type)
+        return Response(body, status, [*raw_headers, (b"x-cache", b"HIT")], media_type)
 
     async def process_response(self, request: typing.Any, response: Response) -> Response:
         if response.headers.get("x-cache") == "HIT":
@@ -400,8 +400,8 @@ class SmartCacheMiddleware:
         control = response.headers.get("cache-control", "").lower()
         if "no-store" in control or ("private" in control and not self.cache_private) or "set-cookie" in response.headers:
             return response
-        response.headers["x-cache"] = "MISS"
-        entry = (response.status_code, dict(response.headers), response.body, response.media_type)
+        entry = (response.status_code, list(response.raw_headers), response.body, response.media_type)
+        response.headers["x-cache"] = "MISS"  # on this answer only: the cached one says HIT
         self.cache.set(self._key(request), entry, rule["ttl"])
         self.stored += 1
         return response

@@ -187,6 +187,14 @@ class Config:
                                     "without the client taking any of them before it is closed: a "
                                     "reader that stalls this long is gone or hostile, and its "
                                     "buffered response is memory held for nobody. 0: no limit.", float)
+    # Files (FileResponse, static files): sent with sendfile(2), never read into memory.
+    max_ranges: int = _setting(16, "Byte ranges a request may ask for, once overlapping ones "
+                               "are merged; beyond it the whole file is sent (200): thousands of "
+                               "tiny ranges cost far more to send than the file (the Apache "
+                               "'Range' denial of service, CVE-2011-3192).", int)
+    sendfile_chunk: int = _setting(1024 * 1024, "Bytes of a file one sendfile(2) call may send "
+                                   "before the worker serves its other connections: larger is "
+                                   "fewer system calls, smaller is fairer to them.", int)
     min_body_rate: int = _setting(240, "Bytes per second a request body must average once "
                                   "--body-rate-grace has passed, or the request is answered 408 "
                                   "(Kestrel's 240 B/s): one byte every few seconds would otherwise "

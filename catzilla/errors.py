@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 import typing
 
-__all__ = ["HTTPException", "RequestValidationError", "DefinitionError", "describe_validation_error",
-           "pydantic_errors"]
+__all__ = ["HTTPException", "HeaderError", "RequestValidationError", "DefinitionError",
+           "describe_validation_error", "pydantic_errors"]
 
 
 class HTTPException(Exception):
@@ -26,6 +26,18 @@ class HTTPException(Exception):
         self.status_code = status_code
         self.detail = detail
         self.headers = dict(headers) if headers else None
+
+
+class HeaderError(ValueError):
+    """A request head the server refuses; `status` is the answer (400, 413 or 431)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class ErrorList(list):  # type: ignore[type-arg]

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
+from .errors import HeaderError
+
 __all__ = [
     "HeaderCollector", "HeaderError", "Head", "parse_content_type", "parse_cookies",
     "parse_query", "TOKEN_CHARS",
@@ -54,18 +56,6 @@ def valid_authority(value: bytes) -> bool:
 # (path or None when the target is not origin-form, query string or the whole target,
 #  header items in arrival order, header map with repeated fields combined)
 Head = tuple["str | None", str, list[tuple[str, str]], dict[str, str]]
-
-
-class HeaderError(ValueError):
-    """A request head the server refuses; `status` is the answer (400, 413 or 431)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(status, reason)
-        self.status = status
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return self.reason
 
 
 def combine_field(mapping: dict[str, str], name: str, value: str) -> None:

@@ -20,7 +20,7 @@ import typing
 from urllib.parse import quote
 
 from .request import Request
-from .responses import Response, StreamingResponse, _encode_header
+from .responses import Response, StreamingResponse
 
 __all__ = ["Mount", "ASGIMiddleware", "asgi_scope", "asgi_response", "send_response", "middleware_instance"]
 
@@ -67,30 +67,20 @@ def _receiver(body: bytes, finished: asyncio.Event) -> typing.Callable[[], typin
     return receive
 
 
-class _RawHeaders:
-    """A response whose header lines came from an ASGI app, repeats and order kept."""
+class ASGIResponse(Response):
+    """A response an ASGI app sent: its header lines, repeats and order kept, are the
+    response's own raw_headers (the content type among them, if it sent one)."""
 
-    raw_headers: list[tuple[bytes, bytes]]
-
-    def encode_headers(self) -> bytes:
-        return b"".join(_encode_header(name.decode("latin-1"), value.decode("latin-1"))
-                        for name, value in self.raw_headers if name.lower() not in _FRAMING)
+    media_type = None
 
 
-class ASGIResponse(_RawHeaders, Response):
-    pass
-
-
-class ASGIStreamingResponse(_RawHeaders, StreamingResponse):
-    pass
+class ASGIStreamingResponse(StreamingResponse):
+    media_type = None  # not text/plain: only what the app sent
 
 
 def _with_raw(response: typing.Any, status: int, headers: list[tuple[bytes, bytes]]) -> typing.Any:
     response.status_code = status
     response.raw_headers = headers
-    response.headers = {}
-    for name, value in headers:  # a read-only view for after-hooks (repeats: the last)
-        response.headers[name.decode("latin-1")] = value.decode("latin-1")
     return response
 
 
@@ -148,12 +138,11 @@ _CONTENT_TYPES: dict[str, tuple[bytes, bytes]] = {}
 
 
 def response_headers(response: Response) -> list[tuple[bytes, bytes]]:
-    """The header lines of `response` for an ASGI server, with its content type."""
-    raw = getattr(response, "raw_headers", None)
-    if raw is not None:
-        return [(k, v) for k, v in raw if k.lower() not in _FRAMING]
-    if not response.headers:  # the usual response: its content type alone
-        content_type = response.content_type()
+    """The header lines of `response` for an ASGI server (names lower-cased, framing fields
+    left to the server), with its content type."""
+    raw = response.raw_headers
+    content_type = response.content_type
+    if not raw:  # the usual response: its content type alone
         if content_type is None:
             return []
         line = _CONTENT_TYPES.get(content_type)
@@ -162,12 +151,13 @@ def response_headers(response: Response) -> list[tuple[bytes, bytes]]:
             if len(_CONTENT_TYPES) < 64:
                 _CONTENT_TYPES[content_type] = line
         return [line]
-    headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers.items()
-               if k.lower() not in ("content-length", "transfer-encoding", "connection")]
-    if "content-type" not in {k for k, _ in headers}:
-        content_type = response.content_type()
-        if content_type is not None:
-            headers.insert(0, (b"content-type", content_type.encode("latin-1")))
+    headers = []
+    for name, value in raw:
+        name = (name if isinstance(name, bytes) else str(name).encode("latin-1")).lower()
+        if name not in _FRAMING:
+            headers.append((name, value if isinstance(value, bytes) else str(value).encode("latin-1")))
+    if content_type is not None and all(name != b"content-type" for name, _ in headers):
+        headers.insert(0, (b"content-type", content_type.encode("latin-1")))
     return headers
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import dis
 import functools
 import inspect
 import logging
@@ -43,7 +44,8 @@ from .kinds import HandlerKind, classify
 from .request import Request
 from .responses import Response, error_response, to_response
 
-__all__ = ["Layer", "Pipeline", "DirectPlan", "call_handler", "compile_pipeline", "default_error_response"]
+__all__ = ["Layer", "Pipeline", "DirectPlan", "call_handler", "compile_pipeline", "default_error_response",
+           "refusal", "router_refusal"]
 
 logger = logging.getLogger("catzilla")
 
@@ -51,6 +53,19 @@ Hook = typing.Callable[..., typing.Any]
 ExceptionHandler = typing.Callable[[Request, BaseException], typing.Any]
 # Runs `fn(*args)` in the worker's pool and returns an awaitable of its result.
 PoolRun = typing.Callable[..., typing.Awaitable[typing.Any]]
+
+# The 404 or 405 the router decided for a request no route answers: the app's chain around
+# it raises this where a handler would run. Set in the request's own context by the server
+# (the chain runs in a copy of the loop's context per request), so nothing routes twice.
+refusal: contextvars.ContextVar[HTTPException] = contextvars.ContextVar("catzilla_refusal")
+
+
+def router_refusal(allow: str | None) -> HTTPException:
+    """What the router's answer to a request no route takes becomes: 404, or 405 with the
+    methods there are (`allow`, from Router.resolve)."""
+    if allow is None:
+        return HTTPException(404, "Not Found")
+    return HTTPException(405, "Method Not Allowed", {"allow": allow})
 
 
 class Layer:
@@ -70,6 +85,46 @@ class Layer:
 
 def is_async_callable(fn: typing.Any) -> bool:
     return classify(fn) is not HandlerKind.SYNC
+
+
+# Instructions that only load a value: what an argument of `call_next(...)` may be made of.
+_SIMPLE_LOADS = frozenset({"LOAD_FAST", "LOAD_CONST", "LOAD_DEREF", "LOAD_GLOBAL"})
+_ASYNC_BLOCKS = frozenset(name for name in ("GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH") if name in dis.opmap)
+
+
+def awaits_only_call_next(dispatch: typing.Any) -> bool:
+    """Whether a middleware's `dispatch(request, call_next)` awaits nothing but calls of
+    `call_next` (with plain names or constants as arguments): then it suspends only where
+    the rest of the chain does, and a chain that cannot suspend needs no Task for it (like
+    the built-in CORS, GZip, TrustedHost and RequestID middleware). Anything else (an
+    `async with`, `async for`, any other await) is assumed to need a Task. Read once, from
+    the bytecode, when the chain is compiled."""
+    fn = inspect.unwrap(getattr(dispatch, "__func__", dispatch))
+    code = getattr(fn, "__code__", None)
+    if code is None or not inspect.iscoroutinefunction(fn) or code.co_argcount < 2:
+        return False
+    call_next = code.co_varnames[code.co_argcount - 1]
+    instructions = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
+    for k, instruction in enumerate(instructions):
+        if instruction.opname in _ASYNC_BLOCKS:
+            return False
+        if instruction.opname != "GET_AWAITABLE":
+            continue
+        # [PUSH_NULL] LOAD_FAST call_next, argument loads, [PRECALL], CALL, GET_AWAITABLE
+        j = k - 1
+        if j < 0 or instructions[j].opname != "CALL":
+            return False
+        argc = instructions[j].arg or 0
+        j -= 1
+        if j >= 0 and instructions[j].opname == "PRECALL":
+            j -= 1
+        arguments = instructions[j - argc + 1:j + 1] if argc else []
+        if len(arguments) != argc or any(a.opname not in _SIMPLE_LOADS for a in arguments):
+            return False
+        j -= argc
+        if j < 0 or instructions[j].opname != "LOAD_FAST" or instructions[j].argval != call_next:
+            return False
+    return True
 
 
 def call_handler(route: typing.Any, request: Request, pool_run: PoolRun | None = None) -> typing.Any:
@@ -140,7 +195,8 @@ class Pipeline:
         # Whether anything in the chain can suspend (see Executor.start_pipeline): wrapping
         # middleware awaits call_next, a def handler waits for its pool job, and so do def
         # exception handlers; only hooks and handlers that never await cannot.
-        self.may_suspend = bool(self.middleware) or route is None or route.kind is not HandlerKind.ASYNC_INLINE \
+        self.may_suspend = not all(awaits_only_call_next(mw.dispatch) for mw in middleware) \
+            or route is None or route.kind is not HandlerKind.ASYNC_INLINE \
             or any(classify(h) is HandlerKind.ASYNC for h in before + after) \
             or any(classify(h) is not HandlerKind.ASYNC_INLINE for h in self.handlers.values()) \
             or (plan is not None and plan.may_suspend)
@@ -176,8 +232,8 @@ class Pipeline:
                                                        request, response)
                     break
             else:
-                if route is None:  # no route: the 404 or 405 the router decides
-                    raise self.app.refusal(request.method, request.path)
+                if route is None:  # no route: the 404 or 405 the router decided
+                    raise refusal.get()
                 if self.sync_route:
                     response = await self.pool_run(contextvars.copy_context().run, self._job, request)
                     if not isinstance(response, Response):  # a def handler returned an awaitable

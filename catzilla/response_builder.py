@@ -36,19 +36,16 @@ class ResponseBuilder:
 
     def set_cookie(self, name: str, value: str, max_age: int | None = None, expires: str | None = None,
                    path: str = "/", domain: str | None = None, secure: bool = False,
-                   httponly: bool = False, samesite: str | None = None) -> "ResponseBuilder":
-        """Needs Response.set_cookie (several Set-Cookie headers on one response)."""
+                   httponly: bool = False, samesite: str | None = "lax") -> "ResponseBuilder":
         cookie = {"key": name, "value": value, "max_age": max_age, "expires": expires, "path": path,
                   "domain": domain, "secure": secure, "httponly": httponly, "samesite": samesite}
         return ResponseBuilder(self._status, self._headers, self._cookies + (cookie,))
 
     def _finish(self, made: Response) -> Response:
-        made.headers.update(self._headers)
+        for name, value in self._headers:
+            made.set_header(name, value)
         for cookie in self._cookies:
-            setter = getattr(made, "set_cookie", None)
-            if setter is None:
-                raise NotImplementedError("this Catzilla's Response has no set_cookie()")
-            setter(**{k: v for k, v in cookie.items() if v is not None or k in ("key", "value")})
+            made.set_cookie(**cookie)
         return made
 
     def json(self, data: typing.Any) -> Response:

@@ -5,19 +5,23 @@ pool for `def` handlers), so the event loop only joins prepared bytes and writes
 """
 from __future__ import annotations
 
+import datetime
+import json
 import typing
+import urllib.parse
 from http import HTTPStatus
 
 import msgspec
-import json
-
 import orjson
 
+from .cookies import set_cookie_value
 from .headerparse import FORBIDDEN_IN_VALUE, TOKEN_CHARS
+from .response_headers import MutableHeaders, RawHeaders, raw_pairs
 
 __all__ = [
     "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse", "StreamingResponse",
-    "status_line", "to_response", "error_response",
+    "RedirectResponse", "FileResponse", "MutableHeaders", "status_line", "to_response",
+    "error_response",
 ]
 
 # RFC 9110 renamed a few reason phrases that Python's HTTPStatus still spells the old way.
@@ -40,57 +44,84 @@ def status_line(status_code: int) -> bytes:
     return line
 
 
-def _encode_header(name: str, value: str) -> bytes:
-    raw_name, raw_value = name.encode("latin-1"), str(value).encode("latin-1")
+def _encode_header(raw_name: bytes, raw_value: bytes) -> bytes:
     # A name that is not a token, or a CR, LF or NUL in a value, would let handler-controlled
     # data forge headers or split the response (RFC 9110 5.1, 5.5).
     if not raw_name or not TOKEN_CHARS.issuperset(raw_name):
-        raise ValueError(f"response header name {name!r} is not a token")
+        raise ValueError(f"response header name {raw_name!r} is not a token")
     if not FORBIDDEN_IN_VALUE.isdisjoint(raw_value):
-        raise ValueError(f"response header {name!r} contains CR, LF or NUL")
+        raise ValueError(f"response header {raw_name!r} contains CR, LF or NUL")
     return b"%s: %s\r\n" % (raw_name, raw_value)
 
 
-# Header lines already encoded and checked, by (name, value) as a handler or middleware
-# set them: the same few (vary, cache-control, a content-type) recur on every response.
-# Bounded, since values may be per request (ids, cookies): beyond it lines are not kept.
-_LINES: dict[tuple[str, str], tuple[bytes, bool]] = {}
+# Header lines already encoded and checked, by raw (name, value) pair as a handler or
+# middleware set them: the same few (vary, cache-control, a content-type) recur on every
+# response. Bounded, since values may be per request (ids, cookies): beyond it lines are not kept.
+_LINES: dict[tuple[bytes, bytes], tuple[bytes, bool]] = {}
 LINE_CACHE_SIZE = 4096
+_FRAMING = (b"content-length", b"transfer-encoding", b"connection")
 
 
-def _line(name: str, value: str) -> tuple[bytes, bool]:
+def _line(pair: tuple[typing.Any, typing.Any]) -> tuple[bytes, bool]:
     """(the encoded line, or b"" for a framing field, which is the server's business; and
     whether it is the content-type)."""
-    lowered = name.lower()
-    if lowered in ("content-length", "transfer-encoding", "connection"):
-        line = b""
-    else:
-        line = _encode_header(name, value)
-    known = line, lowered == "content-type"
-    if len(_LINES) < LINE_CACHE_SIZE and type(value) is str:
-        _LINES[(name, value)] = known
+    name, value = pair
+    # Pairs put straight into raw_headers may be str (the view always stores bytes).
+    raw_name = name if type(name) is bytes else str(name).encode("latin-1")
+    raw_value = value if type(value) is bytes else str(value).encode("latin-1")
+    lowered = raw_name.lower()
+    line = b"" if lowered in _FRAMING else _encode_header(raw_name, raw_value)
+    known = line, lowered == b"content-type"
+    if len(_LINES) < LINE_CACHE_SIZE:
+        _LINES[(raw_name, raw_value)] = known
     return known
 
 
+def encode_pairs(pairs: RawHeaders) -> tuple[list[bytes], bool]:
+    """The checked header lines of raw pairs, and whether one of them is the content-type."""
+    lines = []
+    typed = False
+    for pair in pairs:
+        known = _LINES.get(pair)
+        if known is None:
+            known = _line(pair)
+        lines.append(known[0])
+        typed = typed or known[1]
+    return lines, typed
+
+
+def _content_type_line(content_type: str) -> bytes:
+    pair = (b"content-type", content_type.encode("latin-1"))
+    return (_LINES.get(pair) or _line(pair))[0]
+
+
 class Response:
-    """Bytes with a status and headers. `content` may be bytes, str or None."""
+    """Bytes with a status and headers. `content` (or Catzilla 0.2.3's `body`) may be bytes,
+    str or None; `media_type` and `content_type` are two names for the same thing.
+
+    Headers are `raw_headers`, a list of (name, value) byte pairs, so a field can repeat;
+    `headers` is a case-insensitive view of it (Starlette's MutableHeaders)."""
 
     media_type: str | None = None
     charset = "utf-8"
     streaming = False
+    sends_file = False  # the worker sends a file with sendfile(2) (see FileResponse)
 
     def __init__(
         self,
         content: typing.Any = None,
         status_code: int = 200,
-        headers: typing.Mapping[str, str] | None = None,
+        headers: typing.Any = None,
         media_type: str | None = None,
+        *,
+        content_type: str | None = None,
+        body: typing.Any = None,
     ) -> None:
         self.status_code = status_code
-        if media_type is not None:
-            self.media_type = media_type
-        self.body = self.render(content)
-        self.headers: dict[str, str] = dict(headers) if headers else {}
+        if media_type is not None or content_type is not None:
+            self.media_type = media_type if media_type is not None else content_type
+        self.body = self.render(body if content is None else content)
+        self.raw_headers: RawHeaders = raw_pairs(headers) if headers else []
 
     def render(self, content: typing.Any) -> bytes:
         if content is None:
@@ -99,26 +130,83 @@ class Response:
             return bytes(content)
         return str(content).encode(self.charset)
 
+    # -- headers ----------------------------------------------------------------------------
+
+    @property
+    def headers(self) -> MutableHeaders:
+        return MutableHeaders(raw=self.raw_headers)
+
+    @headers.setter
+    def headers(self, headers: typing.Any) -> None:
+        self.raw_headers = raw_pairs(headers)
+
+    def set_header(self, name: str, value: str) -> None:
+        """Catzilla 0.2.3: set one field (names are lower-cased and stripped, as there)."""
+        self.headers[name.strip().lower()] = str(value).strip()
+
+    def get_header(self, name: str, default: str | None = None) -> str | None:
+        """Catzilla 0.2.3: the field's (first) value, or `default`."""
+        return self.headers.get(name.strip(), default)
+
+    @property
     def content_type(self) -> str | None:
+        """The Content-Type sent: the media type, with a charset for text/* (Starlette's)."""
         media_type = self.media_type
         if media_type is not None and media_type.startswith("text/") and "charset=" not in media_type:
             return f"{media_type}; charset={self.charset}"
         return media_type
 
+    @content_type.setter
+    def content_type(self, value: str | None) -> None:
+        self.media_type = value
+
+    def set_cookie(
+        self,
+        key: str | None = None,
+        value: str = "",
+        max_age: int | None = None,
+        expires: datetime.datetime | str | int | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str | None = "lax",
+        partitioned: bool = False,
+        *,
+        name: str | None = None,
+    ) -> None:
+        """Add a Set-Cookie field (Starlette's arguments; `name=` is Catzilla 0.2.3's `key`).
+        Each call adds one more field: two cookies are two Set-Cookie lines."""
+        key = key if key is not None else name
+        if key is None:
+            raise TypeError("set_cookie() needs the cookie's key")
+        cookie = set_cookie_value(key, value, max_age, expires, path, domain, secure, httponly,
+                                  samesite, partitioned)
+        self.raw_headers.append((b"set-cookie", cookie.encode("latin-1")))
+
+    def delete_cookie(
+        self,
+        key: str | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str | None = "lax",
+        *,
+        name: str | None = None,
+    ) -> None:
+        """Tell the client to drop a cookie: the same name, path and domain, already expired."""
+        self.set_cookie(key, "", 0, 0, path, domain, secure, httponly, samesite, name=name)
+
+    # -- wire encoding ----------------------------------------------------------------------
+
     def encode_headers(self) -> bytes:
         """The header lines this response adds to the common ones (content-type, user headers)."""
-        lines = []
-        typed = False
-        for item in self.headers.items():
-            known = _LINES.get(item)
-            if known is None:
-                known = _line(*item)
-            lines.append(known[0])
-            typed = typed or known[1]
+        lines, typed = encode_pairs(self.raw_headers)
         if not typed:
-            content_type = self.content_type()
+            content_type = self.content_type
             if content_type is not None:
-                lines.insert(0, (_LINES.get(("content-type", content_type)) or _line("content-type", content_type))[0])
+                lines.insert(0, _content_type_line(content_type))
         return b"".join(lines)
 
     def encode(self, common: bytes, head_only: bool = False) -> bytes:
@@ -144,13 +232,18 @@ class JSONResponse(Response):
         self,
         content: typing.Any = None,
         status_code: int = 200,
-        headers: typing.Mapping[str, str] | None = None,
+        headers: typing.Any = None,
         media_type: str | None = None,
+        *,
+        content_type: str | None = None,
+        body: typing.Any = None,
     ) -> None:
         # Response.__init__ spelled out: this constructor runs once per JSON request.
         self.status_code = status_code
-        if media_type is not None:
-            self.media_type = media_type
+        if media_type is not None or content_type is not None:
+            self.media_type = media_type if media_type is not None else content_type
+        if body is not None and content is None:
+            content = body
         if self._own_render:
             self.body = self.render(content)
         else:
@@ -158,7 +251,7 @@ class JSONResponse(Response):
                 self.body = orjson.dumps(content, default=_to_builtins, option=orjson.OPT_NON_STR_KEYS)
             except orjson.JSONEncodeError:
                 self.body = _dumps_slowly(content)
-        self.headers = dict(headers) if headers else {}
+        self.raw_headers = raw_pairs(headers) if headers else []
 
     _own_render = False  # a subclass that overrides render(): __init__ must call it
 
@@ -174,7 +267,7 @@ class JSONResponse(Response):
 
     def encode(self, common: bytes, head_only: bool = False) -> bytes:
         # The hot path of a JSON API: no user headers means no per-header work at all.
-        if self.headers or self.media_type != "application/json":
+        if self.raw_headers or self.media_type != "application/json":
             return super().encode(common, head_only)
         body = self.body
         return b"%s%scontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
@@ -204,15 +297,18 @@ class StreamingResponse(Response):
     """
 
     streaming = True
+    media_type = "text/plain"  # a stream that names none is text (Catzilla's documented default)
 
     def __init__(
         self,
         content: ContentStream,
         status_code: int = 200,
-        headers: typing.Mapping[str, str] | None = None,
+        headers: typing.Any = None,
         media_type: str | None = None,
+        *,
+        content_type: str | None = None,
     ) -> None:
-        super().__init__(None, status_code, headers, media_type)
+        super().__init__(None, status_code, headers, media_type, content_type=content_type)
         self.body_iterator = content
 
     def encode_start(self, common: bytes, chunked: bool = True) -> bytes:
@@ -229,6 +325,21 @@ class StreamingResponse(Response):
         if not chunk:
             return b""  # an empty chunk would end the body early
         return b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else bytes(chunk)
+
+
+# What a redirect's URL keeps unquoted (Starlette's set): everything else is percent-encoded.
+REDIRECT_SAFE = ":/%#?=@[]!$&'()*+,;"
+
+
+class RedirectResponse(Response):
+    """An empty response sending the client to `url` (307 by default, as Starlette: the method
+    and body are kept). The URL is percent-quoted where it is not already (Starlette's set of
+    safe characters), so a handler cannot put a line break into Location."""
+
+    def __init__(self, url: typing.Any, status_code: int = 307, headers: typing.Any = None,
+                 *, media_type: str | None = None, content_type: str | None = None) -> None:
+        super().__init__(b"", status_code, headers, media_type, content_type=content_type)
+        self.headers["location"] = urllib.parse.quote(str(url), safe=REDIRECT_SAFE)
 
 
 def _dumps_slowly(content: typing.Any) -> bytes:
@@ -261,5 +372,8 @@ def to_response(result: typing.Any) -> Response:
 
 
 def error_response(status_code: int, detail: typing.Any,
-                   headers: typing.Mapping[str, str] | None = None) -> JSONResponse:
+                   headers: typing.Any = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code, headers)
+
+
+from .fileresponse import FileResponse  # noqa: E402  (it builds on Response, above)

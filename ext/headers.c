@@ -931,9 +931,44 @@ cleanup:
     return result;
 }
 
+/* ---- what the server needs of a target on its cold path ------------------------------ */
+
+/* decode_component(raw: bytes) -> str: a path percent-decoded and read as UTF-8. */
+static PyObject *
+py_decode_component(PyObject *Py_UNUSED(module), PyObject *raw)
+{
+    if (!PyBytes_Check(raw)) {
+        PyErr_SetString(PyExc_TypeError, "decode_component() takes bytes");
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(raw);
+    char *scratch = PyMem_Malloc(n > 0 ? (size_t)n : 1);
+    if (scratch == NULL)
+        return PyErr_NoMemory();
+    PyObject *text = decode_component(PyBytes_AS_STRING(raw), n, scratch, 0);
+    PyMem_Free(scratch);
+    return text;
+}
+
+/* valid_authority(value: bytes) -> bool: Host's grammar (see the static function). */
+static PyObject *
+py_valid_authority(PyObject *Py_UNUSED(module), PyObject *value)
+{
+    if (!PyBytes_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "valid_authority() takes bytes");
+        return NULL;
+    }
+    return PyBool_FromLong(valid_authority((const unsigned char *)PyBytes_AS_STRING(value),
+                                           PyBytes_GET_SIZE(value)));
+}
+
 /* ---- module wiring ---------------------------------------------------------------------- */
 
 static PyMethodDef header_functions[] = {
+    {"decode_component", (PyCFunction)py_decode_component, METH_O,
+     "decode_component(raw: bytes) -> str: percent-decoded, read as UTF-8 (invalid bytes replaced)."},
+    {"valid_authority", (PyCFunction)py_valid_authority, METH_O,
+     "valid_authority(value: bytes) -> bool: an IP-literal or reg-name with an optional port."},
     {"parse_query", (PyCFunction)parse_query, METH_O,
      "parse_query(query: str | bytes) -> list of (name, value), percent- and plus-decoded."},
     {"parse_cookies", (PyCFunction)parse_cookies, METH_O,
@@ -990,8 +1025,9 @@ catzilla_headers_init(PyObject *module)
     state.semicolon = PyUnicode_InternFromString("; ");
     if (state.comma == NULL || state.semicolon == NULL)
         return -1;
-    /* One exception class for both implementations: the reference module defines it. */
-    reference = PyImport_ImportModule("catzilla.headerparse");
+    /* One exception class for both implementations, defined with the framework's errors
+     * (not in the reference module: the server never imports that). */
+    reference = PyImport_ImportModule("catzilla.errors");
     if (reference == NULL)
         return -1;
     state.HeaderError = PyObject_GetAttrString(reference, "HeaderError");

@@ -17,6 +17,8 @@ PyInit__native(void)
         goto error;
     if (catzilla_stats_init(module) < 0)
         goto error;
+    if (catzilla_exchange_init(module) < 0)
+        goto error;
     return module;
 error:
     Py_DECREF(module);

@@ -5,6 +5,7 @@
  *   headers.c  request-head collection and parsing (httptools callbacks, query, cookies,
  *              Content-Type), validated as RFC 9110 says
  *   stats.c    per-worker counters in a shared-memory block, summed by any reader
+ *   exchange.c the record of one request in flight (catzilla/worker/exchange.py)
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -14,5 +15,6 @@
 
 int catzilla_headers_init(PyObject *module);
 int catzilla_stats_init(PyObject *module);
+int catzilla_exchange_init(PyObject *module);
 
 #endif

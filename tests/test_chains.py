@@ -44,8 +44,11 @@ def test_a_short_circuit_on_a_sync_route_still_runs_every_after_hook(server):
 def test_system_exit_in_a_chain_is_a_500_and_the_connection_goes_on(server):
     with server.connect() as sock:
         sock.settimeout(TIMEOUT)
-        sock.sendall(b"GET /exit HTTP/1.1\r\nHost: a\r\n\r\nGET /read HTTP/1.1\r\nHost: a\r\n\r\n")
+        # One request at a time: read_response refuses bytes beyond its response, and two
+        # pipelined answers may arrive in one segment.
+        sock.sendall(b"GET /exit HTTP/1.1\r\nHost: a\r\n\r\n")
         assert read_response(sock)[0] == 500
+        sock.sendall(b"GET /read HTTP/1.1\r\nHost: a\r\n\r\n")
         assert read_response(sock)[0] == 200
 
 

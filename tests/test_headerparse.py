@@ -65,6 +65,23 @@ def test_the_server_uses_the_c_parser() -> None:
     assert protocol.HeaderCollector is _native.HeaderCollector
     assert _native.HeaderError is headerparse.HeaderError
     assert _native.__file__.endswith((".so", ".pyd"))
+    # The reference implementation is for tests only: the server never imports it.
+    assert protocol.decode_component is _native.decode_component
+    assert protocol.valid_authority is _native.valid_authority
+    assert protocol.HeaderError.__module__ == "catzilla.errors"
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=query_bytes | tricky_bytes)
+def test_decode_component_matches_reference(raw: bytes) -> None:
+    assert _native.decode_component(raw) == headerparse.decode_component(raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=header_values | st.sampled_from([b"[::1]", b"[::1]:", b"[fe80::1%25eth0]", b"a%zz", b"a%4g:1",
+                                              b"host:99999", b":80", b"[]", b"a]", b"[a]b"]))
+def test_valid_authority_matches_reference(value: bytes) -> None:
+    assert _native.valid_authority(value) is headerparse.valid_authority(value)
 
 
 @settings(max_examples=400, deadline=None)

@@ -7,13 +7,13 @@
 - ASYNC: a Task on the loop.
 
 Exactly one outcome per request: a request whose handler runs in the pool or as a Task is
-the connection's `running` until the first outcome is delivered: the handler's, the 504 of
-its timeout (checked once a tick, see `expire`) or a 503 of admission control. Whatever
-comes second finds `running` changed and is dropped. Admission: the pool bounds its queue
-(`--max-queue`, checked under the lock it takes anyway), a job that waited past
-`--queue-timeout` is answered 503 unrun, and `--limit-concurrency` bounds the requests in
-flight (when set: counted from the pool's own counters and the Tasks, so the sync path pays
-nothing for it).
+`owed` by its exchange (catzilla.worker.exchange) until the first outcome is delivered: the
+handler's, the 504 of its timeout (checked once a tick, see `expire`) or a 503 of admission
+control. Whatever comes second finds `owed` cleared and is dropped. Admission: the pool
+bounds its queue (`--max-queue`, checked under the lock it takes anyway), a job that waited
+past `--queue-timeout` is answered 503 unrun, and `--limit-concurrency` bounds the requests
+in flight (when set: counted from the pool's own counters and the Tasks, so the sync path
+pays nothing for it).
 """
 from __future__ import annotations
 
@@ -30,24 +30,23 @@ from ..background_tasks import current_request, inline
 from ..binding import BadRequest
 from ..errors import HTTPException, RequestValidationError
 from ..kinds import HandlerKind
+from ..pipeline import refusal
 from ..request import Request
 from ..responses import Response, error_response, to_response
 from ..routing import Route
+from .exchange import Exchange
 from .pool import QueueTimeout
 
-__all__ = ["Executor", "Outcome", "RETRY_AFTER"]
+__all__ = ["Executor", "RETRY_AFTER", "failure"]
 
 logger = logging.getLogger("catzilla.worker")
 
-perf_counter = time.perf_counter  # the clock of the connection's `started` (CLOCK_MONOTONIC)
+perf_counter = time.perf_counter  # the clock of an exchange's `started` (CLOCK_MONOTONIC)
 
 # Seconds a refused client is asked to wait (Retry-After): overload is mostly a burst, and a
 # second spreads the retries out without making anyone wait long.
 RETRY_AFTER = 1
 _RETRY_HEADERS = {"retry-after": str(RETRY_AFTER)}
-
-# What a handler call produced: the response and, unless it streams, its encoded bytes.
-Outcome = tuple[Response, typing.Optional[bytes]]
 
 # What a handler may raise and still get an answer (a 500): SystemExit too, which must not
 # end the worker. Task cancellation (BaseException) still propagates.
@@ -58,17 +57,11 @@ ASYNC_INLINE = HandlerKind.ASYNC_INLINE
 
 
 class Connection(typing.Protocol):
-    # Set by the executor: the request whose outcome is still owed, and its Task if any.
-    running: Request | None
-    task: asyncio.Task[None] | None
-    # Read by the executor: when the request started (perf_counter), its route, and what
-    # the protocol decided for its response head.
-    started: float
-    route: Route | None
-    keep_alive: bool
+    """What the executor uses of the connection an exchange came from (HttpProtocol)."""
+
     worker: typing.Any
 
-    def complete(self, outcome: Outcome) -> None: ...
+    def complete(self, exchange: Exchange, response: Response, data: bytes | None) -> None: ...
 
 
 def invoke(route: Route, request: Request, kwargs: dict[str, typing.Any] | None) -> typing.Any:
@@ -79,47 +72,53 @@ def invoke(route: Route, request: Request, kwargs: dict[str, typing.Any] | None)
     return route.endpoint(**kwargs)
 
 
-def encode(response: Response, common: bytes, head_only: bool) -> Outcome:
-    return response, (None if response.streaming else response.encode(common, head_only))
-
-
-def overloaded(common: bytes, head_only: bool) -> Outcome:
-    return encode(error_response(503, "Service Unavailable", _RETRY_HEADERS), common, head_only)
-
-
-def common_now(conn: Connection, request: Request) -> bytes:
-    """The header lines every response on `conn` carries, as the protocol chose them for
-    `request` (HttpProtocol._handle), with the current Date."""
-    worker = conn.worker
-    if not conn.keep_alive:
-        return worker.common_close
-    return worker.common_keep_alive if request.http_version == "1.1" else worker.common_keep_alive_10
-
-
-def failure(route: Route | None, exc: BaseException, common: bytes, head_only: bool = False) -> Outcome:
-    """The response for an exception out of a handler (or out of binding its parameters).
-    Always an answer: if even the error response cannot be built (an HTTPException with a
-    header that would split the response, a detail JSON cannot hold), a plain 500."""
+def answer(exchange: Exchange, response: typing.Any) -> None:
+    """Hand what a handler or chain returned to the exchange's connection, encoded (a
+    response that cannot be encoded is answered as a failure)."""
     try:
-        return _failure(route, exc, common, head_only)
+        if not isinstance(response, Response):
+            response = to_response(response)
+        data = None if response.streaming else response.encode(exchange.common, exchange.head_only)
+    except HANDLER_ERRORS as exc:
+        response, data = failure(exchange, exc)
+    exchange.connection.complete(exchange, response, data)
+
+
+def common_now(exchange: Exchange) -> bytes:
+    """The header lines every response on the exchange's connection carries, as the
+    protocol chose them for it (HttpProtocol._handle), with the current Date."""
+    worker = exchange.connection.worker
+    if not exchange.keep_alive:
+        return worker.common_close
+    return worker.common_keep_alive if exchange.request.http_version == "1.1" else worker.common_keep_alive_10
+
+
+def failure(exchange: Exchange, exc: BaseException) -> tuple[Response, bytes]:
+    """The response, and its bytes, for an exception out of a handler (or out of binding its
+    parameters). Always an answer: if even the error response cannot be built (an
+    HTTPException with a header that would split the response, a detail JSON cannot hold),
+    a plain 500."""
+    route = exchange.route
+    try:
+        response = _failure(route, exc)
+        return response, response.encode(exchange.common, exchange.head_only)
     except Exception:
         where = f"{route.method} {route.path}" if route is not None else "request"
         logger.exception("could not build the error response for %s (for %r)", where, exc)
-        return encode(error_response(500, "Internal Server Error"), common, head_only)
-
-
-def _failure(route: Route | None, exc: BaseException, common: bytes, head_only: bool) -> Outcome:
-    if isinstance(exc, HTTPException):
-        response = error_response(exc.status_code, exc.detail, exc.headers)
-    elif isinstance(exc, RequestValidationError):
-        response = error_response(422, exc.errors)
-    elif isinstance(exc, BadRequest):
-        response = error_response(400, str(exc))
-    else:
-        where = f"{route.method} {route.path}" if route is not None else "request"
-        logger.error("Exception in handler for %s", where, exc_info=(type(exc), exc, exc.__traceback__))
         response = error_response(500, "Internal Server Error")
-    return encode(response, common, head_only)
+        return response, response.encode(exchange.common, exchange.head_only)
+
+
+def _failure(route: Route | None, exc: BaseException) -> Response:
+    if isinstance(exc, HTTPException):
+        return error_response(exc.status_code, exc.detail, exc.headers)
+    if isinstance(exc, RequestValidationError):
+        return error_response(422, exc.errors)
+    if isinstance(exc, BadRequest):
+        return error_response(400, str(exc))
+    where = f"{route.method} {route.path}" if route is not None else "request"
+    logger.error("Exception in handler for %s", where, exc_info=(type(exc), exc, exc.__traceback__))
+    return error_response(500, "Internal Server Error")
 
 
 class Executor:
@@ -135,14 +134,16 @@ class Executor:
         # Refusals since the last report, by cause (the tick logs one line, not one each).
         self.refused = {"max-queue": 0, "limit-concurrency": 0, "queue-timeout": 0}
 
-    def start(self, conn: Connection, route: Route, request: Request, common: bytes, head_only: bool) -> None:
-        """Run `route`'s handler for `request`; `conn.complete(outcome)` follows on the loop."""
+    def start(self, exchange: Exchange) -> None:
+        """Run the exchange's route's handler; `connection.complete(...)` follows on the loop."""
         if self.limit_concurrency and self.in_flight() >= self.limit_concurrency:
-            self._refuse(conn, "limit-concurrency", common, head_only)
+            self._refuse(exchange, "limit-concurrency")
             return
+        route = exchange.route
         if route.pipeline is not None:  # hooks, middleware or exception handlers around it
-            self.start_pipeline(conn, route.pipeline, request, common, head_only)
+            self.start_pipeline(exchange, route.pipeline)
             return
+        request = exchange.request
         binding = route.binding
         if binding.trivial:
             kwargs = None
@@ -150,15 +151,14 @@ class Executor:
             try:
                 kwargs = binding.bind(request)
             except (RequestValidationError, BadRequest) as exc:
-                conn.complete(failure(route, exc, common, head_only))
+                exchange.connection.complete(exchange, *failure(exchange, exc))
                 return
         kind = route.kind
         if kind is SYNC:
-            conn.running = request  # before the job exists: its thread checks it
-            if not self.pool.admit(self._sync_done, contextvars.copy_context().run,
-                                   _run_sync, conn, route, request, kwargs, common, head_only):
-                conn.running = None
-                self._refuse(conn, "max-queue", common, head_only)
+            exchange.owed = True  # before the job exists: its thread checks it
+            if not self.pool.admit(self._sync_done, contextvars.copy_context().run, _run_sync, exchange, kwargs):
+                exchange.owed = False
+                self._refuse(exchange, "max-queue")
         elif kind is ASYNC_INLINE:
             inline.request = request
             try:
@@ -177,32 +177,35 @@ class Executor:
                     response = stop.value
                     if not isinstance(response, Response):
                         response = to_response(response)
-                outcome = response, (None if response.streaming else response.encode(common, head_only))
+                data = None if response.streaming else response.encode(exchange.common, exchange.head_only)
             except HANDLER_ERRORS as exc:
-                outcome = failure(route, exc, common, head_only)
+                response, data = failure(exchange, exc)
             finally:
                 inline.request = None
-            conn.complete(outcome)
+            exchange.connection.complete(exchange, response, data)
         else:
-            conn.running = request
-            conn.task = self.loop.create_task(_run_task(self, conn, route, request, kwargs, common, head_only))
+            exchange.owed = True
+            exchange.task = self.loop.create_task(_run_task(self, exchange, kwargs))
             self.tasks += 1
 
-    def start_pipeline(self, conn: Connection, pipeline: typing.Any, request: Request, common: bytes,
-                       head_only: bool) -> None:
-        """Through the route's compiled chain (or the app's, around a 404/405). A chain that
-        may suspend runs as a Task from the start: code in it may rely on a current Task
-        (asyncio.timeout, TaskGroup, anyio). One that cannot (hooks and handler that never
-        await) is driven right here, in a context of its own, and costs no Task."""
+    def start_pipeline(self, exchange: Exchange, pipeline: typing.Any,
+                       refused: HTTPException | None = None) -> None:
+        """Through the route's compiled chain (or the app's, around the 404 or 405 `refused`).
+        A chain that may suspend runs as a Task from the start: code in it may rely on a
+        current Task (asyncio.timeout, TaskGroup, anyio). One that cannot (hooks and handler
+        that never await) is driven right here, in a context of its own, and costs no Task."""
         if pipeline.direct is not None:  # a plan and nothing around it (pipeline.DirectPlan)
-            self.start(conn, pipeline.direct, request, common, head_only)
+            exchange.route = pipeline.direct
+            self.start(exchange)
             return
         context = contextvars.copy_context()
+        if refused is not None:
+            context.run(refusal.set, refused)
+        request = exchange.request
         if pipeline.may_suspend:
-            conn.running = request
-            conn.task = self.loop.create_task(
-                _carry_on(self, conn, pipeline, pipeline.run(request), False, None, request, common, head_only),
-                context=context)
+            exchange.owed = True
+            exchange.task = self.loop.create_task(
+                _carry_on(self, exchange, pipeline, pipeline.run(request), False, None), context=context)
             self.tasks += 1
             self.pipeline_tasks += pipeline.sync_route
             return
@@ -211,23 +214,18 @@ class Executor:
         try:
             yielded = context.run(coroutine.send, None)
         except StopIteration as stop:
-            response = stop.value
-            try:
-                outcome = response, (None if response.streaming else response.encode(common, head_only))
-            except HANDLER_ERRORS as exc:  # the response the chain gave cannot be sent
-                outcome = failure(pipeline.route, exc, common, head_only)
-            conn.complete(outcome)
+            answer(exchange, stop.value)
             return
         except HANDLER_ERRORS as exc:  # SystemExit out of a handler: still one answer
-            conn.complete(failure(pipeline.route, exc, common, head_only))
+            exchange.connection.complete(exchange, *failure(exchange, exc))
             return
         finally:
             inline.request = None
         # It suspended after all (an exception handler that runs in the pool): a Task goes
         # on from where it stopped, in the same context.
-        conn.running = request
-        conn.task = self.loop.create_task(
-            _carry_on(self, conn, pipeline, coroutine, True, yielded, request, common, head_only), context=context)
+        exchange.owed = True
+        exchange.task = self.loop.create_task(
+            _carry_on(self, exchange, pipeline, coroutine, True, yielded), context=context)
         self.tasks += 1
 
     def run_in_pool(self, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> asyncio.Future[typing.Any]:
@@ -261,56 +259,65 @@ class Executor:
         pool = self.pool
         return self.tasks - self.pipeline_tasks + pool.queued + pool.busy
 
-    def deliver(self, conn: Connection, request: Request, outcome: Outcome) -> None:
-        """`outcome` of a Task, unless the request has been answered already (timed out)."""
-        if conn.running is request:
-            conn.running = None
-            conn.task = None
+    def deliver(self, exchange: Exchange, response: typing.Any) -> None:
+        """What a Task produced, unless the request has been answered already (timed out)."""
+        if exchange.owed:
+            exchange.owed = False
+            exchange.task = None
             self.tasks -= 1
-            conn.complete(outcome)
+            answer(exchange, response)
 
-    def _refuse(self, conn: Connection, cause: str, common: bytes, head_only: bool) -> None:
+    def deliver_failure(self, exchange: Exchange, exc: BaseException) -> None:
+        """What a Task raised (logged, as a 500 is, even when the request has been answered)."""
+        response, data = failure(exchange, exc)
+        if exchange.owed:
+            exchange.owed = False
+            exchange.task = None
+            self.tasks -= 1
+            exchange.connection.complete(exchange, response, data)
+
+    def _refuse(self, exchange: Exchange, cause: str) -> None:
         self.refused[cause] += 1
-        conn.complete(overloaded(common, head_only))
+        response = error_response(503, "Service Unavailable", _RETRY_HEADERS)
+        exchange.connection.complete(exchange, response, response.encode(exchange.common, exchange.head_only))
 
-    def _sync_done(self, result: typing.Any, error: BaseException | None) -> None:
-        """Back on the loop with what _run_sync returned: (conn, request, outcome), or (conn,
-        request, route, the awaitable a `def` handler returned, common, head_only)."""
+    def _sync_done(self, exchange: Exchange, error: BaseException | None) -> None:
+        """Back on the loop with the exchange _run_sync filled in: its response and bytes,
+        or (a `def` handler that returned an awaitable) the awaitable and no bytes."""
         if error is not None:
             if type(error) is QueueTimeout:
                 self._stale(*error.args)
             else:  # _run_sync catches everything; this is a bug guard
                 logger.error("thread pool job failed", exc_info=(type(error), error, error.__traceback__))
             return
-        conn = result[0]
-        if conn.running is not result[1]:  # answered 504 meanwhile: the late result is dropped
-            self._dropped(result)
+        if not exchange.owed:  # answered 504 meanwhile: the late result is dropped
+            self._dropped(exchange)
             return
-        if len(result) == 3:
-            conn.running = None
-            conn.complete(result[2])
-        else:
-            self._await_returned(*result)
+        response = exchange.response
+        if exchange.data is None and not isinstance(response, Response):
+            self._await_returned(exchange, response)
+            return
+        exchange.owed = False
+        exchange.connection.complete(exchange, response, exchange.data)
 
-    def _stale(self, run: typing.Any, conn: Connection, route: Route, request: Request,
-               kwargs: typing.Any, common: bytes, head_only: bool) -> None:
+    def _stale(self, run: typing.Any, exchange: Exchange, kwargs: typing.Any) -> None:
         """A job (the arguments `start` gave it) waited past --queue-timeout and was not
         run: answered 503, unless its request timed out meanwhile."""
-        if conn.running is request:
-            conn.running = None
-            self._refuse(conn, "queue-timeout", common, head_only)
+        if exchange.owed:
+            exchange.owed = False
+            self._refuse(exchange, "queue-timeout")
         else:
             self.pool.reclaim()  # its abandon() made room for a thread it never took
 
-    def _dropped(self, result: tuple[typing.Any, ...]) -> None:
+    def _dropped(self, exchange: Exchange) -> None:
         """The late result of a job whose request timed out: its thread is back."""
         self.pool.reclaim()
-        if len(result) == 6 and inspect.iscoroutine(result[3]):
-            result[3].close()  # never awaited: say nothing about it
+        if inspect.iscoroutine(exchange.response):
+            exchange.response.close()  # never awaited: say nothing about it
 
-    def _await_returned(self, conn: Connection, request: Request, route: Route,
-                        awaitable: typing.Awaitable[typing.Any], common: bytes, head_only: bool) -> None:
+    def _await_returned(self, exchange: Exchange, awaitable: typing.Awaitable[typing.Any]) -> None:
         """A `def` handler returned an awaitable: await it on the loop, and say so once."""
+        route = exchange.route
         if not route.warned_awaitable:
             route.warned_awaitable = True
             logger.warning(
@@ -320,35 +327,36 @@ class Executor:
 
         async def finish() -> None:
             try:
-                outcome = encode(to_response(await awaitable), common, head_only)
+                response = await awaitable
             except HANDLER_ERRORS as exc:
-                outcome = failure(route, exc, common, head_only)
-            self.deliver(conn, request, outcome)
+                self.deliver_failure(exchange, exc)
+            else:
+                self.deliver(exchange, response)
 
-        conn.task = self.loop.create_task(finish())
+        exchange.task = self.loop.create_task(finish())
         self.tasks += 1
 
     # -- once a tick ---------------------------------------------------------------------------
 
-    def expire(self, connections: typing.Iterable[Connection], within: float) -> None:
+    def expire(self, connections: typing.Iterable[typing.Any], within: float) -> None:
         """Answer 504 for every request whose handler has run past its timeout. One that
         will be due within `within` seconds (before the next call) gets a timer of its own,
         so a timeout fires on time without costing a timer per request."""
         now = perf_counter()
         for conn in connections:
-            request = conn.running
-            if request is None:
+            exchange = conn.exchange
+            if exchange is None or not exchange.owed:
                 continue
-            limit = self.timeout_of(conn.route)  # type: ignore[arg-type]
+            limit = self.timeout_of(exchange.route)  # type: ignore[arg-type]
             if not limit:
                 continue
-            left = conn.started + limit - now
+            left = exchange.started + limit - now
             if left <= 0:
-                self._time_out(conn, request, limit)
+                self._time_out(exchange, limit)
             elif left < within:
-                self.loop.call_later(left, self._expire_one, conn, request, limit)
+                self.loop.call_later(left, self._expire_one, exchange, limit)
 
-    def timeout_of(self, route: Route) -> float:
+    def timeout_of(self, route: Route | None) -> float:
         return self.request_timeout if route is None or route.timeout is None else route.timeout
 
     def report(self) -> None:
@@ -362,15 +370,15 @@ class Executor:
             for cause in refused:
                 refused[cause] = 0
 
-    def _expire_one(self, conn: Connection, request: Request, limit: float) -> None:
-        if conn.running is request:
-            self._time_out(conn, request, limit)
+    def _expire_one(self, exchange: Exchange, limit: float) -> None:
+        if exchange.owed:
+            self._time_out(exchange, limit)
 
-    def _time_out(self, conn: Connection, request: Request, limit: float) -> None:
-        route = conn.route
+    def _time_out(self, exchange: Exchange, limit: float) -> None:
+        route, request = exchange.route, exchange.request
         where = f"{route.method} {route.path}" if route is not None else f"{request.method} {request.path}"
-        conn.running = None
-        task, conn.task = conn.task, None
+        exchange.owed = False
+        task, exchange.task = exchange.task, None
         if task is not None:
             self.tasks -= 1
             task.cancel()
@@ -380,26 +388,29 @@ class Executor:
             fate = "its pool thread is abandoned to it and its result will be dropped"
         logger.warning("request timed out: the handler for %s ran for over %g s (%s); "
                        "answered 504", where, limit, fate)
-        conn.complete(encode(error_response(504, "Gateway Timeout"), common_now(conn, request),
-                             request.method == "HEAD"))
+        response = error_response(504, "Gateway Timeout")
+        exchange.connection.complete(exchange, response, response.encode(common_now(exchange), exchange.head_only))
 
 
-def _run_sync(conn: Connection, route: Route, request: Request, kwargs: dict[str, typing.Any] | None,
-              common: bytes, head_only: bool) -> tuple[typing.Any, ...]:
+def _run_sync(exchange: Exchange, kwargs: dict[str, typing.Any] | None) -> Exchange:
     """In a pool thread, inside a copy of the loop's context: the handler and its
-    serialisation, so the loop only writes the bytes."""
-    if conn.running is not request:  # timed out while it waited: nobody wants it run
-        return conn, request, None
+    serialisation, so the loop only writes the bytes. The outcome goes into the exchange."""
+    if not exchange.owed:  # timed out while it waited: nobody wants it run
+        return exchange
+    request = exchange.request
     current_request.set(request)
     try:
-        result = invoke(route, request, kwargs)
+        result = invoke(exchange.route, request, kwargs)  # type: ignore[arg-type]
         if inspect.isawaitable(result):
-            return conn, request, route, result, common, head_only
+            exchange.response = result  # awaited on the loop (see Executor._await_returned)
+            return exchange
         if not isinstance(result, Response):
             result = to_response(result)
-        return conn, request, (result, None if result.streaming else result.encode(common, head_only))
+        exchange.data = None if result.streaming else result.encode(exchange.common, exchange.head_only)
+        exchange.response = result
     except HANDLER_ERRORS as exc:
-        return conn, request, failure(route, exc, common, head_only)
+        exchange.response, exchange.data = failure(exchange, exc)
+    return exchange
 
 
 def _abandon_if_cancelled(pool: typing.Any) -> typing.Callable[[asyncio.Future[typing.Any]], None]:
@@ -409,21 +420,21 @@ def _abandon_if_cancelled(pool: typing.Any) -> typing.Callable[[asyncio.Future[t
     return check
 
 
-async def _carry_on(executor: Executor, conn: Connection, pipeline: typing.Any,
+async def _carry_on(executor: Executor, exchange: Exchange, pipeline: typing.Any,
                     coroutine: typing.Coroutine[typing.Any, typing.Any, Response], started: bool,
-                    yielded: typing.Any, request: Request, common: bytes, head_only: bool) -> None:
+                    yielded: typing.Any) -> None:
     """A chain as a Task: from its start, or (`started`) from where it first suspended."""
-    current_request.set(request)
+    current_request.set(exchange.request)
     try:
         try:
             response = await (_resume(coroutine, yielded) if started else coroutine)
-            outcome = encode(response, common, head_only)
-        except HANDLER_ERRORS as exc:  # the response the chain gave cannot be sent
-            outcome = failure(pipeline.route, exc, common, head_only)
+        except HANDLER_ERRORS as exc:
+            executor.deliver_failure(exchange, exc)
+            return
     finally:
         if pipeline.sync_route and not started:  # counted by start_pipeline
             executor.pipeline_tasks -= 1
-    executor.deliver(conn, request, outcome)
+    executor.deliver(exchange, response)
 
 
 @types.coroutine
@@ -447,11 +458,11 @@ def _resume(coroutine: typing.Coroutine[typing.Any, typing.Any, typing.Any],
                 return stop.value
 
 
-async def _run_task(executor: Executor, conn: Connection, route: Route, request: Request,
-                    kwargs: dict[str, typing.Any] | None, common: bytes, head_only: bool) -> None:
-    current_request.set(request)
+async def _run_task(executor: Executor, exchange: Exchange, kwargs: dict[str, typing.Any] | None) -> None:
+    current_request.set(exchange.request)
     try:
-        outcome = encode(to_response(await invoke(route, request, kwargs)), common, head_only)
+        response = await invoke(exchange.route, exchange.request, kwargs)  # type: ignore[arg-type]
     except HANDLER_ERRORS as exc:
-        outcome = failure(route, exc, common, head_only)
-    executor.deliver(conn, request, outcome)
+        executor.deliver_failure(exchange, exc)
+        return
+    executor.deliver(exchange, response)

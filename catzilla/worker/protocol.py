@@ -18,15 +18,18 @@ import time
 import typing
 import httptools
 
-from .._native import HeaderCollector
+from .._native import HeaderCollector, decode_component, valid_authority
 from ..datastructures import Address
-from ..headerparse import HeaderError, decode_component, valid_authority
+from ..errors import HeaderError
+from ..pipeline import router_refusal
 from ..logs import access_logger
 from ..forms import FormError, MultipartReceiver
 from ..request import Request
 from ..responses import Response, error_response
-from .executor import Outcome, failure
+from .exchange import Exchange
+from .executor import failure
 from .reception import CONTINUE, METHODS, BodyReception
+from .sendfile import send_parts
 
 if typing.TYPE_CHECKING:
     from .._native import WorkerSlot
@@ -206,15 +209,10 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         self.body: list[bytes] = []
         self.body_size = 0
         self.rejection: tuple[int, str] | None = None
-        # Handling, one request at a time.
+        # Handling, one request at a time: the one being answered (see exchange.py).
         self.busy = False
-        self.request: Request | None = None
-        self.route: typing.Any = None
-        # The executor's (see executor.py): the request whose outcome is owed, and its Task.
-        self.running: Request | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.exchange: Exchange | None = None
         self.keep_alive = True
-        self.started = 0.0
         self.pipeline: collections.deque[typing.Any] = collections.deque()
         self.reading_paused = False
         self.writing_paused = False
@@ -450,7 +448,6 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
     def _handle(self, request: Request, keep_alive: bool) -> None:
         worker = self.worker
         self.busy = True
-        self.request = request
         self.keep_alive = keep_alive = keep_alive and not worker.close_connections
         if not keep_alive:
             common = worker.common_close
@@ -458,92 +455,88 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             common = worker.common_keep_alive
         else:
             common = worker.common_keep_alive_10
-        head_only = request.method == "HEAD"
         # Probes first (ahead of every route), then the router decides, in one call: the
         # route (HEAD finds GET's), or 404, or 405 with Allow.
         path = request.path
         probes = worker.probes
         if probes and path in probes:
-            route = None
-            try:
-                refusal = probes[path]()
-            except Exception as exc:  # a failed probe still answers its request
-                refusal, error = None, exc
+            route = probe = None
         else:
+            probe = False
             route, params, allow = self.resolve(request.method, path)
-            if route is None:
-                refusal = (error_response(404, "Not Found") if allow is None
-                           else error_response(405, "Method Not Allowed", {"allow": allow}))
-            elif params is not None:
+            if params is not None:
                 request.path_params = params
-        self.route = route
+        row = self.unmatched if route is None else route.index
         stats_slot = self.stats_slot
-        self.started = perf_counter() if stats_slot is None else stats_slot.begin(self.unmatched if route is None else route.index)
-        if route is None:
+        self.exchange = exchange = Exchange(self, request, route, common, request.method == "HEAD", keep_alive,
+                                            row, perf_counter() if stats_slot is None else stats_slot.begin(row))
+        if route is not None:
+            self.executor.start(exchange)
+            return
+        if probe is None:
+            try:
+                response = probes[path]()
+            except Exception as exc:  # a failed probe still answers its request
+                self.complete(exchange, *failure(exchange, exc))
+                return
+        else:
             unmatched = worker.app.unmatched_pipeline
-            if unmatched is not None and refusal is not None and path not in worker.probes:
+            if unmatched is not None:
                 # The app's middleware and exception handlers see its 404s and 405s too
                 # (a CORS preflight is answered there); probes stay ahead of them.
-                self.executor.start_pipeline(self, unmatched, request, common, head_only)
-            elif refusal is None:
-                self.complete(failure(None, error, common, head_only))
-            else:
-                self.complete((refusal, refusal.encode(common, head_only)))
-            return
-        self.executor.start(self, route, request, common, head_only)
+                self.executor.start_pipeline(exchange, unmatched, router_refusal(allow))
+                return
+            response = (error_response(404, "Not Found") if allow is None
+                        else error_response(405, "Method Not Allowed", {"allow": allow}))
+        self.complete(exchange, response, response.encode(common, exchange.head_only))
 
-    def complete(self, outcome: Outcome) -> None:
+    def complete(self, exchange: Exchange, response: Response, data: bytes | None) -> None:
         """The response to the current request is ready: write it, then move on."""
-        response, data = outcome
         worker = self.worker
         worker.handled += 1
         if worker.handled == worker.max_requests:  # max_requests 0: never
             worker.retire()
         stats_slot = self.stats_slot
         if stats_slot is not None and data is not None:  # a stream is counted when it ends
-            route = self.route
-            stats_slot.end(self.unmatched if route is None else route.index, self.started, response.status_code,
-                     self.bytes_in, len(data))
+            stats_slot.end(exchange.row, exchange.started, response.status_code, self.bytes_in, len(data))
             self.bytes_in = 0
-        if worker.access_log:
-            self._log_access(response, data)
+        if worker.access_log and not response.sends_file:  # a file's status is known later
+            self._log_access(exchange, response, data)
         transport = self.transport
         if transport is None:  # the client went away while the handler ran
             self._after_response()
             return
         if data is None:
-            self.worker.loop.create_task(self._stream(response))
+            self.worker.loop.create_task(self._stream(exchange, response))
             return
         transport.write(data)
-        request = self.request
+        request = exchange.request
         if request.background is None and self.keep_alive and not self.pipeline \
-                and not self.reading_paused:  # type: ignore[union-attr]
+                and not self.reading_paused:
             # The common case, kept short: nothing to schedule, nothing queued.
-            self.request = None
+            self.exchange = None
             self.busy = False
-            request.responded = True  # type: ignore[union-attr]
+            request.responded = True
             self.last_activity = self.clock()
             return
         self._after_response()
 
-    def _count(self, status: int, bytes_out: int) -> None:
-        route = self.route
-        self.stats_slot.end(self.unmatched if route is None else route.index, self.started, status, self.bytes_in, bytes_out)
+    def _count(self, exchange: Exchange, status: int, bytes_out: int) -> None:
+        self.stats_slot.end(exchange.row, exchange.started, status, self.bytes_in, bytes_out)
         self.bytes_in = 0
 
-    def _log_access(self, response: Response, data: bytes | None) -> None:
-        request = self.request
-        if request is None:
-            return
+    def _log_access(self, exchange: Exchange, response: Response, data: bytes | None) -> None:
+        request = exchange.request
         self.worker.access.log(self.client_text, request.method, request.path, request.http_version,
                                response.status_code, None if data is None else len(data),
-                               (perf_counter() - self.started) * 1000.0)
+                               (perf_counter() - exchange.started) * 1000.0)
 
     def _after_response(self) -> None:
-        request = self.request
-        self.request = None
+        exchange = self.exchange
+        self.exchange = None
         self.busy = False
-        if request is not None:
+        if exchange is not None:
+            request = exchange.request
             request.responded = True
             if request.background:
                 self.worker.runner.run(request.background)
@@ -577,25 +570,26 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             self.reading_paused = False
             self.transport.resume_reading()
 
-    async def _stream(self, response: Response) -> None:
+    async def _stream(self, exchange: Exchange, response: Response) -> None:
+        if response.sends_file:  # a FileResponse: see _send_file
+            return await self._send_file(exchange, response)
         transport = self.transport
         assert transport is not None
-        request = self.request
-        head_only = request is not None and request.method == "HEAD"
+        head_only = exchange.head_only
         # HTTP/1.0 has no chunked coding: the body ends where the connection does.
-        chunked = request is None or request.http_version != "1.0"
+        chunked = exchange.request.http_version != "1.0"
         if not chunked:
             self.keep_alive = False
         worker = self.worker
-        common = worker.common_close if not self.keep_alive else worker.common_keep_alive
+        exchange.common = common = worker.common_close if not self.keep_alive else worker.common_keep_alive
         try:
             start = response.encode_start(common, chunked)  # type: ignore[attr-defined]
         except Exception as exc:  # e.g. a header with a line break: nothing is sent yet
-            response, data = failure(self.route, exc, common, head_only)
-            transport.write(data)  # type: ignore[arg-type]
-            self.streamed = len(data)  # type: ignore[arg-type]
+            response, data = failure(exchange, exc)
+            transport.write(data)
+            self.streamed = len(data)
             if self.stats_slot is not None:
-                self._count(response.status_code, self.streamed)
+                self._count(exchange, response.status_code, self.streamed)
             self._after_response()
             return
         transport.write(start)
@@ -628,9 +622,50 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             self.keep_alive = False
         # Counted before the last bytes go out: whoever has seen the end sees the count.
         if self.stats_slot is not None:
-            self._count(response.status_code, self.streamed)
+            self._count(exchange, response.status_code, self.streamed)
         if last and self.transport is not None:
             self.transport.write(last)
+        self._after_response()
+
+    async def _send_file(self, exchange: Exchange, response: Response) -> None:
+        """A FileResponse: its plan (status, head, parts) depends on this request's Range and
+        validators; the file's bytes go with sendfile(2) (catzilla.worker.sendfile)."""
+        request = exchange.request
+        if self.transport is None:  # the client went away meanwhile
+            self._after_response()
+            return
+        worker = self.worker
+        config = worker.config
+        common = exchange.common
+        file = None
+        try:
+            status, head, parts, file = response.plan(  # type: ignore[attr-defined]
+                request.headers, request.method, common, config.max_ranges)
+        except Exception as exc:  # no file, a directory: nothing is sent yet
+            failed, data = failure(exchange, exc)
+            status, head, parts = failed.status_code, data, []  # type: ignore[assignment]
+        self.transport.write(head)
+        sent = len(head)
+        try:
+            if file is not None:
+                sent += await send_parts(self, worker.loop, parts, file.fileno(),
+                                         config.write_timeout, config.sendfile_chunk)
+        except Exception as exc:  # the client went or stalled (OSError), or a bug: cut it short
+            if isinstance(exc, OSError):
+                logger.info("file response to %s cut short: %s", self.client_text, exc)
+            else:
+                logger.exception("error while sending a file response")
+            self.keep_alive = False
+            if self.transport is not None:
+                _reset(self.transport)
+        finally:
+            if file is not None:
+                file.close()
+        if self.stats_slot is not None:
+            self._count(exchange, status, sent)
+        if worker.access_log:  # with the status and bytes actually sent (206, 304, ...)
+            worker.access.log(self.client_text, request.method, request.path, request.http_version,
+                              status, sent, (perf_counter() - exchange.started) * 1000.0)
         self._after_response()
 
     async def _write_chunk(self, response: Response, chunk: typing.Any, chunked: bool) -> None:

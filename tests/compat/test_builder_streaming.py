@@ -38,3 +38,10 @@ def test_streaming_writer_sends_what_was_written(client):
 def test_a_writer_left_open_ends_its_body_and_refuses_later_writes(client):
     assert client.get("/late").text == "early\n"  # answered, not hung
     assert "closed" in client.get("/late-write").json()["error"]
+
+
+def test_builder_cookies_are_two_set_cookie_fields(client):
+    r = client.get("/login")
+    cookies = r.headers.get_list("set-cookie")
+    assert len(cookies) == 2 and cookies[0].startswith("session=abc") and "HttpOnly" in cookies[0]
+    assert r.cookies["theme"] == "dark" and r.json() == {"ok": True}

@@ -82,3 +82,10 @@ def test_cache_in_process():
     assert f(1, b=2) == f(1, b=2) == 3 and seen == [(1, 2)]
     assert memory_usage_mb() > 1 and get_allocator_info()["current_allocator"] == "system_malloc"
     assert isinstance(optimize_memory(), bool)
+
+
+def test_a_cached_response_keeps_repeated_header_fields(client):
+    first = client.get("/pages/two-cookies")
+    again = client.get("/pages/two-cookies")
+    assert again.headers["x-cache"] == "HIT" and again.json() == first.json()
+    assert again.headers.get_list("x-multi") == ["a", "b"]

@@ -50,3 +50,8 @@ def late_write(request):
     except ValueError as exc:
         return {"error": str(exc)}
     return {"error": None}
+
+
+@app.get("/login")
+def login(request):
+    return response.set_cookie("session", "abc", httponly=True).set_cookie("theme", "dark").json({"ok": True})

@@ -57,3 +57,11 @@ def nostore(request):
 def memory(request):
     return {"stats": get_memory_stats(), "mb": memory_usage_mb(), "jemalloc": is_jemalloc_available(),
             "pid": os.getpid(), "global_cache_is_one": get_cache() is get_cache()}
+
+
+@app.get("/pages/two-cookies")
+def two_headers(request):
+    out = JSONResponse({"call": next(calls)})
+    out.headers.append("x-multi", "a")
+    out.headers.append("x-multi", "b")
+    return out

@@ -1,0 +1,141 @@
+"""A response's header fields: a list of raw (name, value) pairs, so a field can repeat (two
+`Set-Cookie` stay two), and `MutableHeaders`, the case-insensitive view Starlette users know.
+
+The list is the response's own (`response.raw_headers`); the view only edits it. Names keep
+the spelling they were given (HTTP field names are case-insensitive, RFC 9110 5.1); the view
+compares and lists them lower-cased, as Starlette's does.
+"""
+from __future__ import annotations
+
+import typing
+
+__all__ = ["MutableHeaders", "RawHeaders", "raw_pairs"]
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def _raw(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else str(text).encode("latin-1")
+
+
+def raw_pairs(headers: typing.Any) -> RawHeaders:
+    """What a response constructor accepts as `headers=`: a mapping, a MutableHeaders, or an
+    iterable of (name, value) pairs (str or bytes), as raw pairs in order."""
+    if not headers:
+        return []
+    if type(headers) is dict:  # the usual `headers={...}`: no ABC checks
+        try:
+            return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        except AttributeError:  # a non-str name or value: the general path below
+            pass
+    if isinstance(headers, MutableHeaders):
+        return list(headers.raw)
+    items = headers.items() if isinstance(headers, typing.Mapping) else headers
+    return [(_raw(name), _raw(value)) for name, value in items]
+
+
+class MutableHeaders(typing.MutableMapping[str, str]):
+    """Case-insensitive view of a raw header list (starlette.datastructures.MutableHeaders).
+
+    `headers[name]` is the first value; setting replaces every field of that name with one;
+    `append` adds another field of the same name; `del` removes them all."""
+
+    __slots__ = ("_list",)
+
+    def __init__(self, headers: typing.Any = None, *, raw: RawHeaders | None = None) -> None:
+        self._list: RawHeaders = raw if raw is not None else raw_pairs(headers)
+
+    @property
+    def raw(self) -> RawHeaders:
+        return self._list
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        return [name.decode("latin-1").lower() for name, _ in self._list]
+
+    def values(self) -> list[str]:  # type: ignore[override]
+        return [value.decode("latin-1") for _, value in self._list]
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in self._list]
+
+    multi_items = items
+
+    def getlist(self, key: str) -> list[str]:
+        wanted = _raw(key).lower()
+        return [value.decode("latin-1") for name, value in self._list if name.lower() == wanted]
+
+    def __getitem__(self, key: str) -> str:
+        wanted = _raw(key).lower()
+        for name, value in self._list:
+            if name.lower() == wanted:
+                return value.decode("latin-1")
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, (str, bytes)):
+            return False
+        wanted = _raw(key).lower()
+        return any(name.lower() == wanted for name, _ in self._list)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        """Set one field: the first of that name takes the value, any others go."""
+        raw_name, raw_value = _raw(key), _raw(value)
+        wanted = raw_name.lower()
+        found = [i for i, (name, _) in enumerate(self._list) if name.lower() == wanted]
+        if not found:
+            self._list.append((raw_name, raw_value))
+            return
+        for i in reversed(found[1:]):
+            del self._list[i]
+        self._list[found[0]] = (raw_name, raw_value)
+
+    def __delitem__(self, key: str) -> None:
+        wanted = _raw(key).lower()
+        before = len(self._list)
+        self._list[:] = [pair for pair in self._list if pair[0].lower() != wanted]
+        if len(self._list) == before:
+            raise KeyError(key)
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._list)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MutableHeaders):
+            return sorted(self.items()) == sorted(other.items())
+        if isinstance(other, typing.Mapping):
+            return dict(self.items()) == {str(k).lower(): v for k, v in other.items()}
+        return NotImplemented
+
+    def setdefault(self, key: str, value: str = "") -> str:  # type: ignore[override]
+        """The value of `key`, set to `value` first when absent."""
+        try:
+            return self[key]
+        except KeyError:
+            self._list.append((_raw(key), _raw(value)))
+            return value
+
+    def append(self, key: str, value: str) -> None:
+        """Add a field even if one of that name is there (Set-Cookie, Link, Vary...)."""
+        self._list.append((_raw(key), _raw(value)))
+
+    def update(self, other: typing.Any = (), /, **kwargs: str) -> None:  # type: ignore[override]
+        items = other.items() if hasattr(other, "items") else other
+        for key, value in items:
+            self[key] = value
+        for key, value in kwargs.items():
+            self[key] = value
+
+    def add_vary_header(self, vary: str) -> None:
+        existing = self.get("vary")
+        if existing is not None:
+            vary = ", ".join([existing, vary])
+        self["vary"] = vary
+
+    def mutablecopy(self) -> "MutableHeaders":
+        return MutableHeaders(raw=list(self._list))
+
+    def __repr__(self) -> str:
+        return f"MutableHeaders({self.items()!r})"
