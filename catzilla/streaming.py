@@ -1,6 +1,6 @@
 """`StreamingWriter`: write a StreamingResponse's body as to a file (Catzilla 0.2.3's name).
 
-    response = StreamingResponse(iter(()), media_type="text/csv")
+    response = StreamingResponse(iter(()), content_type="text/csv")
     writer = StreamingWriter(response)
     csv.writer(writer).writerows(rows)
     writer.close()

@@ -333,7 +333,9 @@ def booting_worker(server, known: set[int]) -> int:
     def find() -> int | None:
         assert server.proc.poll() is None, server.logs()
         logs = server.logs()
-        fresh = [pid for pid in children(server.proc.pid) - known if not serving(logs, pid)]
+        # Only the master's workers: not its short-lived on_server_start child.
+        fresh = [pid for pid in children(server.proc.pid) - known
+                 if f"started worker {pid} " in logs and not serving(logs, pid)]
         return fresh[0] if fresh else None
     return wait_for(find, 20, interval=0.02, message="a booting worker")  # type: ignore[return-value]
 
