@@ -25,6 +25,7 @@ from .responses import (
     FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response,
     StreamingResponse,
 )
+from .websockets import WebSocket, WebSocketDisconnect, WebSocketException  # as FastAPI exports them
 
 __version__ = "0.3.0.dev0"
 
@@ -33,7 +34,7 @@ __all__ = [
     "StreamingResponse", "RedirectResponse", "FileResponse", "Query", "Path", "Header", "Cookie",
     "Body", "Form", "File", "Depends",
     "UploadFile", "Headers", "QueryParams", "HTTPException", "RequestValidationError",
-    "Router", "APIRouter", "RouterGroup",
+    "Router", "APIRouter", "RouterGroup", "WebSocket", "WebSocketDisconnect", "WebSocketException",
     # Catzilla 0.2.3's names (see README, "Coming from Catzilla 0.2.3")
     "App", "DIContainer", "DIContext", "create_context", "get_default_container", "inject",
     "register_service", "resolution_context", "resolve_service", "service", "set_default_container",

@@ -15,7 +15,7 @@ from .openapi.docs import add_docs_routes
 from .openapi.utils import get_openapi
 from .pipeline import Layer, compile_pipeline
 from .request import Request
-from .routers import Router, Scope, built, join_path, route_layer, with_dependencies
+from .routers import WEBSOCKET, Router, Scope, built, join_path, route_layer, with_dependencies
 from .routing import _PARAM, ROUTE_OPTIONS, Route
 from .routing import Router as RouteTable
 from .staticfiles import StaticFiles
@@ -76,6 +76,9 @@ class Catzilla(Scope):
         self.root_path = root_path
         Scope.__init__(self)  # the app's own layer: middleware, hooks, exception handlers
         self.router = RouteTable()
+        # WebSocket endpoints: found only by an upgrade request (GET + Upgrade: websocket),
+        # so they never answer, nor shadow, plain HTTP requests to the same path.
+        self.websocket_router = RouteTable()
         self.unmatched_pipeline: typing.Any = None  # see prepare()
         self._on_startup: list[Hook] = list(on_startup or [])
         self._on_shutdown: list[Hook] = list(on_shutdown or [])
@@ -241,6 +244,9 @@ class Catzilla(Scope):
         if unknown:
             raise TypeError(f"unknown route options: {', '.join(sorted(unknown))}")
         options = with_dependencies(options, self.dependencies)  # the app's run first
+        methods = list(methods)
+        if methods == [WEBSOCKET]:
+            return self.websocket_router.add(path, ["GET"], handler, **options)
         routes = self.router.add(path, methods, handler, **options)
         for route in routes:
             route.layers = layers
@@ -347,6 +353,7 @@ class Catzilla(Scope):
         """In each worker before it accepts connections: the on_startup hooks in order, then
         the lifespan is entered; what it yields is every request's initial `request.state`."""
         Request.app = self
+        Request.root_path = self.root_path
         for hook in self._on_startup:
             result = hook()
             if inspect.isawaitable(result):

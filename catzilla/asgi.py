@@ -30,6 +30,7 @@ from .mounts import send_response
 from .pipeline import call_handler, default_error_response, refusal, router_refusal
 from .request import Request
 from .responses import Response, error_response, to_response
+from .websockets import WebSocket, run_endpoint
 from .worker.pool import QUEUE_PER_THREAD, QueueTimeout, ThreadPool
 
 if typing.TYPE_CHECKING:
@@ -50,8 +51,19 @@ def _sync_job(route: typing.Any, request: Request) -> typing.Any:
     return result if inspect.isawaitable(result) or isinstance(result, Response) else to_response(result)
 
 
+def _scope_request(scope: typing.Mapping[str, typing.Any], method: str, body: bytes) -> Request:
+    path = scope["path"]
+    root_path = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):  # the ASGI spec: path includes root_path
+        path = path[len(root_path):] or "/"
+    client = scope.get("client")
+    return Request(method, path, scope.get("query_string", b"").decode("latin-1"),
+                   [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]],
+                   body, Address(client[0], client[1]) if client else None, scope.get("http_version", "1.1"))
+
+
 class ASGIAdapter:
-    """`await adapter(scope, receive, send)` for `http` and `lifespan` scopes."""
+    """`await adapter(scope, receive, send)` for `http`, `websocket` and `lifespan` scopes."""
 
     def __init__(self, app: "Catzilla", config: Config | None = None) -> None:
         self.app = app
@@ -71,7 +83,9 @@ class ASGIAdapter:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1000})  # refused before accept: a 403
+            if self.pool is None:
+                self._start()
+            await self._websocket(scope, receive, send)
         else:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
@@ -147,15 +161,7 @@ class ASGIAdapter:
             if len(body) > self.max_body_size:
                 await send_response(error_response(413, "Content Too Large"), send)
                 return
-        path = scope["path"]
-        root_path = scope.get("root_path", "")
-        if root_path and path.startswith(root_path):  # the ASGI spec: path includes root_path
-            path = path[len(root_path):] or "/"
-        client = scope.get("client")
-        request = Request(scope["method"], path, scope.get("query_string", b"").decode("latin-1"),
-                          [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]],
-                          body,
-                          Address(client[0], client[1]) if client else None, scope.get("http_version", "1.1"))
+        request = _scope_request(scope, scope["method"], body)
         response = await self._respond(request)
         try:
             await send_response(response, send, request.method == "HEAD", self.run_in_pool)
@@ -163,6 +169,22 @@ class ASGIAdapter:
             request.responded = True
             if request.background:
                 self.runner.run(request.background)  # type: ignore[union-attr]
+
+    async def _websocket(self, scope: typing.MutableMapping[str, typing.Any],
+                         receive: typing.Callable[[], typing.Awaitable[typing.Any]],
+                         send: typing.Callable[[typing.Any], typing.Awaitable[None]]) -> None:
+        """A WebSocket route, run as under our server (catzilla.websockets.run_endpoint) with
+        the ASGI server's receive and send; no such route: refused (a close before accept)."""
+        request = _scope_request(scope, "GET", b"")
+        route, params, _ = self.app.websocket_router.resolve("GET", request.path)
+        if route is None:
+            await send({"type": "websocket.close", "code": 1000})  # refused before accept: a 403
+            return
+        request.path_params = params or {}
+        request.scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+        socket = WebSocket.from_request(request, receive, send,
+                                        http_denial="websocket.http.response" in (scope.get("extensions") or {}))
+        await run_endpoint(route, socket, self.run_in_pool)
 
     async def _rest_of_body(self, body: bytes, receive: typing.Callable[[], typing.Awaitable[typing.Any]]
                             ) -> bytes | None:

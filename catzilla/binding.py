@@ -201,10 +201,12 @@ class Binding:
             if isinstance(marker, Depends):
                 self.dependencies.append((parameter.name, marker, annotation))
                 continue
-            if annotation is Request or (
+            # Request, or a subclass of it (a WebSocket handler's first parameter).
+            is_request = inspect.isclass(annotation) and issubclass(annotation, Request)
+            if is_request or (
                 request_first and index == 0 and marker is None and parameter.name not in path_names
                 and parameter.kind != parameter.KEYWORD_ONLY
-                and annotation in (typing.Any, Request) and default is inspect.Parameter.empty
+                and annotation is typing.Any and default is inspect.Parameter.empty
             ):
                 if request_first and index == 0 and parameter.kind != parameter.KEYWORD_ONLY:
                     self.pass_request = True

@@ -144,6 +144,30 @@ class Config:
                                       "which new ones are refused 503 at once (uvicorn's "
                                       "--limit-concurrency). 0: no limit, since async requests cost "
                                       "a Task each and the sync queue is bounded by --max-queue.", int)
+    # -- CPU-bound `def` handlers (README, "The CPU lane")
+    cpu_workers: int | None = _setting(None, "Processes of the CPU lane, where cpu_bound=True "
+                                       "handlers run (forked by the master next to the workers). "
+                                       "Default 'auto': one per CPU, started only when a route needs "
+                                       "them (cpu_bound=True, or --auto-cpu-lane), since a CPU-bound "
+                                       "handler can use a core and no more. 0: no lane (they run in "
+                                       "the thread pool).", _max_queue)
+    cpu_nice: int = _setting(10, "Niceness added to the CPU lane's processes: when they and the "
+                             "workers want the same cores, the kernel runs a worker's event loop "
+                             "first, so answering quick requests is not queued behind computing "
+                             "(10: a nice-0 worker then gets about ten times the share). 0: same "
+                             "priority.", int)
+    auto_cpu_lane: bool = _setting(False, "Move a `def` route to the CPU lane once its handler "
+                                   "is measured CPU-bound (see catzilla stats); off by default, "
+                                   "since a handler that relies on the worker's memory would "
+                                   "change behaviour.", _bool, flag=True)
+    switch_interval: float = _setting(0.001, "Seconds a worker's thread may hold the GIL while "
+                                      "another waits for it (sys.setswitchinterval): the event loop "
+                                      "waits up to this long for its turn after each wake-up while a "
+                                      "sync handler computes. Python's 5 ms made a one-at-a-time "
+                                      "client's p99 10x worse beside CPU-bound handlers; 1 ms gave "
+                                      "the loop its turn 5x sooner at no cost to short sync handlers' "
+                                      "throughput (measurements in README). 0: Python's default.",
+                                      float)
     max_requests: int = _setting(0, "Recycle a worker after this many requests (0: never); "
                                  "bounds the damage of slow leaks.", int)
     max_requests_jitter: int = _setting(0, "Add up to this many requests at random to "
@@ -206,6 +230,52 @@ class Config:
                                        "worker's loop runs), before any user route.", _optional_str)
     ready_path: str | None = _setting(None, "Answer readiness probes here (503 while "
                                       "draining, so a load balancer stops routing).", _optional_str)
+    # -- behind a proxy, TLS, WebSockets, development (uvicorn's flags and defaults)
+    proxy_headers: bool = _setting(True, "Take the client's address and scheme from Forwarded / "
+                                   "X-Forwarded-For / X-Forwarded-Proto, only when the peer is in "
+                                   "--forwarded-allow-ips (uvicorn's default: on).", _bool, flag=True)
+    forwarded_allow_ips: list[str] = _setting(None, "Peers (addresses or networks, comma "
+                                              "separated; '*' for all) whose proxy headers are "
+                                              "believed. Default 127.0.0.1: a proxy on this host; "
+                                              "anyone else could forge them.", _list(str),
+                                              factory=lambda: ["127.0.0.1"])
+    root_path: str = _setting("", "The path prefix a proxy serves the app under (/api): in "
+                              "request.url and scope['root_path'], stripped before routing when "
+                              "a request still carries it (Catzilla(root_path=) wins).", str)
+    ssl_keyfile: str | None = _setting(None, "TLS private key file (PEM): serve HTTPS.", _optional_str)
+    ssl_certfile: str | None = _setting(None, "TLS certificate chain file (PEM).", _optional_str)
+    ssl_keyfile_password: str | None = _setting(None, "Password of an encrypted --ssl-keyfile.",
+                                                _optional_str)
+    ssl_ca_certs: str | None = _setting(None, "CA certificates file to verify client "
+                                        "certificates with (see --ssl-cert-reqs).", _optional_str)
+    ssl_cert_reqs: int = _setting(0, "Client certificates: 0 not asked, 1 optional, 2 required "
+                                  "(ssl.CERT_*; uvicorn's default 0).", int)
+    ws_max_size: int = _setting(16 * 1024 * 1024, "Bytes a WebSocket message may have (close "
+                                "1009 above; uvicorn's 16 MiB): messages are assembled in memory.", int)
+    ws_max_queue: int = _setting(32, "WebSocket messages received and not yet read by the "
+                                 "handler before the connection stops reading (uvicorn's 32).", int)
+    ws_ping_interval: float = _setting(20.0, "Seconds between pings on an idle-or-not WebSocket "
+                                       "(uvicorn's 20 s): finds peers that vanished without a "
+                                       "close and keeps proxies from timing the connection out. "
+                                       "0: no pings.", float)
+    ws_ping_timeout: float = _setting(20.0, "Seconds to wait for a pong, and for the peer's "
+                                      "answer to our close frame, before dropping the connection "
+                                      "(uvicorn's 20 s).", float)
+    ws_per_message_deflate: bool = _setting(True, "Offer permessage-deflate compression to "
+                                            "WebSocket clients (uvicorn's default: on).", _bool, flag=True)
+    reload: bool = _setting(False, "Development: reload the workers (HUP, zero downtime) when a "
+                            "watched file changes (needs the `reload` extra: watchfiles).", _bool, flag=True)
+    reload_dir: list[str] = _setting(None, "Directory to watch with --reload (repeatable; "
+                                     "default: the current directory).", _list(str),
+                                     repeatable=True, factory=list)
+    reload_include: list[str] = _setting(None, "Glob of file names to watch with --reload, "
+                                         "besides *.py (repeatable).", _list(str),
+                                         repeatable=True, factory=list)
+    reload_exclude: list[str] = _setting(None, "Glob of file names --reload ignores (repeatable; "
+                                         "besides .*, *.py[cod], .sw.*, ~*).", _list(str),
+                                         repeatable=True, factory=list)
+    reload_delay: float = _setting(0.25, "Seconds --reload waits for more changes before "
+                                   "reloading: one save of an editor writes several files.", float)
     # -- statistics
     stats: bool = _setting(True, "Count requests per route and worker in shared memory "
                            "(catzilla.core, --metrics-path, `catzilla stats`).", _bool, flag=True)
@@ -237,7 +307,7 @@ class Config:
     def __post_init__(self) -> None:
         """Refuse settings that cannot work, with the setting's name, before anything starts."""
         positive = ("workers", "threads", "max_header_size", "write_buffer_high", "header_timeout",
-                    "stats_routes", "max_part_header_size", "stream_buffer_size")
+                    "stats_routes", "max_part_header_size", "stream_buffer_size", "ws_max_size", "ws_max_queue")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be above 0, got {getattr(self, name)}")
@@ -246,13 +316,20 @@ class Config:
                      "loop_block_threshold", "keep_alive_timeout", "max_body_size", "backlog",
                      "request_timeout", "max_queue", "queue_timeout", "limit_concurrency",
                      "write_timeout", "min_body_rate", "body_rate_grace", "max_file_size",
-                     "max_files", "max_fields", "upload_spool_size"):
+                     "max_files", "max_fields", "upload_spool_size", "cpu_workers", "switch_interval",
+                     "cpu_nice", "ws_ping_interval", "ws_ping_timeout", "reload_delay"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.port is not None:
             _port(str(self.port))
         for address in self.bind:
             _split_bind(address)
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            raise ValueError(f"ssl-cert-reqs is 0, 1 or 2, got {self.ssl_cert_reqs}")
+        if self.ssl_keyfile and not self.ssl_certfile:  # a certfile may hold the key too
+            raise ValueError("--ssl-keyfile needs --ssl-certfile")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ValueError(f"root-path starts with '/' and does not end with one, got {self.root_path!r}")
 
     @classmethod
     def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: typing.Any) -> "Config":

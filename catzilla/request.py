@@ -219,13 +219,15 @@ class Request:
     __slots__ = (
         "method", "path", "query_string", "path_params", "_body", "client", "http_version",
         "_header_items", "_header_map", "_headers", "_query_params", "_cookies", "_form",
-        "_state", "background", "responded", "_trailers", "_json", "_stream",
+        "_state", "background", "responded", "_trailers", "_json", "_stream", "scheme",
     )
 
     # Set once per worker by Catzilla.startup()/shutdown() (a process serves one app): read
     # through the class, so a request pays nothing for them, whether or not it looks.
     app: typing.Any = None  # the application serving this request
     lifespan_state: "typing.Mapping[str, typing.Any] | None" = None  # what the lifespan yielded
+    # The prefix a proxy serves the app under (Catzilla(root_path=), else --root-path).
+    root_path: str = ""
 
     def __init__(
         self,
@@ -261,6 +263,8 @@ class Request:
         self.background: list[typing.Any] | None = None  # filled by schedule_task()
         self.responded = False
         self._trailers: list[tuple[str, str]] | None = None  # set by the server when any came
+        # http or https (ws or wss on a WebSocket): the connection's, or a trusted proxy's.
+        self.scheme = "http"
 
     def _adopt_headers(self, headers: "Headers | typing.Mapping[str, str]") -> None:
         """A Request built by hand (tests, adapters) with a Headers object or a mapping."""
@@ -334,8 +338,27 @@ class Request:
     @property
     def url(self) -> URL:
         """`http://host/path?query` as a str, with Starlette's parts: `.path`, `.query`,
-        `.scheme`, `.netloc`, `.hostname`, `.port`."""
-        return URL.build("http", self.headers.get("host", ""), self.path, self.query_string)
+        `.scheme`, `.netloc`, `.hostname`, `.port`. The scheme is the connection's (or a
+        trusted proxy's), and the path has the root path a proxy took off (Starlette's)."""
+        return URL.build(self.scheme, self.headers.get("host", ""), self.root_path + self.path, self.query_string)
+
+    @property
+    def base_url(self) -> URL:
+        """Where the app is served: scheme, host and root path, ending in `/`."""
+        return URL.build(self.scheme, self.headers.get("host", ""), self.root_path + "/", "")
+
+    @property
+    def scope(self) -> dict[str, typing.Any]:
+        """The ASGI scope's keys, made on demand (ASGI 3: `path` includes `root_path`)."""
+        return {
+            "type": "websocket" if self.scheme in ("ws", "wss") else "http",
+            "http_version": self.http_version, "method": self.method, "scheme": self.scheme,
+            "path": self.root_path + self.path, "raw_path": (self.root_path + self.path).encode(),
+            "root_path": self.root_path, "query_string": self.query_string.encode("latin-1"),
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.multi_items()],
+            "client": tuple(self.client) if self.client is not None else None,
+            "path_params": self.path_params, "app": self.app,
+        }
 
     @property
     def client_ip(self) -> str | None:

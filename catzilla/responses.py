@@ -14,6 +14,7 @@ from http import HTTPStatus
 import msgspec
 import orjson
 
+from ._native import encode_response
 from .cookies import set_cookie_value
 from .headerparse import FORBIDDEN_IN_VALUE, TOKEN_CHARS
 from .response_headers import MutableHeaders, RawHeaders, raw_pairs
@@ -216,13 +217,13 @@ class Response:
         if status < 200 or status in (204, 304):
             # RFC 9110 8.6: these never carry content, so no Content-Length either.
             return b"%s%s%s\r\n" % (status_line(status), common, self.encode_headers())
-        return b"%s%scontent-length: %d\r\n%s\r\n%s" % (
-            status_line(status), common, len(body), self.encode_headers(),
-            b"" if head_only else body,
-        )
+        return encode_response(status_line(status), common, b"", body, self.encode_headers(), head_only)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.status_code} {len(self.body)} bytes>"
+
+
+_JSON_TYPE = b"content-type: application/json\r\n"
 
 
 class JSONResponse(Response):
@@ -269,11 +270,8 @@ class JSONResponse(Response):
         # The hot path of a JSON API: no user headers means no per-header work at all.
         if self.raw_headers or self.media_type != "application/json":
             return super().encode(common, head_only)
-        body = self.body
-        return b"%s%scontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
-            _STATUS_LINES.get(self.status_code) or status_line(self.status_code), common, len(body),
-            b"" if head_only else body,
-        )
+        return encode_response(_STATUS_LINES.get(self.status_code) or status_line(self.status_code), common,
+                               _JSON_TYPE, self.body, b"", head_only)
 
 
 class PlainTextResponse(Response):

@@ -27,11 +27,14 @@ from .pipeline import Layer
 from .responses import Response
 from .returns import DEFAULT
 
-__all__ = ["Router", "APIRouter", "RouterGroup", "RouteDefinition", "join_path"]
+__all__ = ["Router", "APIRouter", "RouterGroup", "RouteDefinition", "join_path", "WEBSOCKET"]
 
 Handler = typing.TypeVar("Handler", bound=typing.Callable[..., typing.Any])
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# A route definition's "method" for a WebSocket endpoint: the app keeps these in a table of
+# their own, reached only by an upgrade request (see Catzilla.websocket_router).
+WEBSOCKET = "WEBSOCKET"
 Hook = typing.Callable[..., typing.Any]
 # A hook's place among its layer's when none is given: 0.2.3's middle of 0..100.
 DEFAULT_PRIORITY = 50
@@ -249,6 +252,24 @@ class Scope:
             cpu_bound: bool = False, stream: bool = False,
             max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
         return self.route(path, ["OPTIONS"], **_given(locals()))
+
+    def websocket(self, path: str, name: str | None = None) -> typing.Callable[[Handler], Handler]:
+        """`@app.websocket("/ws/{room}") async def ws(websocket: WebSocket, room: str)`:
+        path, query, header and cookie parameters bind as for HTTP routes (see
+        catzilla.websockets). HTTP middleware and hooks do not run for WebSockets."""
+        def register(endpoint: Handler) -> Handler:
+            self.add_websocket_route(path, endpoint, name=name)
+            return endpoint
+
+        return register
+
+    websocket_route = websocket  # Starlette's older name
+
+    def add_websocket_route(self, path: str, endpoint: typing.Callable[..., typing.Any],
+                            name: str | None = None) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            raise TypeError(f"a WebSocket endpoint must be `async def`: {endpoint!r}")
+        self.add_route(path, endpoint, [WEBSOCKET], name=name)
 
     # -- what wraps them ---------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import typing
 
 from .binding import Binding
 from .dependencies import Plan
-from .kinds import classify
+from .kinds import HandlerKind, classify
 from .returns import DEFAULT, Returns
 
 __all__ = ["Route", "Router", "compile_path", "ROUTE_OPTIONS"]
@@ -97,7 +97,11 @@ class Route:
         self.description = description if description is not None else (doc or "")
         self.deprecated = deprecated
         self.include_in_schema = include_in_schema
-        self.cpu_bound = bool(cpu_bound)  # stored for the CPU-bound executor; nothing reads it here
+        # Run the handler in the CPU lane (other processes; see catzilla/worker/cpu_lane.py).
+        self.cpu_bound = bool(cpu_bound)
+        if self.cpu_bound and self.kind is not HandlerKind.SYNC:
+            raise ValueError(f"{method} {path}: cpu_bound=True is for a plain `def` handler (it runs in "
+                             f"another process); an `async def` handler runs on the event loop")
         self.dependencies = list(dependencies or [])  # the layers' and the decorator's, outer first
         self.returns = Returns(endpoint, self.binding.owner, status_code=status_code,
                                response_model=response_model, response_class=response_class)
@@ -110,6 +114,11 @@ class Route:
         # arrives. `max_body_size`: its own limit in bytes instead of --max-body-size.
         self.takes_form = any(field.source in ("form", "file") for field in self.binding.fields)
         self.receive_body(stream, max_body_size)
+        if self.cpu_bound and (self.streams or self.takes_form):
+            raise ValueError(f"{method} {path}: cpu_bound=True needs the whole body as bytes, to send it "
+                             f"to the CPU lane; a streamed body or form and file parameters (parsed as they "
+                             f"arrive) cannot cross: take the request and read request.body or "
+                             f"request.form() in the handler, or drop cpu_bound")
 
     def receive_body(self, stream: bool = False, max_body_size: int | None = None) -> None:
         """The route's `stream=` and `max_body_size=` keywords."""

@@ -30,12 +30,29 @@ import typing
 
 from ._native import STATS_BUCKETS, STATS_HEADER_BYTES, StatsBlock, WorkerSlot
 
-__all__ = ["StatsBoard", "RouteTotals", "percentile", "BUCKETS", "WorkerSlot", "board_path", "UNMATCHED_KEY"]
+__all__ = ["StatsBoard", "RouteTotals", "percentile", "BUCKETS", "WorkerSlot", "board_path", "UNMATCHED_KEY",
+           "KIND_SYNC", "KIND_ASYNC", "KIND_CPU_LANE", "ROLE_WORKER", "ROLE_LANE", "worker_slots", "lane_slots"]
 
 BUCKETS = STATS_BUCKETS
 # The stats row, after the app's routes, of requests no route answered (404, 405, health,
 # readiness and metrics probes, refused requests): with it the counts add up to the access log.
 UNMATCHED_KEY = "* <unmatched>"
+# A route's kind in the block (its handler runs in the pool, on the loop, in the CPU lane),
+# and a slot's role (a worker serving HTTP, or a CPU-lane process whose jobs the workers count).
+KIND_SYNC, KIND_ASYNC, KIND_CPU_LANE = 0, 1, 2
+KIND_NAMES = {KIND_SYNC: "sync", KIND_ASYNC: "async", KIND_CPU_LANE: "cpu_lane"}
+ROLE_WORKER, ROLE_LANE = 0, 1
+# A sync route is `cpu_bound` when at least this share of its handler's wall time is CPU time
+# of its own thread: it computes rather than waits. Not "most": the wall time also holds the
+# waits for the GIL (a handler computing beside another measures about half, beside two a
+# third) and for a core on a busy machine (a fifth and less was measured here with 2 cores
+# and a load of 7), while one that waits on I/O (a query, a call, a sleep) measures well
+# under a tenth: its wait takes milliseconds, the Python around it microseconds.
+CPU_BOUND_SHARE = 0.1
+# ...and a call takes at least this much CPU on average: below it the handler gives the GIL
+# back sooner than the loop would notice (a loop tick costs tens of µs; a trivial `def`
+# returning a dict is all CPU, and harmless).
+CPU_BOUND_MIN_MS = 1.0
 # Routes ever seen, across reloads, that the retired totals can tell apart.
 RETIRED_FACTOR = 4
 # How long a read from a worker's event loop waits for a fold in progress: a fold takes tens
@@ -280,21 +297,51 @@ def empty_snapshot() -> dict[str, typing.Any]:
 class RouteTotals:
     """One route's counts summed over workers (live and retired)."""
 
-    __slots__ = ("key", "kind", "requests", "errors", "in_flight", "blocked", "duration_us", "histogram")
+    __slots__ = ("key", "kind", "requests", "errors", "in_flight", "blocked", "duration_us", "histogram",
+                 "cpu_calls", "cpu_us", "wall_us", "cpu_histogram")
 
     def __init__(self, key: str, kind: str) -> None:
         self.key, self.kind = key, kind
         self.requests = self.errors = self.in_flight = self.blocked = self.duration_us = 0
+        self.cpu_calls = self.cpu_us = self.wall_us = 0
         self.histogram = [0] * BUCKETS
+        self.cpu_histogram = [0] * BUCKETS
 
     def add(self, row: tuple[typing.Any, ...]) -> None:
-        _, _, requests, errors, in_flight, blocked, duration_us, histogram = row
+        (_, _, requests, errors, in_flight, blocked, duration_us, histogram,
+         cpu_calls, cpu_us, wall_us, cpu_histogram) = row
         self.requests += requests
         self.errors += errors
         self.in_flight += in_flight
         self.blocked += blocked
         self.duration_us += duration_us
         self.histogram = [a + b for a, b in zip(self.histogram, histogram)]
+        self.cpu_calls += cpu_calls
+        self.cpu_us += cpu_us
+        self.wall_us += wall_us
+        self.cpu_histogram = [a + b for a, b in zip(self.cpu_histogram, cpu_histogram)]
+
+    @property
+    def cpu_share(self) -> float | None:
+        """The share of the handler's wall time spent on its own thread's CPU."""
+        return min(1.0, self.cpu_us / self.wall_us) if self.wall_us else None
+
+    @property
+    def cpu_bound(self) -> bool:
+        return cpu_bound(self.cpu_calls, self.cpu_us, self.wall_us)
+
+
+def cpu_bound(calls: int, cpu_us: float, wall_us: float) -> bool:
+    """Does a handler measured so hold the CPU (and, in a worker, the GIL) most of its time?"""
+    return bool(calls) and cpu_us >= CPU_BOUND_SHARE * wall_us and cpu_us >= CPU_BOUND_MIN_MS * 1000 * calls
+
+
+def worker_slots(snapshot: dict[str, typing.Any]) -> list[dict[str, typing.Any]]:
+    return [slot for slot in snapshot["slots"] if slot.get("role", ROLE_WORKER) == ROLE_WORKER]
+
+
+def lane_slots(snapshot: dict[str, typing.Any]) -> list[dict[str, typing.Any]]:
+    return [slot for slot in snapshot["slots"] if slot.get("role", ROLE_WORKER) == ROLE_LANE]
 
 
 def merge_routes(snapshot: dict[str, typing.Any]) -> dict[str, RouteTotals]:
@@ -304,7 +351,7 @@ def merge_routes(snapshot: dict[str, typing.Any]) -> dict[str, RouteTotals]:
         key = row[0]
         totals = routes.get(key)
         if totals is None:
-            kind = "unmatched" if key == UNMATCHED_KEY else "async" if row[1] else "sync"
+            kind = "unmatched" if key == UNMATCHED_KEY else KIND_NAMES.get(row[1], "sync")
             totals = routes[key] = RouteTotals(key, kind)
         totals.add(row)
     return routes

@@ -9,7 +9,8 @@ import os
 import time
 import typing
 
-from .stats import BUCKETS, StatsBoard, bucket_upper_ms, empty_snapshot, merge_routes, percentile
+from .stats import (BUCKETS, StatsBoard, bucket_upper_ms, empty_snapshot, lane_slots, merge_routes, percentile,
+                    worker_slots)
 
 __all__ = ["get_handler_stats", "get_performance_metrics", "StatsReader"]
 
@@ -69,11 +70,13 @@ def _snapshot() -> dict[str, typing.Any]:
 
 
 def handler_stats(snapshot: dict[str, typing.Any]) -> dict[str, typing.Any]:
-    slots = snapshot["slots"]
+    slots = worker_slots(snapshot)
+    lanes = lane_slots(snapshot)
     by_kind = {kind: {"requests": 0, "errors": 0, "in_flight": 0} for kind in ("sync", "async")}
     routes = {}
     for key, totals in merge_routes(snapshot).items():
-        kind = by_kind.get(totals.kind)  # None for the unmatched row: no handler ran
+        # None for the unmatched row (no handler ran); a CPU lane's handlers are `def` ones
+        kind = by_kind.get("sync" if totals.kind == "cpu_lane" else totals.kind)
         if kind is not None:
             kind["requests"] += totals.requests
             kind["errors"] += totals.errors
@@ -84,6 +87,13 @@ def handler_stats(snapshot: dict[str, typing.Any]) -> dict[str, typing.Any]:
             "p50_ms": percentile(totals.histogram, 0.50),
             "p99_ms": percentile(totals.histogram, 0.99),
         }
+        if totals.kind in ("sync", "cpu_lane"):  # the handler's own thread CPU time per call
+            routes[key].update({
+                "cpu_ms_p50": percentile(totals.cpu_histogram, 0.50),
+                "cpu_ms_p99": percentile(totals.cpu_histogram, 0.99),
+                "cpu_share": None if totals.cpu_share is None else round(totals.cpu_share, 3),
+                "cpu_bound": totals.cpu_bound,
+            })
     return {
         "enabled": _enabled,  # False under --no-stats: every count below stays 0
         "workers": len(slots),
@@ -97,6 +107,14 @@ def handler_stats(snapshot: dict[str, typing.Any]) -> dict[str, typing.Any]:
             "busy": sum(s["pool_busy"] for s in slots),
             "queued": sum(s["pool_queued"] for s in slots),
         },
+        # Processes running `cpu_bound` handlers (see catzilla/worker/cpu_lane.py): the jobs
+        # they ran (each is also one of the requests above) and those running now.
+        "cpu_lane": {
+            "processes": len(lanes),
+            "busy": sum(s["in_flight"] for s in lanes),
+            "jobs": sum(s["requests"] for s in lanes),
+            "per_process": [{"pid": s["pid"], "jobs": s["requests"], "busy": s["in_flight"]} for s in lanes],
+        },
     }
 
 
@@ -107,7 +125,7 @@ def get_handler_stats() -> dict[str, typing.Any]:
 def get_performance_metrics() -> dict[str, typing.Any]:
     snapshot = _snapshot()
     metrics = handler_stats(snapshot)
-    slots = snapshot["slots"]
+    slots = worker_slots(snapshot)
     retired = snapshot["retired"]
     metrics["latency_histograms"] = {
         key: {"bucket_upper_bounds_ms": [bucket_upper_ms(b) for b in range(BUCKETS)],

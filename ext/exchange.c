@@ -130,10 +130,50 @@ static PyTypeObject ExchangeType = {
     .tp_members = exchange_members,
 };
 
+/* ---- driving a coroutine that cannot suspend ------------------------------------------- */
+
+static PyObject *Suspended; /* catzilla._native.Suspended */
+
+/* drive(coroutine) -> what it returned. The value comes back without a StopIteration (an
+ * exception per request, with its traceback, costs more than the rest of the call); if the
+ * coroutine suspends after all, Suspended(the value it yielded) is raised and the coroutine
+ * is left where it stopped, for the caller to go on with or to close. */
+static PyObject *
+drive(PyObject *Py_UNUSED(module), PyObject *coroutine)
+{
+    PyObject *result = NULL;
+    PySendResult status = PyIter_Send(coroutine, Py_None, &result);
+    if (status == PYGEN_RETURN)
+        return result;
+    if (status == PYGEN_ERROR)
+        return NULL;
+    /* An instance made here, so that a yielded tuple is not taken for the arguments. */
+    PyObject *exc = PyObject_CallOneArg(Suspended, result);
+    Py_DECREF(result);
+    if (exc != NULL) {
+        PyErr_SetObject(Suspended, exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+static PyMethodDef exchange_functions[] = {
+    {"drive", (PyCFunction)drive, METH_O,
+     "drive(coroutine) -> its return value; raises Suspended(yielded) if it suspends."},
+    {NULL},
+};
+
 int
 catzilla_exchange_init(PyObject *module)
 {
     if (PyType_Ready(&ExchangeType) < 0)
         return -1;
-    return PyModule_AddObjectRef(module, "Exchange", (PyObject *)&ExchangeType);
+    if (PyModule_AddObjectRef(module, "Exchange", (PyObject *)&ExchangeType) < 0)
+        return -1;
+    Suspended = PyErr_NewExceptionWithDoc(
+        "catzilla._native.Suspended",
+        "A coroutine given to drive() suspended; args[0] is what it yielded.", NULL, NULL);
+    if (Suspended == NULL || PyModule_AddObjectRef(module, "Suspended", Suspended) < 0)
+        return -1;
+    return PyModule_AddFunctions(module, exchange_functions);
 }

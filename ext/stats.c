@@ -15,7 +15,13 @@
  *   slot    = slot header | route[0] ... route[nroutes-1]
  *   retired = route[0] ... route[nretired-1] (keyed by route name)
  *   route   = name (KEY_BYTES) | kind | requests | errors | in_flight | blocked | duration_us
- *             | histogram
+ *             | histogram | cpu_calls | cpu_us | wall_us | cpu_histogram
+ *
+ * The CPU counters of a sync route are written by whichever thread ran the handler (a
+ * pool thread, or the loop with a CPU lane's answer): they are added with atomic
+ * read-modify-write instructions, so they stay exact with any number of writers and no GIL.
+ * A slot's role says what its process is: a worker (counted in the totals) or a CPU-lane
+ * process (its header counts jobs, which the workers have already counted as requests).
  */
 #include "native.h"
 
@@ -23,7 +29,7 @@
 #include <string.h>
 #include <time.h>
 
-#define STATS_MAGIC 0x5354415453435a31ULL /* "CZSTATS1" */
+#define STATS_MAGIC 0x5354415453435a32ULL /* "CZSTATS2" */
 #define KEY_BYTES 96                       /* "METHOD /path" beyond this is cut */
 #define BUCKETS 32                         /* log2(µs): 1 µs .. over an hour */
 
@@ -37,24 +43,32 @@ typedef struct {
 
 typedef struct {
     char key[KEY_BYTES];
-    word kind; /* 0 sync, 1 async */
+    word kind; /* 0 sync, 1 async, 2 sync in the CPU lane */
     word requests, errors, in_flight, blocked;
     word duration_us; /* sum of latencies, for Prometheus' _sum */
     word histogram[BUCKETS];
+    word cpu_calls, cpu_us, wall_us; /* handler calls measured: thread CPU time, wall time */
+    word cpu_histogram[BUCKETS];     /* CPU time per call, log2(µs) as `histogram` */
 } RouteCounters;
 
 typedef struct {
     word active, pid, generation, nroutes;
     word requests, errors, in_flight, bytes_in, bytes_out;
     word pool_size, pool_busy, pool_queued, loop_lag_us, loop_lag_max_us;
-    word reserved[2];
+    word role; /* ROLE_WORKER or ROLE_LANE */
+    word reserved[1];
 } SlotHeader;
+
+#define ROLE_WORKER 0
+#define ROLE_LANE 1
 
 
 static inline word load(const word *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void store(word *p, word v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 /* Single-writer increment: plain load and store, each atomic on its own. */
 static inline void bump(word *p, word by) { store(p, load(p) + by); }
+/* Any-writer increment, for the counters pool threads write. */
+static inline void add(word *p, word by) { __atomic_fetch_add(p, by, __ATOMIC_RELAXED); }
 
 static size_t
 slot_bytes(word nroutes)
@@ -252,11 +266,15 @@ typedef struct {
 static PyObject *
 StatsBlock_attach(StatsBlock *self, PyObject *args)
 {
-    unsigned long long index, pid, generation;
+    unsigned long long index, pid, generation, role = ROLE_WORKER;
     PyObject *routes;
     PyObject *route_list;
-    if (!PyArg_ParseTuple(args, "KKKO!", &index, &pid, &generation, &PyList_Type, &route_list))
+    if (!PyArg_ParseTuple(args, "KKKO!|K", &index, &pid, &generation, &PyList_Type, &route_list, &role))
         return NULL;
+    if (role != ROLE_WORKER && role != ROLE_LANE) {
+        PyErr_SetString(PyExc_ValueError, "role is 0 (worker) or 1 (CPU lane)");
+        return NULL;
+    }
     if (!block_ready(self))
         return NULL;
     if (index >= self->nslots) {
@@ -281,7 +299,12 @@ StatsBlock_attach(StatsBlock *self, PyObject *args)
         PyObject *item = PyTuple_GET_ITEM(routes, i);
         PyObject *key;
         int kind;
-        if (!PyArg_ParseTuple(item, "Up", &key, &kind) || write_key(counters[i].key, key) < 0) {
+        if (!PyArg_ParseTuple(item, "Ui", &key, &kind) || write_key(counters[i].key, key) < 0) {
+            Py_DECREF(routes);
+            return NULL;
+        }
+        if (kind < 0 || kind > 2) {
+            PyErr_SetString(PyExc_ValueError, "a route's kind is 0 (sync), 1 (async) or 2 (CPU lane)");
             Py_DECREF(routes);
             return NULL;
         }
@@ -290,6 +313,7 @@ StatsBlock_attach(StatsBlock *self, PyObject *args)
     Py_DECREF(routes);
     slot->pid = pid;
     slot->generation = generation;
+    slot->role = role;
     slot->nroutes = (word)count;
     __atomic_store_n(&slot->active, 1, __ATOMIC_RELEASE);
 
@@ -372,6 +396,36 @@ WorkerSlot_end(WorkerSlot *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* cpu(route, cpu_seconds, wall_seconds): one handler call's thread CPU and wall time. Safe
+ * from any thread (atomic adds): pool threads call it as their handler returns. */
+static PyObject *
+WorkerSlot_cpu(WorkerSlot *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "cpu(route_index, cpu_seconds, wall_seconds)");
+        return NULL;
+    }
+    Py_ssize_t route = PyLong_AsSsize_t(args[0]);
+    double cpu = PyFloat_AsDouble(args[1]);
+    double wall = PyFloat_AsDouble(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (route < 0 || (word)route >= self->nroutes)
+        Py_RETURN_NONE;
+    /* NaN and negatives (a clock that stepped) count as 0; days of CPU are plenty. */
+    word cpu_us = cpu > 0 && cpu < 1e11 ? (word)(cpu * 1e6) : 0;
+    word wall_us = wall > 0 && wall < 1e11 ? (word)(wall * 1e6) : 0;
+    int bucket = cpu_us ? 64 - __builtin_clzll(cpu_us) : 0;
+    if (bucket >= BUCKETS)
+        bucket = BUCKETS - 1;
+    RouteCounters *counters = &self->routes[route];
+    add(&counters->cpu_calls, 1);
+    add(&counters->cpu_us, cpu_us);
+    add(&counters->wall_us, wall_us);
+    add(&counters->cpu_histogram[bucket], 1);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 WorkerSlot_blocked(WorkerSlot *self, PyObject *arg)
 {
@@ -418,6 +472,8 @@ static PyMethodDef WorkerSlot_methods[] = {
      "begin(route_index) -> start: count a request in flight."},
     {"end", (PyCFunction)(void (*)(void))WorkerSlot_end, METH_FASTCALL,
      "end(route_index, start, status, bytes_in, bytes_out): count an answered request."},
+    {"cpu", (PyCFunction)(void (*)(void))WorkerSlot_cpu, METH_FASTCALL,
+     "cpu(route_index, cpu_seconds, wall_seconds): one handler call's CPU and wall time (any thread)."},
     {"blocked", (PyCFunction)WorkerSlot_blocked, METH_O,
      "blocked(route_index): the route's handler blocked the event loop once more."},
     {"gauges", (PyCFunction)WorkerSlot_gauges, METH_VARARGS,
@@ -480,10 +536,12 @@ StatsBlock_retire(StatsBlock *self, PyObject *arg)
     word sequence = load(&header->sequence) | 1;
     __atomic_store_n(&header->sequence, sequence, __ATOMIC_RELAXED); /* odd: folding */
     __atomic_thread_fence(__ATOMIC_RELEASE); /* ...seen odd before any count moves */
-    bump(&header->retired_requests, load(&slot->requests));
-    bump(&header->retired_errors, load(&slot->errors));
-    bump(&header->retired_bytes_in, load(&slot->bytes_in));
-    bump(&header->retired_bytes_out, load(&slot->bytes_out));
+    if (load(&slot->role) == ROLE_WORKER) { /* a lane's jobs are requests a worker counted */
+        bump(&header->retired_requests, load(&slot->requests));
+        bump(&header->retired_errors, load(&slot->errors));
+        bump(&header->retired_bytes_in, load(&slot->bytes_in));
+        bump(&header->retired_bytes_out, load(&slot->bytes_out));
+    }
     RouteCounters *routes = slot_routes(slot);
     word nroutes = load(&slot->nroutes);
     if (nroutes > self->nroutes)
@@ -497,10 +555,34 @@ StatsBlock_retire(StatsBlock *self, PyObject *arg)
         bump(&into->duration_us, load(&routes[r].duration_us));
         for (int b = 0; b < BUCKETS; b++)
             bump(&into->histogram[b], load(&routes[r].histogram[b]));
+        /* The master alone writes retired entries, and a gone worker's threads no longer
+         * write its slot: plain bumps are exact here. */
+        bump(&into->cpu_calls, load(&routes[r].cpu_calls));
+        bump(&into->cpu_us, load(&routes[r].cpu_us));
+        bump(&into->wall_us, load(&routes[r].wall_us));
+        for (int b = 0; b < BUCKETS; b++)
+            bump(&into->cpu_histogram[b], load(&routes[r].cpu_histogram[b]));
     }
     __atomic_store_n(&slot->active, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&header->sequence, sequence + 1, __ATOMIC_RELEASE); /* even: consistent */
     Py_RETURN_NONE;
+}
+
+static PyObject *
+histogram_tuple(word *buckets)
+{
+    PyObject *histogram = PyTuple_New(BUCKETS);
+    if (histogram == NULL)
+        return NULL;
+    for (int b = 0; b < BUCKETS; b++) {
+        PyObject *count = PyLong_FromUnsignedLongLong(load(&buckets[b]));
+        if (count == NULL) {
+            Py_DECREF(histogram);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(histogram, b, count);
+    }
+    return histogram;
 }
 
 static PyObject *
@@ -509,29 +591,30 @@ route_tuple(RouteCounters *route, int live)
     char key[KEY_BYTES];
     memcpy(key, route->key, KEY_BYTES); /* written once, before the slot went active */
     key[KEY_BYTES - 1] = '\0';
-    PyObject *histogram = PyTuple_New(BUCKETS);
+    PyObject *histogram = histogram_tuple(route->histogram);
     if (histogram == NULL)
         return NULL;
-    for (int b = 0; b < BUCKETS; b++) {
-        PyObject *count = PyLong_FromUnsignedLongLong(load(&route->histogram[b]));
-        if (count == NULL) {
-            Py_DECREF(histogram);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(histogram, b, count);
+    PyObject *cpu_histogram = histogram_tuple(route->cpu_histogram);
+    if (cpu_histogram == NULL) {
+        Py_DECREF(histogram);
+        return NULL;
     }
     PyObject *name = PyUnicode_DecodeUTF8(key, (Py_ssize_t)strnlen(key, KEY_BYTES), "replace");
     if (name == NULL) {
         Py_DECREF(histogram);
+        Py_DECREF(cpu_histogram);
         return NULL;
     }
-    return Py_BuildValue("(NKKKKKKN)", name,
+    return Py_BuildValue("(NKKKKKKNKKKN)", name,
                          (unsigned long long)load(&route->kind),
                          (unsigned long long)load(&route->requests),
                          (unsigned long long)load(&route->errors),
                          (unsigned long long)(live ? load(&route->in_flight) : 0),
                          (unsigned long long)load(&route->blocked),
-                         (unsigned long long)load(&route->duration_us), histogram);
+                         (unsigned long long)load(&route->duration_us), histogram,
+                         (unsigned long long)load(&route->cpu_calls),
+                         (unsigned long long)load(&route->cpu_us),
+                         (unsigned long long)load(&route->wall_us), cpu_histogram);
 }
 
 static PyObject *
@@ -553,8 +636,9 @@ slot_dict(SlotHeader *slot, word index, word capacity)
         PyList_SET_ITEM(route_list, (Py_ssize_t)r, item);
     }
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsN}",
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsN}",
         "slot", (unsigned long long)index, "pid", (unsigned long long)load(&slot->pid),
+        "role", (unsigned long long)load(&slot->role),
         "generation", (unsigned long long)load(&slot->generation),
         "requests", (unsigned long long)load(&slot->requests),
         "errors", (unsigned long long)load(&slot->errors),
@@ -705,7 +789,7 @@ StatsBlock_totals(StatsBlock *self, PyObject *args, PyObject *kwargs)
         word bytes_in = load(&header->retired_bytes_in), bytes_out = load(&header->retired_bytes_out);
         for (word s = 0; s < self->nslots; s++) {
             SlotHeader *slot = block_slot(self, s);
-            if (!__atomic_load_n(&slot->active, __ATOMIC_ACQUIRE))
+            if (!__atomic_load_n(&slot->active, __ATOMIC_ACQUIRE) || load(&slot->role) != ROLE_WORKER)
                 continue;
             requests += load(&slot->requests);
             errors += load(&slot->errors);

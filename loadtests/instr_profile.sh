@@ -1,60 +1,40 @@
 #!/usr/bin/env bash
-# Where a request's instructions go: one worker of ours under callgrind, driven as
-# shared/bench/instr.sh drives it (warm-up, counters zeroed, N requests over 4 keep-alive
-# connections), then callgrind_annotate's functions by their own (exclusive) cost, per request.
+# Where a request's instructions go, function by function: loadtests/profile_request.py (one
+# HttpProtocol driven in memory: parsing, routing, binding, the handler, encoding, stats)
+# under callgrind, twice (1000 and 1000+N requests); the difference per function divided by
+# N is its cost per request, with start-up and warm-up cancelled out. Exclusive costs.
 #
-#   loadtests/instr_profile.sh [-n REQUESTS] [-t TOP] [-i] [-a APP] PATH [catzilla run options]
-#   loadtests/instr_profile.sh /json
-#   loadtests/instr_profile.sh -i /sync              # inclusive costs
-#   loadtests/instr_profile.sh /json --access-log    # (default: --no-access-log)
+#   loadtests/instr_profile.sh [-n N] [-t TOP] [-a BENCH_APP] ROUTE     # /json, /sync, /items
 #
 # Python code shows as the interpreter's functions (_PyEval_EvalFrameDefault and friends);
-# loadtests/profile_request.py --profile says which Python functions they ran.
+# `python loadtests/profile_request.py --profile ROUTE` says which Python functions ran.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-BENCH=${BENCH_DIR:-}
-for candidate in "$ROOT/../shared/bench" "$ROOT/../../shared/bench"; do
-  [ -z "$BENCH" ] && [ -f "$candidate/drive.py" ] && BENCH=$(cd "$candidate" && pwd)
-done
-[ -n "$BENCH" ] || { echo "shared/bench/drive.py not found (set BENCH_DIR)" >&2; exit 2; }
-N=3000; TOP=15; INCLUSIVE=no; APP=loadtests.bench_app:app
-while getopts "n:t:ia:" o; do
-  case $o in n) N=$OPTARG;; t) TOP=$OPTARG;; i) INCLUSIVE=yes;; a) APP=$OPTARG;; *) exit 2;; esac
-done
+N=2000; TOP=15; APP=bench_app
+while getopts "n:t:a:" o; do case $o in n) N=$OPTARG;; t) TOP=$OPTARG;; a) APP=$OPTARG;; *) exit 2;; esac; done
 shift $((OPTIND-1))
-[ $# -ge 1 ] || { echo "usage: $0 [-n N] [-t TOP] [-i] [-a APP] PATH [options]" >&2; exit 2; }
-path=$1; shift
-case " $* " in *" --access-log "*|*" --no-access-log "*) ;; *) set -- "$@" --no-access-log;; esac
+[ $# -eq 1 ] || { echo "usage: $0 [-n N] [-t TOP] [-a BENCH_APP] ROUTE" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2; }
 OUT=$(mktemp -d)
-PORT=$((20000 + RANDOM % 20000))
-cd "$ROOT"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-( exec setsid valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$OUT/cg.%p" \
-    --dump-instr=no --collect-atstart=yes ${PYTHON:-python3} -m catzilla run "$APP" --port $PORT \
-    --log-level warning "$@" ) >"$OUT/server.log" 2>&1 &
-pid=$!
-stop() { kill -TERM -- -$pid 2>/dev/null || true; sleep 1; kill -KILL -- -$pid 2>/dev/null || true; }
-trap stop EXIT
-for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$PORT$path" >/dev/null 2>&1 && break; sleep 0.2; done
-python3 "$BENCH/drive.py" $PORT "$path" 300 >/dev/null
-pids=$(ps -o pid= -g $pid | tr -s ' \n' ' ')
-callgrind_control -z $pids >/dev/null 2>&1
-python3 "$BENCH/drive.py" $PORT "$path" "$N" >/dev/null
-rm -f "$OUT"/cg.*
-callgrind_control -d $pids >/dev/null 2>&1; sleep 1
-best=0; file=""
-for f in "$OUT"/cg.*; do
-  v=$(awk '/^summary:|^totals:/ {print $2; exit}' "$f" 2>/dev/null || true)
-  [ -n "$v" ] && [ "$v" -gt "$best" ] && { best=$v; file=$f; }
-done
-[ -n "$file" ] || { echo "no profile (see $OUT/server.log)" >&2; exit 1; }
-echo "$path: $((best / N)) instructions per request (profile: $file)"
+trap 'rm -rf "$OUT"' EXIT
+# The interpreter itself, not a launcher script (pyenv's shims are shell scripts).
+PY=$(${PYTHON:-python3} -c 'import sys; print(sys.executable)')
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" BENCH_APP=$APP
+profile() {
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.$1" --dump-instr=no \
+    "$PY" "$HERE/profile_request.py" --count "$1" --repeat 1 "$ROUTE" >/dev/null 2>&1
+  # function -> exclusive cost, one per line (the percentage column dropped)
+  callgrind_annotate --threshold=100 "$OUT/cg.$1" 2>/dev/null | awk '
+    /^-+$/ { rule++; next }
+    rule >= 3 && $1 ~ /^[0-9,]+$/ && $0 !~ / => / && $0 !~ /events annotated|PROGRAM TOTALS/ { c = $1; gsub(",", "", c); $1 = ""; sub(/^ +(\( *[0-9.]+%\) )?/, "");
+                                    print c "\t" $0 }' | sort -t "$(printf '\t')" -k2 >"$OUT/f.$1"
+  awk '/^summary:|^totals:/ { print $2; exit }' "$OUT/cg.$1"
+}
+ROUTE=$1
+a=$(profile 1000); b=$(profile $((1000 + N)))
+echo "$ROUTE ($APP): $(( (b - a) / N )) instructions per request, in memory (no sockets)"
 printf "%9s %6s  %s\n" per_req share function
-callgrind_annotate --inclusive=$INCLUSIVE --threshold=100 "$file" 2>/dev/null \
-  | awk -v n="$N" -v total="$best" -v top="$TOP" '
-      /^-+$/ { rule++; next }
-      rule >= 3 && $1 ~ /^[0-9,]+$/ && shown < top {
-        count = $1; gsub(",", "", count); $1 = ""; if ($2 ~ /^\(/) $2 = ""
-        sub(/^ +/, ""); printf "%9d %5.1f%%  %s\n", count / n, 100 * count / total, $0; shown++ }'
+join -t "$(printf '\t')" -1 2 -2 2 -a 2 -e 0 -o 0,1.1,2.1 "$OUT/f.1000" "$OUT/f.$((1000 + N))" \
+  | awk -F '\t' -v n="$N" -v total="$(( b - a ))" '{ d = $3 - $2; if (d > 0) printf "%9d %5.1f%%  %s\n", d / n, 100 * d / total, $1 }' \
+  | sort -rn | head -n "$TOP"

@@ -115,3 +115,39 @@ def test_a_chain_of_such_middleware_needs_no_task() -> None:
     app.get("/inline")(inline)
     app.prepare(lambda fn, *args: None)
     assert not app.router.routes[0].pipeline.may_suspend
+
+
+def test_drive_returns_what_a_coroutine_returns() -> None:
+    from catzilla._native import Suspended, drive
+
+    async def returns():
+        return {"a": 1}
+
+    async def raises():
+        raise KeyError("k")
+
+    assert drive(returns()) == {"a": 1}
+    with pytest.raises(KeyError):
+        drive(raises())
+
+    async def suspends():
+        await asyncio.sleep(0)
+        return 2
+
+    coroutine = suspends()
+    with pytest.raises(Suspended) as caught:
+        drive(coroutine)
+    assert caught.value.args == (None,)  # what sleep(0) yields
+    with pytest.raises(StopIteration):
+        coroutine.send(None)  # left where it stopped: the caller goes on with it
+
+
+def test_encode_response_is_the_formatted_bytes() -> None:
+    from catzilla._native import encode_response
+
+    for head_only in (False, True):
+        assert encode_response(b"HTTP/1.1 200 OK\r\n", b"server: x\r\n", b"a: 1\r\n", b"body", b"b: 2\r\n",
+                               head_only) == b"HTTP/1.1 200 OK\r\nserver: x\r\na: 1\r\ncontent-length: 4\r\nb: 2\r\n\r\n" \
+            + (b"" if head_only else b"body")
+    with pytest.raises(TypeError):
+        encode_response(b"", b"", b"", "text", b"", False)

@@ -329,11 +329,11 @@ def test_corrupt_dimensions_and_keys_in_the_block_are_contained(tmp_path: Path) 
 
 
 def booting_worker(server, known: set[int]) -> int:
-    """A worker of the master not in `known` that does not serve yet."""
+    """A worker of the master not in `known` that does not serve yet (the master has logged
+    it as a worker: the one-shot on_server_start child is a child of the master too)."""
     def find() -> int | None:
         assert server.proc.poll() is None, server.logs()
         logs = server.logs()
-        # Only the master's workers: not its short-lived on_server_start child.
         fresh = [pid for pid in children(server.proc.pid) - known
                  if f"started worker {pid} " in logs and not serving(logs, pid)]
         return fresh[0] if fresh else None

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conftest import EXAMPLES, ROOT, free_port, run_server, wait_listening
+from conftest import EXAMPLES, ROOT, free_port, run_server, wait_for, wait_listening
 
 TIMEOUT = 10.0
 
@@ -38,6 +38,8 @@ def server(upload_dir, server_tmp):
     # TMPDIR: the example's save_report_to_file() writes with tempfile.mkstemp()
     env = {"CATZILLA_EXAMPLE_UPLOADS": str(upload_dir), "TMPDIR": str(server_tmp)}
     with run_server("hybrid:app", "--workers", "2", "--threads", "8", env=env) as s:
+        # Listening is not serving: the timing tests below must not count the workers' boot.
+        wait_for(lambda: "2 worker(s) ready" in s.logs(), 30, message="2 workers ready")
         yield s
 
 
@@ -230,16 +232,24 @@ def test_process_report_body_must_be_an_object(client):
 # --- Advanced patterns ------------------------------------------------------------------------
 
 def test_concurrent_demo(server):
-    def call(request_id: str) -> tuple[int, dict]:
-        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
-            r = c.get("/concurrent-demo", headers={"X-Request-ID": request_id})
-            return r.status_code, r.json()
-
+    # The clients are made before the clock starts: making one (its TLS context) takes
+    # longer than the handler's sleep on a loaded machine.
     ids = ["req-a", "req-b", "req-c"]
-    t0 = time.monotonic()
-    with ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(call, ids))
-    elapsed = time.monotonic() - t0
+    clients = [httpx.Client(base_url=server.url, timeout=TIMEOUT) for _ in ids]
+
+    def call(pair: tuple[httpx.Client, str]) -> tuple[int, dict]:
+        c, request_id = pair
+        r = c.get("/concurrent-demo", headers={"X-Request-ID": request_id})
+        return r.status_code, r.json()
+
+    try:
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(call, zip(clients, ids)))
+        elapsed = time.monotonic() - t0
+    finally:
+        for c in clients:
+            c.close()
     for request_id, (status, body) in zip(ids, results):
         assert status == 200
         assert body == {"request_id": request_id, "message": "This request didn't block others!",

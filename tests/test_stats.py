@@ -628,7 +628,8 @@ def test_catzilla_stats_once_prints_a_table_with_the_routes(server, how):
     table = result.stdout
     assert "\x1b[" not in table  # --once prints plainly, no screen control
     assert re.search(r"^workers 2 +requests \d+", table, re.M), table
-    assert re.search(r"^route +kind +req/s +requests +errors +p50 ms +p99 ms +blocked$", table, re.M), table
+    assert re.search(r"^route +kind +req/s +requests +errors +p50 ms +p99 ms +blocked +cpu p50 +cpu p99 +cpu%$",
+                     table, re.M), table
     row = _row(table, "GET /sync")
     # GET /sync kind req/s requests errors p50 p99 blocked
     assert row[2] == "sync" and int(row[4]) == expected and int(row[5]) == 0, row
@@ -838,7 +839,8 @@ def test_worker_slot_counts_and_histogram_buckets():
     assert s["pid"] == os.getpid() and s["generation"] == 1
     assert (s["requests"], s["errors"], s["in_flight"]) == (7, 2, 0)
     assert s["bytes_in"] == 100 + 6 * 10 and s["bytes_out"] == 300 + 6 * 20
-    key, kind, requests, errors, in_flight, blocked, duration_us, hist = _route_row(s, "GET /a")
+    key, kind, requests, errors, in_flight, blocked, duration_us, hist, *cpu = _route_row(s, "GET /a")
+    assert cpu == [0, 0, 0, (0,) * STATS_BUCKETS]  # no handler call measured
     assert (kind, requests, errors, in_flight, blocked) == (0, 4, 1, 0, 0)
     assert len(hist) == STATS_BUCKETS
     assert {b: c for b, c in enumerate(hist) if c} == {16: 1, 18: 1, 22: 1, 31: 1}, hist

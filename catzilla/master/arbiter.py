@@ -19,10 +19,12 @@ import threading
 import time
 import typing
 
-from ..config import Config
+from ..config import Config, cpu_count
 from ..loading import AppLoadError, load_app
 from ..logs import printable_address, reopen_log_files
 from ..stats import StatsBoard, board_path, remove_stale_boards
+from ..worker.lane_process import lane_needed
+from .cpu_lane import CpuLane
 from .heartbeat import MAX_SLOTS, Heartbeats
 from .listeners import open_listeners
 from .systemd import Notifier
@@ -88,9 +90,10 @@ class _Supervision:
     """What a worker gets from its master (see catzilla.worker.server.Supervisor)."""
 
     def __init__(self, heartbeats: Heartbeats, board: StatsBoard | None, slot_index: int,
-                 generation: int, master_pid: int) -> None:
+                 generation: int, master_pid: int, cpu_lane: str | None = None) -> None:
         self.heartbeats, self.board = heartbeats, board
         self.slot_index, self.generation, self.master_pid = slot_index, generation, master_pid
+        self.cpu_lane = cpu_lane  # the CPU lane's address, when the master runs one
 
     def ready(self) -> None:
         self.heartbeats.mark_ready(self.slot_index)
@@ -124,6 +127,7 @@ class Master:
         self.signals: list[int] = []
         self.notifier = Notifier()
         self.last_watchdog = 0.0
+        self.needs_lane: bool | None = None  # does the app have routes for the CPU lane?
 
     # -- the main loop ---------------------------------------------------------------------
 
@@ -152,6 +156,7 @@ class Master:
             return status
         self.heartbeats = Heartbeats()
         self.stats = self._create_stats()
+        self.lane = CpuLane(self)
         self._write_pid()
         self._install_signals()
         logger.info("master %d: listening on %s, %d worker(s)", self.pid,
@@ -161,11 +166,13 @@ class Master:
                 self._handle_signals()
                 self._reap()
                 if self.stopping:
-                    if not self.workers:
+                    if not self.workers and not self.lane.processes:
                         break
                     self._escalate(time.monotonic())
+                    self.lane.escalate(time.monotonic())
                 else:
                     self._supervise()
+                    self.lane.supervise(time.monotonic())
                 self._wait()
         finally:
             self._cleanup()
@@ -183,11 +190,13 @@ class Master:
         it): a one-shot child imports the app, runs its hooks and exits, and the workers are
         forked once it has succeeded. That costs one more import of the app per start
         (module-level code runs once more; what the hooks leave in globals stays in that
-        child), and an app that does not import is reported from there."""
+        child), and an app that does not import is reported from there. That child also
+        tells whether the app has routes for the CPU lane (one byte on a pipe)."""
         if self.app is not None:
             return run_server_start(self.app)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
+        needs_r, needs_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             status = EXIT_APP_LOAD_ERROR
@@ -200,11 +209,15 @@ class Master:
                     logger.exception("could not load the application %r", self.target)
                 else:
                     status = _SERVER_START_FAILED if run_server_start(app) else 0
+                    os.write(needs_w, b"1" if lane_needed(app, self.config.auto_cpu_lane) else b"0")
             except BaseException:
                 logger.exception("the on_server_start process crashed")
             finally:
-                _exit_child(status)
+                exit_child(status)
+        os.close(needs_w)
         _, status = os.waitpid(pid, 0)
+        with os.fdopen(needs_r, "rb") as answer:
+            self.needs_lane = {b"1": True, b"0": False}.get(answer.read(1))  # None: not told
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
             return 0
@@ -224,8 +237,9 @@ class Master:
             logger.info("master %d: removed %d stats file(s) of dead masters", self.pid, removed)
         if not self.config.stats:
             return None
-        # Room for two generations side by side during a reload, and a few respawns.
-        nslots = max(16, 2 * self.target_count + 8)
+        # Room for two generations side by side during a reload, and a few respawns; and the
+        # same for the CPU lane's processes.
+        nslots = max(16, 2 * self.target_count + 8) + 2 * (self.config.cpu_workers or cpu_count())
         nroutes = 1 + (len(self.app.router.routes) if self.app is not None else self.config.stats_routes)  # + unmatched
         try:
             return StatsBoard.create(nslots, nroutes, board_path(self.pid))
@@ -299,9 +313,26 @@ class Master:
 
     # -- workers -------------------------------------------------------------------------
 
+    def free_slot(self) -> int | None:
+        """The lowest heartbeat and stats slot no worker or CPU lane process holds."""
+        used = {w.slot_index for w in self.workers.values()} | self.lane.slots()
+        return next((s for s in range(MAX_SLOTS) if s not in used), None)
+
+    def supervision(self, slot_index: int, generation: int) -> _Supervision:
+        """What a child forked into `slot_index` gets from its master."""
+        return _Supervision(self.heartbeats, self.stats, slot_index, generation, self.pid, self.lane.address)
+
+    def child_signals(self) -> None:
+        """In a forked child: the master's signal handling undone, its wake-up pipe closed."""
+        signal.set_wakeup_fd(-1)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        self.notifier.close()
+
     def spawn(self, generation: int) -> WorkerHandle | None:
-        used = {w.slot_index for w in self.workers.values()}
-        slot_index = next((s for s in range(MAX_SLOTS) if s not in used), None)
+        slot_index = self.free_slot()
         if slot_index is None:
             logger.error("master %d: no free worker slot", self.pid)
             return None
@@ -323,7 +354,7 @@ class Master:
             except BaseException:
                 logger.exception("worker %d crashed", os.getpid())
             finally:
-                _exit_child(status)
+                exit_child(status)
         handle = WorkerHandle(pid, slot_index, generation, time.monotonic())
         self.workers[pid] = handle
         logger.info("master %d: started worker %d (slot %d, generation %d)",
@@ -333,12 +364,7 @@ class Master:
     def _worker_main(self, slot_index: int) -> int:
         from ..worker.server import Worker
 
-        signal.set_wakeup_fd(-1)
-        for signum in HANDLED_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        os.close(self.wake_r)
-        os.close(self.wake_w)
-        self.notifier.close()
+        self.child_signals()
         app = self.app
         if app is None:
             try:
@@ -351,7 +377,7 @@ class Master:
                 return EXIT_APP_LOAD_ERROR
         handle = self.workers.get(os.getpid())
         generation = handle.generation if handle is not None else self.spawning_generation
-        supervision = _Supervision(self.heartbeats, self.stats, slot_index, generation, self.pid)
+        supervision = self.supervision(slot_index, generation)
         return Worker(app, self.config, self.sockets, supervision).run()
 
     def _reap(self) -> None:
@@ -364,6 +390,7 @@ class Master:
                 return
             handle = self.workers.pop(pid, None)
             if handle is None:
+                self.lane.reap(pid, status)
                 continue
             if self.stats is not None:
                 self.stats.retire(handle.slot_index)  # its counts live on in the totals
@@ -493,6 +520,7 @@ class Master:
         logger.info("master %d: SIGHUP: starting generation %d", self.pid, self.reload_generation)
         for _ in range(self.target_count):
             self.spawn(self.reload_generation)
+        self.lane.reload(self.reload_generation)
 
     def _progress_reload(self, now: float) -> None:
         generation = self.reload_generation
@@ -530,6 +558,7 @@ class Master:
             logger.warning("master %d: %s again: stopping now", self.pid, reason.split()[0])
             for handle in self.workers.values():
                 self._kill(handle.pid, signal.SIGKILL)
+            self.lane.kill()
             return
         logger.info("master %d: %s: stopping gracefully", self.pid, reason)
         self.notifier.stopping()
@@ -538,6 +567,7 @@ class Master:
         for handle in self.workers.values():
             handle.stopping_since = handle.stopping_since or time.monotonic()
             self._kill(handle.pid, signal.SIGTERM)
+        self.lane.stop()
         # Once the workers close theirs too, the sockets are gone: new connections are
         # refused at once (a load balancer moves on) instead of queueing where nobody will
         # accept them. systemd keeps its own copy of an activated socket.
@@ -568,10 +598,11 @@ class Master:
             sock.close()
         if self.stats is not None:
             self.stats.unlink()
+        self.lane.close()
         self.notifier.close()
 
 
-def _exit_child(status: int) -> typing.NoReturn:
+def exit_child(status: int) -> typing.NoReturn:
     """End a forked child (a worker, the server-start process) without running the
     master's exit handlers, its logs and output flushed first."""
     logging.shutdown()

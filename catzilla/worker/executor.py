@@ -29,6 +29,7 @@ import typing
 from ..background_tasks import current_request, inline
 from ..binding import BadRequest
 from ..errors import HTTPException, RequestValidationError
+from .._native import Suspended, drive
 from ..kinds import HandlerKind
 from ..pipeline import refusal
 from ..request import Request
@@ -84,6 +85,11 @@ def answer(exchange: Exchange, response: typing.Any) -> None:
     exchange.connection.complete(exchange, response, data)
 
 
+def overloaded() -> Response:
+    """The 503 of admission control (--max-queue, --queue-timeout, --limit-concurrency)."""
+    return error_response(503, "Service Unavailable", _RETRY_HEADERS)
+
+
 def common_now(exchange: Exchange) -> bytes:
     """The header lines every response on the exchange's connection carries, as the
     protocol chose them for it (HttpProtocol._handle), with the current Date."""
@@ -122,6 +128,8 @@ def _failure(route: Route | None, exc: BaseException) -> Response:
 
 
 class Executor:
+    lane: typing.Any = None  # the CPU lane's client (cpu_lane.LaneClient), when one runs
+
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: typing.Any, *, request_timeout: float = 0.0,
                  limit_concurrency: int = 0) -> None:
         self.loop = loop
@@ -153,6 +161,8 @@ class Executor:
             except (RequestValidationError, BadRequest) as exc:
                 exchange.connection.complete(exchange, *failure(exchange, exc))
                 return
+        if route.cpu_bound and self.lane is not None:  # in another process: worker/cpu_lane.py
+            return self.lane.start(self, exchange)
         kind = route.kind
         if kind is SYNC:
             exchange.owed = True  # before the job exists: its thread checks it
@@ -162,21 +172,20 @@ class Executor:
         elif kind is ASYNC_INLINE:
             inline.request = request
             try:
+                if not binding.pass_request:
+                    coroutine = invoke(route, request, kwargs)
+                elif kwargs is None:  # the usual `(request)`
+                    coroutine = route.endpoint(request)
+                else:
+                    coroutine = route.endpoint(request, **kwargs)
                 try:
-                    if not binding.pass_request:
-                        coroutine = invoke(route, request, kwargs)
-                    elif kwargs is None:  # the usual `(request)`
-                        coroutine = route.endpoint(request)
-                    else:
-                        coroutine = route.endpoint(request, **kwargs)
-                    coroutine.send(None)
+                    response = drive(coroutine)
+                except Suspended:
                     # Unreachable for a body without await; guards against a misclassification.
                     coroutine.close()
-                    raise RuntimeError(f"handler {route.name} suspended although it has no await")
-                except StopIteration as stop:
-                    response = stop.value
-                    if not isinstance(response, Response):
-                        response = to_response(response)
+                    raise RuntimeError(f"handler {route.name} suspended although it has no await") from None
+                if not isinstance(response, Response):
+                    response = to_response(response)
                 data = None if response.streaming else response.encode(exchange.common, exchange.head_only)
             except HANDLER_ERRORS as exc:
                 response, data = failure(exchange, exc)
@@ -212,12 +221,14 @@ class Executor:
         coroutine = pipeline.run(request)
         inline.request = request
         try:
-            yielded = context.run(coroutine.send, None)
-        except StopIteration as stop:
-            answer(exchange, stop.value)
-            return
+            response = context.run(drive, coroutine)
+        except Suspended as suspended:
+            yielded = suspended.args[0]
         except HANDLER_ERRORS as exc:  # SystemExit out of a handler: still one answer
             exchange.connection.complete(exchange, *failure(exchange, exc))
+            return
+        else:
+            answer(exchange, response)
             return
         finally:
             inline.request = None
@@ -269,7 +280,11 @@ class Executor:
 
     def deliver_failure(self, exchange: Exchange, exc: BaseException) -> None:
         """What a Task raised (logged, as a 500 is, even when the request has been answered)."""
-        response, data = failure(exchange, exc)
+        self.deliver_encoded(exchange, *failure(exchange, exc))
+
+    def deliver_encoded(self, exchange: Exchange, response: Response, data: bytes) -> None:
+        """A Task's response already encoded (a failure's, the CPU lane's bytes), unless the
+        request has been answered already (timed out)."""
         if exchange.owed:
             exchange.owed = False
             exchange.task = None
@@ -278,7 +293,7 @@ class Executor:
 
     def _refuse(self, exchange: Exchange, cause: str) -> None:
         self.refused[cause] += 1
-        response = error_response(503, "Service Unavailable", _RETRY_HEADERS)
+        response = overloaded()
         exchange.connection.complete(exchange, response, response.encode(exchange.common, exchange.head_only))
 
     def _sync_done(self, exchange: Exchange, error: BaseException | None) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typing
 
-from ..stats import merge_routes
+from ..stats import lane_slots, merge_routes, worker_slots
 
 __all__ = ["render_prometheus"]
 
@@ -54,7 +54,33 @@ def render_prometheus(snapshot: dict[str, typing.Any]) -> str:
         lines.append(f"catzilla_request_duration_seconds_sum{{{labels[key]}}} {totals.duration_us / 1e6}")
         lines.append(f"catzilla_request_duration_seconds_count{{{labels[key]}}} {totals.requests}")
 
-    slots = snapshot["slots"]
+    measured = {key: totals for key, totals in routes.items() if totals.kind in ("sync", "cpu_lane")}
+    family("catzilla_handler_cpu_seconds", "histogram",
+           "CPU time of the handler's own thread per call (sync and CPU-lane routes).")
+    for key, totals in measured.items():
+        cumulative = 0
+        for bucket in range(len(totals.cpu_histogram)):
+            cumulative += totals.cpu_histogram[bucket]
+            lines.append(f'catzilla_handler_cpu_seconds_bucket{{{labels[key]},le="{_bound(bucket)}"}} {cumulative}')
+        lines.append(f'catzilla_handler_cpu_seconds_bucket{{{labels[key]},le="+Inf"}} {totals.cpu_calls}')
+        lines.append(f"catzilla_handler_cpu_seconds_sum{{{labels[key]}}} {totals.cpu_us / 1e6}")
+        lines.append(f"catzilla_handler_cpu_seconds_count{{{labels[key]}}} {totals.cpu_calls}")
+    family("catzilla_handler_wall_seconds_total", "counter",
+           "Wall time of the handler calls measured for CPU time (their ratio is the CPU share).")
+    for key, totals in measured.items():
+        lines.append(f"catzilla_handler_wall_seconds_total{{{labels[key]}}} {totals.wall_us / 1e6}")
+    family("catzilla_handler_cpu_bound", "gauge",
+           "1 when most of the handler's wall time is CPU time (it holds the GIL): see README, CPU lane.")
+    for key, totals in measured.items():
+        lines.append(f"catzilla_handler_cpu_bound{{{labels[key]}}} {int(totals.cpu_bound)}")
+
+    lanes = lane_slots(snapshot)
+    family("catzilla_cpu_lane_processes", "gauge", "CPU-lane processes running cpu_bound handlers.")
+    lines.append(f"catzilla_cpu_lane_processes {len(lanes)}")
+    family("catzilla_cpu_lane_busy", "gauge", "CPU-lane processes running a job right now.")
+    lines.append(f"catzilla_cpu_lane_busy {sum(s['in_flight'] for s in lanes)}")
+
+    slots = worker_slots(snapshot)
     retired = snapshot["retired"]
     family("catzilla_workers", "gauge", "Worker processes counting into this block.")
     lines.append(f"catzilla_workers {len(slots)}")

@@ -30,6 +30,7 @@ from .exchange import Exchange
 from .executor import failure
 from .reception import CONTINUE, METHODS, BodyReception
 from .sendfile import send_parts
+from .websocket import WebSocketConnection, wants_websocket
 
 if typing.TYPE_CHECKING:
     from .._native import WorkerSlot
@@ -59,6 +60,10 @@ class WorkerInterface(typing.Protocol):
     stats_slot: "WorkerSlot | None"  # this worker's row block in shared memory, or None
     unmatched_index: int  # the stats row of requests no route answered
     connections: set["HttpProtocol"]
+    websockets: set[WebSocketConnection]  # connections upgraded to WebSockets
+    websocket_handlers: set[asyncio.Task[None]]  # their handlers' Tasks
+    proxies: typing.Any  # TrustedProxies (catzilla.worker.forwarded), None with --no-proxy-headers
+    root_path: str  # the app's root path (stripped from a request path that carries it)
     close_connections: bool  # answer with `connection: close` (draining, --keep-alive-timeout 0)
     common_close: bytes  # the headers every response carries (server, date, connection)
     common_keep_alive: bytes
@@ -199,6 +204,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client: Address | None = None
         self.client_text = "-"  # host:port as the logs show it, made once per connection
+        self.tls = self.trusted = self.edge = False  # see connection_made
         # Reception of the request being parsed.
         self.reception = IDLE
         # Timeouts are checked once a tick, but measured from the loop's own clock (a cached
@@ -238,6 +244,14 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             self.client = Address(peer[0], peer[1])
             self.client_text = f"{peer[0]}:{peer[1]}"
         self.worker.connections.add(self)
+        # Decided once per connection: whether requests need _at_edge (TLS, a trusted proxy's
+        # headers, a root path), so that a plain connection pays one test per request.
+        worker = self.worker
+        self.tls = transport.get_extra_info("sslcontext") is not None
+        proxies = worker.proxies
+        # A Unix socket's peer (no address) can only be a process on this host.
+        self.trusted = proxies is not None and (self.client is None or self.client.host in proxies)
+        self.edge = self.tls or self.trusted or bool(worker.root_path)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.worker.connections.discard(self)
@@ -329,7 +343,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         path, query, header_items, header_map = self.collector.take()
         body = self.body
         request, keep_alive, unusual = self._new_request(
-            path, query, header_items, header_map, body[0] if len(body) == 1 else b"".join(body))
+            path, query, header_items, header_map, (body[0] if len(body) == 1 else b"".join(body)) if body else b"")
         self.reception = IDLE
         if body:
             self.body = []
@@ -369,6 +383,8 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         method = parser.get_method()
         request = Request(METHODS.get(method) or method.decode("latin-1"), path, query, header_items,
                           body, self.client, version, header_map)
+        if self.edge:
+            self._at_edge(request, header_map)
         return request, keep_alive, unusual
 
     def _dispatch(self, request: Request, keep_alive: bool) -> None:
@@ -407,13 +423,29 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
                         for name, value in items]
         return decode_component(url.path or b"/"), (url.query or b"").decode("latin-1"), trailers
 
+    def _at_edge(self, request: Request, header_map: dict[str, str]) -> None:
+        """The scheme (TLS, or a trusted proxy's word), the client a trusted proxy names,
+        and the root path a request may still carry (Starlette's get_route_path)."""
+        if self.tls:
+            request.scheme = "https"
+        if self.trusted and ("x-forwarded-for" in header_map or "forwarded" in header_map
+                             or "x-forwarded-proto" in header_map):
+            self.worker.proxies.apply(request, header_map)
+        root = self.worker.root_path
+        if root:
+            path = request.path
+            if path == root:
+                request.path = "/"
+            elif path.startswith(root) and path[len(root)] == "/":
+                request.path = path[len(root):]
+
     # -- upgrades ----------------------------------------------------------------------------
 
     def _upgrade(self, request: Request, keep_alive: bool) -> None:
         """An Upgrade (or CONNECT) request is complete as far as httptools goes: it stops
-        there and skips the body. Nothing is honoured yet, so the request is served as an
-        ordinary one (RFC 9110 7.8 lets a server ignore Upgrade). A WebSocket handshake
-        will be accepted here, taking the transport over."""
+        there and skips the body. A WebSocket handshake for a WebSocket route, arriving with
+        nothing ahead of it on the connection, takes the transport over; anything else is
+        served as an ordinary request (RFC 9110 7.8 lets a server ignore Upgrade)."""
         header_map = request._header_map or {}
         if request.method == "CONNECT":
             # What follows is a tunnel's bytes, never requests: answer, then close.
@@ -423,13 +455,39 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             # The body is read as its framing says, by a parser of its own; where it ends in
             # the stream is unknown to us afterwards, so the connection closes after it.
             self.upgrade_rest = _BodyReader(self, request, header_map)
+        elif wants_websocket(request, header_map) and not self.busy and not self.pipeline \
+                and (route := self._websocket_route(request)) is not None:
+            # The connection becomes the WebSocket's once httptools stops (_after_upgrade).
+            self.upgrade_rest = WebSocketConnection(self.worker, route, request)
         else:
+            # An Upgrade to what we do not serve: answered as plain HTTP (RFC 9110 7.8);
+            # the client waits for a 101 before it sends anything else, so what follows is
+            # HTTP and is parsed as such.
             self.upgrade_rest = _CONTINUE
             self._dispatch(request, keep_alive)
+
+    def _websocket_route(self, request: Request) -> typing.Any:
+        table = getattr(self.worker.app, "websocket_router", None)
+        if table is None or not table.routes:
+            return None
+        route, params, _ = table.resolve("GET", request.path)
+        if route is not None and params is not None:
+            request.path_params = params
+        return route
 
     def _after_upgrade(self, rest: bytes) -> None:
         """httptools has stopped after an Upgrade request's head; `rest` followed it."""
         how, self.upgrade_rest = self.upgrade_rest, None
+        if isinstance(how, WebSocketConnection):
+            # Handed over: from now on the transport's events go to the WebSocket.
+            transport = self.transport
+            self.parser = _Discarder()
+            self.worker.connections.discard(self)
+            self.transport = None
+            if transport is not None:
+                transport.set_protocol(how)
+                how.start(transport, rest)
+            return
         if isinstance(how, _BodyReader):
             self.parser = how.parser  # the rest of this connection feeds the body reader
         elif how is _CONTINUE:

@@ -22,14 +22,19 @@ from ..kinds import HandlerKind
 from ..logs import access_logger, printable_address, reopen_log_files
 from ..responses import JSONResponse, Response
 from ..responses import PlainTextResponse
-from ..stats import UNMATCHED_KEY, StatsBoard
+from ..stats import KIND_CPU_LANE, UNMATCHED_KEY, StatsBoard
 from .access_log import AccessLog
+from .cpu_lane import LaneClient
+from .cpu_time import CpuWatch, interpreter_line
 from .memory import return_large_buffers
 from .metrics import render_prometheus
 from .monitor import LoopMonitor
 from .executor import Executor
 from .pool import QUEUE_PER_THREAD, ThreadPool, thread_stacks
+from .forwarded import TrustedProxies
 from .protocol import HttpProtocol
+from .tls import server_context
+from .websocket import WebSocketConnection
 
 if typing.TYPE_CHECKING:
     from ..app import Catzilla
@@ -66,6 +71,14 @@ class Worker:
         self.sockets = sockets
         self.supervisor = supervisor
         self.connections: set[HttpProtocol] = set()
+        self.websockets: set[WebSocketConnection] = set()
+        self.websocket_handlers: set[asyncio.Task[None]] = set()  # their handlers' Tasks
+        self.proxies = TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
+        # Catzilla(root_path=) wins over --root-path (FastAPI's rule).
+        self.root_path = getattr(app, "root_path", "") or config.root_path
+        if self.root_path and not getattr(app, "root_path", ""):
+            # Set before the app prepares (build) and starts: request.url, OpenAPI read it.
+            app.root_path = self.root_path
         self.draining = False
         # Answer with `connection: close`: while draining, or always with --keep-alive-timeout 0.
         self.close_connections = config.keep_alive_timeout == 0
@@ -96,6 +109,8 @@ class Worker:
 
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT, then stop gracefully. Returns the exit status."""
+        if self.config.switch_interval > 0:
+            sys.setswitchinterval(self.config.switch_interval)
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
@@ -134,8 +149,11 @@ class Worker:
         # the collector's sight, so full collections scan only what requests create.
         gc.freeze()
         sockets = self.sockets
+        tls = server_context(config)
         for sock in sockets:
-            server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=config.backlog)
+            # A TLS handshake is part of sending the head: --header-timeout bounds it.
+            server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=config.backlog,
+                                              ssl=tls, ssl_handshake_timeout=config.header_timeout if tls else None)
             self._servers.append(server)
         self.started = True
         if config.loop_block_threshold > 0:
@@ -160,7 +178,13 @@ class Worker:
         self.runner = BackgroundRunner(loop, self.pool)
         self.access = AccessLog(loop)
         self.app.prepare(self.executor.run_in_pool)
-        self._attach_stats()
+        lane = getattr(self.supervisor, "cpu_lane", None)  # the CPU lane's address, if it runs
+        self._attach_stats(lane is not None)
+        if lane is not None:
+            self.executor.lane = LaneClient(loop, lane, config.queue_timeout, self.stats_slot)
+        self.cpu_watch = CpuWatch(loop, self.app.router.routes, self.stats_slot, lane is not None,
+                                  config.auto_cpu_lane)
+        self.cpu_watch.wrap()
 
     def stop(self, reason: str = "signal", retiring: bool = False) -> None:
         """Stop gracefully; `retiring` when the worker decides itself (not told by a signal),
@@ -172,7 +196,7 @@ class Worker:
                 self.supervisor.retiring()
             self._stop_requested.set_result(None)
 
-    def _attach_stats(self) -> None:
+    def _attach_stats(self, lane: bool = False) -> None:
         routes = self.app.router.routes
         supervisor = self.supervisor
         board = supervisor.board if supervisor is not None else None
@@ -189,7 +213,8 @@ class Worker:
             logger.warning("worker %d has no stats slot (slot %d of %d); its requests are not counted",
                            os.getpid(), index, board.nslots)
             return
-        rows = [(r.key, r.kind is not HandlerKind.SYNC) for r in routes] + [(UNMATCHED_KEY, True)]
+        rows = [(r.key, KIND_CPU_LANE if lane and r.cpu_bound and r.pipeline is None
+                 else int(r.kind is not HandlerKind.SYNC)) for r in routes] + [(UNMATCHED_KEY, True)]
         try:
             self.stats_slot = board.attach(index, generation, rows)
             self.unmatched_index = len(routes)
@@ -215,6 +240,16 @@ class Worker:
         logger.info("worker %d serving on %s", os.getpid(), ", ".join(printable_address(s) for s in sockets))
         logger.info("routes: %d sync, %d async (sync in a pool of %d threads, async on the event loop)",
                     sync, len(routes) - sync, self.config.threads)
+        logger.info("%s", interpreter_line())
+        marked = [r.key for r in routes if r.cpu_bound]
+        if marked:
+            where = ("in the CPU lane" if self.executor.lane is not None else
+                     "in the thread pool: no CPU lane runs (one process, or --cpu-workers 0)")
+            logger.info("cpu_bound routes run %s: %s", where, ", ".join(marked))
+            wrapped = [r.key for r in routes if r.cpu_bound and r.pipeline is not None]
+            if wrapped and self.executor.lane is not None:
+                logger.warning("cpu_bound routes with hooks, middleware or exception handlers run in "
+                               "the thread pool (their chain lives in the worker): %s", ", ".join(wrapped))
 
     def _tick(self) -> None:
         """Once a second: the clock, the Date header, timeouts, loop lag."""
@@ -232,8 +267,11 @@ class Worker:
         connections = list(self.connections)
         for connection in connections:
             connection.check_timeouts(now)
+        for websocket in list(self.websockets):
+            websocket.check_timeouts(now)
         self.executor.expire(connections, TICK)
         self.executor.report()
+        self.cpu_watch.tick()
         self._check_pool()
         if self.reader is not None:
             try:
@@ -274,27 +312,36 @@ class Worker:
         loop = self.loop
         for server in self._servers:
             server.close()
+        for websocket in list(self.websockets):
+            websocket.going_away()  # 1001: their clients reconnect, to a worker that serves
         deadline = loop.time() + self.config.graceful_timeout
         # Connections are not closed here: each answers its next request with `connection:
         # close`, and an idle one is closed by the tick when its keep-alive time is up, as
         # always. Closing idle ones at once would race clients that reuse them (and lose
         # their requests); the graceful timeout bounds the wait.
-        while loop.time() < deadline and self.connections:
+        while loop.time() < deadline and (self.connections or self.websockets):
             await asyncio.sleep(0.05)
         remaining = max(0.0, deadline - loop.time())
         try:
             await asyncio.wait_for(self.runner.wait_idle(), remaining)
         except asyncio.TimeoutError:
             logger.warning("graceful timeout: %d background tasks did not finish", self.runner.pending)
-        for connection in list(self.connections):
+        for connection in [*self.connections, *self.websockets]:
             if connection.transport is not None:
                 connection.transport.abort()
         if self.connections:
             logger.warning("graceful timeout: closed %d connections with requests still running",
                            len(self.connections))
+        # WebSocket handlers still running after their connection closed (awaiting something
+        # else than the socket): cancelled, so that they can clean up before the loop ends.
+        for task in list(self.websocket_handlers):
+            task.cancel()
+        if self.websocket_handlers:
+            await asyncio.wait(list(self.websocket_handlers), timeout=max(0.0, deadline - loop.time()) or 0.1)
         await self.app.shutdown()
         if self.monitor is not None:
             self.monitor.stop()
+        self.cpu_watch.stop()
         self.pool.shutdown(wait=False)
         stats_report.install(None)
         logger.info("worker %d stopped", os.getpid())
