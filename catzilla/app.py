@@ -7,7 +7,9 @@ import inspect
 import logging
 import typing
 
+from .background_tasks import TaskEngine, TaskPriority
 from .datastructures import State
+from .dependency_injection import get_default_container
 from .mounts import Mount
 from .openapi.docs import add_docs_routes
 from .openapi.utils import get_openapi
@@ -31,8 +33,8 @@ class NoMatchFound(LookupError):
 
 
 # Catzilla 0.2.3's constructor keywords: accepted so that its apps start, and recorded in
-# `app.compat_options`, but none changes anything (server settings come from Config: flags,
-# CATZILLA_* variables, app.listen() keywords).
+# `app.compat_options`. Only enable_di and di_container change anything (the app's service
+# container); server settings come from Config: flags, CATZILLA_* variables, app.listen().
 COMPAT_0_2_3_OPTIONS = frozenset({
     "production", "use_jemalloc", "memory_profiling", "auto_memory_tuning", "memory_stats_interval",
     "auto_validation", "enable_di", "di_container", "show_banner", "log_requests", "enable_colors",
@@ -67,6 +69,7 @@ class Catzilla(Scope):
             raise TypeError(f"Catzilla() got unexpected keyword argument{'s' if len(unknown) > 1 else ''}: "
                             + ", ".join(repr(name) for name in unknown))
         self.compat_options = compat_options
+        self.production = bool(compat_options.get("production", False))  # 0.2.3 apps read it
         self.title, self.description, self.version, self.summary = title, description, version, summary
         self.debug = debug
         self.docs_url, self.redoc_url, self.openapi_url = docs_url, redoc_url, openapi_url
@@ -97,6 +100,12 @@ class Catzilla(Scope):
         self.contact, self.license_info, self.swagger_ui_parameters = contact, license_info, swagger_ui_parameters
         self._asgi: typing.Any = None  # see __call__
         add_docs_routes(self)
+        # Catzilla 0.2.3's named services (catzilla.dependency_injection): `enable_di` is on
+        # unless turned off, as there; its container is the default one `@service` fills.
+        self.di_container: typing.Any = None
+        self.tasks: typing.Any = None  # the task engine, once enable_background_tasks() is called
+        if compat_options.get("enable_di", True):
+            self.di_container = compat_options.get("di_container") or get_default_container()
 
     # -- routes ----------------------------------------------------------------------------
     # route(), get(), post(), ..., middleware(), before_request(), exception_handler() and the
@@ -123,6 +132,84 @@ class Catzilla(Scope):
                       list(tags or []) + definition.tags)
 
     include_routes = include_router  # Catzilla 0.2.3's name (RouterGroup)
+
+    def register_service(self, name: str, factory: typing.Callable[..., typing.Any], scope: str = "singleton",
+                         dependencies: list[str] | None = None) -> typing.Any:
+        """Register a named service (see catzilla.dependency_injection) in this app's container."""
+        if self.di_container is None:
+            raise RuntimeError("dependency injection is off for this app (Catzilla(enable_di=False))")
+        return self.di_container.register(name, factory, scope, dependencies)
+
+    def resolve_service(self, name: str, context: typing.Any = None) -> typing.Any:
+        if self.di_container is None:
+            raise RuntimeError("dependency injection is off for this app (Catzilla(enable_di=False))")
+        return self.di_container.resolve(name, context)
+
+    def get_middleware_stats(self) -> dict[str, typing.Any]:
+        """The app's own middleware and hooks, in the order they run (0.2.3's name). Their
+        timings are not measured; the server's `catzilla stats` has per-route latencies."""
+        def named(hooks: list[typing.Any], priorities: list[int]) -> list[dict[str, typing.Any]]:
+            return [{"name": getattr(hook, "__qualname__", repr(hook)), "priority": priority}
+                    for hook, priority in zip(hooks, priorities)]
+
+        return {
+            "middleware": [type(item).__name__ for item in self.layer.middleware],
+            "pre_route": named(self.layer.before, self._before_priorities),
+            "post_route": named(self.layer.after, self._after_priorities),
+            "timings_measured": False,
+        }
+
+    # -- Catzilla 0.2.3's task engine (catzilla.background_tasks.TaskEngine) ------------------
+
+    def enable_background_tasks(self, workers: int | None = None, min_workers: int = 2,
+                                max_workers: int | None = None, queue_size: int = 10000,
+                                **ignored: typing.Any) -> None:
+        """Start-up of a task engine in each worker process: `workers` threads (default 4)
+        and a queue of `queue_size`. 0.2.3's other keywords (auto-scaling, memory pool, C
+        compilation, profiling) are accepted and do nothing. Queued tasks still run when a
+        worker stops, within the server's graceful timeout."""
+        if self.tasks is not None:
+            return
+        self.tasks = TaskEngine(workers or max_workers or max(min_workers, 4), queue_size)
+
+        async def drain() -> None:
+            await asyncio.to_thread(self.tasks.drain)
+
+        self.on_shutdown(drain)
+
+    def add_task(self, func: typing.Callable[..., typing.Any], *args: typing.Any, priority: typing.Any = None,
+                 delay_ms: int = 0, max_retries: int | None = None, timeout_ms: int | None = None,
+                 compile_to_c: bool | None = None, **kwargs: typing.Any) -> typing.Any:
+        """Queue `func(*args, **kwargs)` (def or async def) and return its TaskResult. A
+        failure is retried `max_retries` times (default 3, as in 0.2.3); `timeout_ms`
+        (default 30000) bounds an async def task only: a thread cannot be interrupted."""
+        if self.tasks is None:
+            raise RuntimeError("Background task system not enabled. Call app.enable_background_tasks() first.")
+        options = getattr(func, "task_options", {})
+        return self.tasks.submit(
+            func, args, kwargs, priority if priority is not None else options.get("priority", TaskPriority.NORMAL),
+            delay_ms, max_retries if max_retries is not None else options.get("max_retries", 3),
+            timeout_ms if timeout_ms is not None else options.get("timeout_ms", 30000))
+
+    def task(self, priority: typing.Any = None, compile_to_c: bool = True, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
+        """Mark a function as a task with its defaults for add_task() (priority, max_retries,
+        timeout_ms); the function itself is returned unchanged."""
+        if self.tasks is None:
+            raise RuntimeError("Background task system not enabled. Call app.enable_background_tasks() first.")
+
+        def mark(func: Handler) -> Handler:
+            func.task_options = {**options, **({"priority": priority} if priority is not None else {})}  # type: ignore[attr-defined]
+            return func
+        return mark
+
+    def get_task_stats(self) -> typing.Any:
+        if self.tasks is None:
+            raise RuntimeError("Background task system not enabled. Call app.enable_background_tasks() first.")
+        return self.tasks.stats()
+
+    def get_task_result(self, task_id: str) -> typing.Any:
+        """The TaskResult of a recent task of this worker, or None."""
+        return self.tasks.results.get(task_id) if self.tasks is not None else None
 
     def mount_static(self, path: str, directory: str, *, name: str | None = None,
                      index_file: str = "index.html", enable_etags: bool = True,

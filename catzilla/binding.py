@@ -215,12 +215,15 @@ class Binding:
                 continue
             field = self._field(parameter.name, annotation, default, marker, path_names)
             fields.append(field)
-            if field.source not in ("body", "file"):
+            if field.source not in ("body", "file") and not _is_query_model(field):
                 model_types[field.name] = _constrained(annotation, marker)
         self.fields = fields
         self.positional_request = self.pass_request
         self._path = [f for f in fields if f.source == "path"]
-        self._query = [f for f in fields if f.source == "query"]
+        # `params: SearchParams = Query()`: a model (a msgspec Struct, so catzilla.validation's
+        # BaseModel too) filled from the whole query string.
+        self._query_models = [f for f in fields if _is_query_model(f)]
+        self._query = [f for f in fields if f.source == "query" and f not in self._query_models]
         self._header = [f for f in fields if f.source == "header"]
         self._cookie = [f for f in fields if f.source == "cookie"]
         self._form = [f for f in fields if f.source == "form"]
@@ -228,7 +231,7 @@ class Binding:
         self._types = model_types
         try:
             self._model = self._build_model(endpoint, fields, model_types)
-            self._direct = self._build_direct_model(endpoint, fields, model_types)
+            self._direct = None if self._query_models else self._build_direct_model(endpoint, fields, model_types)
         except (TypeError, ValueError) as exc:  # a constraint msgspec refuses for that type
             raise DefinitionError(f"the parameters of {self.owner} cannot be validated: {exc}") from None
         # `bind(request)`: keyword arguments for the handler, or RequestValidationError /
@@ -263,7 +266,8 @@ class Binding:
                                   f"path has no {{{key}}}")
         if default is inspect.Parameter.empty:
             default = ...
-        if source != "file" and not (source == "body" and uses_pydantic(annotation)):
+        query_model = source == "query" and _is_struct(_strip_optional(annotation)[0])  # see _query_model
+        if source != "file" and not (source == "body" and uses_pydantic(annotation)) and not query_model:
             why = unvalidatable(_constrained(annotation, marker), scalar=source != "body")
             if why is not None:
                 raise DefinitionError(
@@ -369,6 +373,11 @@ class Binding:
                 values.update(self._decode_body(request.body))
             except RequestValidationError as exc:
                 errors.extend(exc.errors)
+        for field in self._query_models:
+            try:
+                values[field.name] = _query_model(field, request.query_params)
+            except RequestValidationError as exc:
+                errors.extend(exc.errors)
         if self._file:
             try:
                 values.update(self._files(request.form().files))
@@ -467,8 +476,36 @@ class Binding:
         return values
 
 
+def _is_struct(annotation: typing.Any) -> bool:
+    return inspect.isclass(annotation) and issubclass(annotation, msgspec.Struct)
+
+
+def _is_query_model(field: Field) -> bool:
+    return field.source == "query" and _is_struct(_strip_optional(field.annotation)[0])
+
+
+def _query_model(field: Field, query: typing.Any) -> typing.Any:
+    """The query string as `field`'s model: repeated keys for its sequence fields, the last
+    value for the others; values converted as query values are (lax: "3" is 3)."""
+    model, _ = _strip_optional(field.annotation)
+    raw: dict[str, typing.Any] = {}
+    for info in msgspec.structs.fields(model):
+        if info.encode_name in query:
+            if _is_sequence(info.type):
+                raw[info.encode_name] = query.getlist(info.encode_name)
+            else:
+                value = query.get(info.encode_name)
+                raw[info.encode_name] = _BOOL_WORDS.get(value.lower(), value) if _strip_optional(info.type)[0] is bool else value
+    try:
+        return msgspec.convert(raw, model, strict=False)
+    except msgspec.ValidationError as exc:
+        raise RequestValidationError(
+            _object_errors(raw, model, ["query"], strict=False) or
+            [describe_validation_error(str(exc), ["query"], raw)]) from None
+
+
 def _object_errors(document: typing.Any, annotation: typing.Any, loc: list[typing.Any],
-                   fields: list[Field] | None = None) -> list[dict[str, typing.Any]]:
+                   fields: list[Field] | None = None, strict: bool = True) -> list[dict[str, typing.Any]]:
     """Validate an object field by field: (name on the wire, type, required) from a Struct,
     a dataclass, or the embedded body parameters of a handler."""
     if fields is not None:
@@ -491,7 +528,7 @@ def _object_errors(document: typing.Any, annotation: typing.Any, loc: list[typin
                 errors.append(missing(loc + [name]))
             continue
         try:
-            msgspec.convert(document[name], field_type)
+            msgspec.convert(document[name], field_type, strict=strict)
         except msgspec.ValidationError as exc:
             errors.append(describe_validation_error(str(exc), loc + [name], document[name]))
     return errors

@@ -204,6 +204,19 @@ class State:
         except KeyError:
             raise AttributeError(f"'State' has no attribute {name!r}") from None
 
+    # Item access too: Catzilla 0.2.3's request.state was a dict (`request.state["user"]`).
+    def __getitem__(self, name: str) -> typing.Any:
+        return self._data[name]
+
+    def __setitem__(self, name: str, value: typing.Any) -> None:
+        self._data[name] = value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._data
+
+    def get(self, name: str, default: typing.Any = None) -> typing.Any:
+        return self._data.get(name, default)
+
     def __repr__(self) -> str:
         return f"State({self._data!r})"
 

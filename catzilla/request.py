@@ -311,6 +311,30 @@ class Request:
             state = self._state = State(self.lifespan_state)
         return state
 
+    @state.setter
+    def state(self, value: "State | typing.Mapping[str, typing.Any]") -> None:
+        """Catzilla 0.2.3's apps write `request.state = getattr(request, "state", {})` and
+        then use it as a dict: the same State back is kept, a mapping becomes a State."""
+        self._state = value if isinstance(value, State) else State(value)
+
+    def get_header(self, name: str, default: str | None = None) -> str | None:
+        """The header `name` (any case), or `default` (Catzilla 0.2.3's method)."""
+        return self.headers.get(name, default)
+
+    @property
+    def context(self) -> dict[str, typing.Any]:
+        """Catzilla 0.2.3's per-request dict, where its middleware leaves things for the
+        handler (`request.context["user"] = ...`); kept in request.state, made on first use."""
+        data = self.state._data  # noqa: SLF001 - a key no attribute name can collide with
+        context = data.get("catzilla.context")
+        if context is None:
+            context = data["catzilla.context"] = {}
+        return context
+
+    @context.setter
+    def context(self, value: dict[str, typing.Any]) -> None:
+        self.state._data["catzilla.context"] = value  # noqa: SLF001
+
     @property
     def url(self) -> URL:
         """`http://host/path?query` as a str, with Starlette's parts: `.path`, `.query`,

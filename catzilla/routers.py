@@ -24,6 +24,7 @@ import typing
 
 from .mounts import middleware_instance  # a pure ASGI middleware class gets its adapter
 from .pipeline import Layer
+from .responses import Response
 from .returns import DEFAULT
 
 __all__ = ["Router", "APIRouter", "RouterGroup", "RouteDefinition", "join_path", "WEBSOCKET"]
@@ -37,6 +38,31 @@ WEBSOCKET = "WEBSOCKET"
 Hook = typing.Callable[..., typing.Any]
 # A hook's place among its layer's when none is given: 0.2.3's middle of 0..100.
 DEFAULT_PRIORITY = 50
+
+
+def _post_route(hook: Hook) -> Hook:
+    """An after-hook as the pipeline calls it, `(request, response)`: 0.2.3's take only the
+    request; what they return replaces the response only when it is a Response."""
+    try:
+        positional = [p for p in inspect.signature(hook).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    except (TypeError, ValueError):
+        return hook
+    if len(positional) != 1:
+        return hook
+    if inspect.iscoroutinefunction(hook):
+        async def after_async(request: typing.Any, response: typing.Any) -> typing.Any:
+            result = await hook(request)
+            return result if isinstance(result, Response) else None
+        adapted: Hook = after_async
+    else:
+        def after(request: typing.Any, response: typing.Any) -> typing.Any:
+            result = hook(request)
+            return result if isinstance(result, Response) else None
+        adapted = after
+    # its own signature kept (no __wrapped__): the pipeline calls it with two arguments
+    adapted.__name__ = adapted.__qualname__ = getattr(hook, "__qualname__", "post_route")
+    return adapted
 
 
 def join_path(prefix: str, path: str) -> str:
@@ -250,25 +276,31 @@ class Scope:
     def add_middleware(self, middleware_class: type, *args: typing.Any, **options: typing.Any) -> None:
         """Starlette's rule: the middleware added last is the outermost. Built here, once
         (bad options fail at import, and every route of the layer shares the instance)."""
+        if not isinstance(middleware_class, type) and hasattr(middleware_class, "process_request"):
+            # Catzilla 0.2.3's middleware object (catzilla.cache's): two hooks, before and after.
+            self.add_hook(middleware_class.process_request, options.get("priority", DEFAULT_PRIORITY))
+            self.add_hook(middleware_class.process_response, options.get("priority", DEFAULT_PRIORITY), after=True)
+            return
         self.layer.middleware.insert(0, middleware_instance(middleware_class, self.owner(), args, options))
 
     def owner(self) -> typing.Any:
         """What a middleware built here gets as its `app`: the app, or None on a router."""
         return None
 
-    def middleware(self, kind: typing.Any = "http", *, priority: int = DEFAULT_PRIORITY,
-                   pre_route: bool = True, post_route: bool = False,
+    def middleware(self, kind: typing.Any = None, *, priority: int | None = None,
+                   pre_route: bool | None = None, post_route: bool | None = None,
                    name: str | None = None) -> typing.Any:
         """`@app.middleware("http") async def mw(request, call_next)` (FastAPI), or Catzilla
         0.2.3's `@app.middleware(priority=10, pre_route=True)`: a hook, `(request) ->
-        Response | None` before the handler, or with `post_route=True` `(request,
-        response) -> Response | None` after it; a lower priority runs first."""
+        Response | None` before the handler, or with `post_route=True` after it, taking
+        `(request)` as 0.2.3's do or `(request, response)` to see the response; a lower
+        priority runs first."""
         if callable(kind):  # 0.2.3's bare `@app.middleware`
-            self.add_hook(kind, priority, after=post_route)
+            self.add_hook(kind, DEFAULT_PRIORITY)
             return kind
         if kind is not None and kind != "http":
             raise ValueError(f"only 'http' middleware is supported, got {kind!r}")
-        if kind == "http" and (priority, pre_route, post_route) == (DEFAULT_PRIORITY, True, False):
+        if kind == "http" and (priority, pre_route, post_route, name) == (None, None, None, None):
             def register(dispatch: Handler) -> Handler:
                 from .middleware.base import BaseHTTPMiddleware
 
@@ -278,7 +310,9 @@ class Scope:
             return register
 
         def register_hook(hook: Handler) -> Handler:
-            self.add_hook(hook, priority, after=post_route)
+            after = bool(post_route)
+            self.add_hook(_post_route(hook) if after else hook,
+                          DEFAULT_PRIORITY if priority is None else priority, after=after)
             return hook
 
         return register_hook
@@ -361,8 +395,12 @@ class Router(Scope):
         self.prefix = prefix
         self.tags = list(tags or [])
         self.dependencies = list(dependencies or [])
-        for item in middleware or ():
-            self.layer.middleware.append(built(item, None))
+        # As a route's: wrapping middleware, or (Catzilla 0.2.3's RouterGroup) plain
+        # callables that run before each of its handlers.
+        own = route_layer(middleware)
+        self.layer.middleware.extend(own.middleware)
+        for hook in own.before:
+            self.add_hook(hook)
         for key, handler in (exception_handlers or {}).items():
             self.add_exception_handler(key, handler)
         self.definitions: list[RouteDefinition] = []

@@ -2,10 +2,12 @@
 from .base import BaseHTTPMiddleware, CallNext, Middleware
 from .cors import CORSMiddleware
 from .gzip import GZipMiddleware
+from .hooks import ZeroAllocMiddleware
 from .request_id import RequestIDMiddleware
 from .trustedhost import TrustedHostMiddleware
 
 __all__ = [
     "BaseHTTPMiddleware", "CallNext", "Middleware",
     "CORSMiddleware", "GZipMiddleware", "RequestIDMiddleware", "TrustedHostMiddleware",
+    "ZeroAllocMiddleware",
 ]
