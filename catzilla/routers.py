@@ -27,6 +27,9 @@ from .pipeline import Layer
 from .responses import Response
 from .returns import DEFAULT
 
+if typing.TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = ["Router", "APIRouter", "RouterGroup", "RouteDefinition", "join_path", "WEBSOCKET"]
 
 Handler = typing.TypeVar("Handler", bound=typing.Callable[..., typing.Any])
@@ -134,6 +137,27 @@ def built(middleware: typing.Any, app: typing.Any) -> typing.Any:
     return middleware
 
 
+class RouteOptions(typing.TypedDict, total=False):
+    """The keywords of `route()`, which the method decorators (`get`, `post`, ...) pass on."""
+
+    name: str | None
+    status_code: int | None
+    response_model: typing.Any
+    response_class: type[typing.Any] | None
+    responses: dict[typing.Any, typing.Any] | None
+    tags: typing.Iterable[str] | None
+    summary: str | None
+    description: str | None
+    deprecated: bool | None
+    include_in_schema: bool
+    dependencies: typing.Sequence[typing.Any] | None
+    middleware: typing.Iterable[typing.Any] | None
+    timeout: float | None
+    cpu_bound: bool
+    stream: bool
+    max_body_size: int | None
+
+
 class Scope:
     """What the app and routers share: decorators that declare routes and what wraps them."""
 
@@ -173,85 +197,28 @@ class Scope:
 
         return register
 
-    def api_route(self, path: str, methods: typing.Iterable[str] = ("GET",), *, name: str | None = None, status_code: int | None = None,
-                  response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
-                  responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
-                  summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
-                  include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
-                  middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-                  cpu_bound: bool = False, stream: bool = False, max_body_size: int | None = None,
-                  ) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, methods, **_given(locals()))
+    api_route = route  # FastAPI's name
 
-    def get(self, path: str, *, name: str | None = None, status_code: int | None = None,
-            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
-            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
-            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
-            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
-            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False, stream: bool = False,
-            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["GET"], **_given(locals()))
+    def get(self, path: str, **options: Unpack[RouteOptions]) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["GET"], **options)
 
-    def post(self, path: str, *, name: str | None = None, status_code: int | None = None,
-            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
-            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
-            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
-            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
-            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False, stream: bool = False,
-            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["POST"], **_given(locals()))
+    def post(self, path: str, **options: Unpack[RouteOptions]) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["POST"], **options)
 
-    def put(self, path: str, *, name: str | None = None, status_code: int | None = None,
-            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
-            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
-            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
-            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
-            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False, stream: bool = False,
-            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["PUT"], **_given(locals()))
+    def put(self, path: str, **options: Unpack[RouteOptions]) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["PUT"], **options)
 
-    def patch(self, path: str, *, name: str | None = None, status_code: int | None = None,
-            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
-            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
-            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
-            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
-            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False, stream: bool = False,
-            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["PATCH"], **_given(locals()))
+    def patch(self, path: str, **options: Unpack[RouteOptions]) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["PATCH"], **options)
 
-    def delete(self, path: str, *, name: str | None = None, status_code: int | None = None,
-            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
-            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
-            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
-            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
-            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False, stream: bool = False,
-            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["DELETE"], **_given(locals()))
+    def delete(self, path: str, **options: Unpack[RouteOptions]) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["DELETE"], **options)
 
-    def head(self, path: str, *, name: str | None = None, status_code: int | None = None,
-            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
-            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
-            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
-            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
-            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False, stream: bool = False,
-            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["HEAD"], **_given(locals()))
+    def head(self, path: str, **options: Unpack[RouteOptions]) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["HEAD"], **options)
 
-    def options(self, path: str, *, name: str | None = None, status_code: int | None = None,
-            response_model: typing.Any = DEFAULT, response_class: type[typing.Any] | None = None,
-            responses: dict[typing.Any, typing.Any] | None = None, tags: typing.Iterable[str] | None = None,
-            summary: str | None = None, description: str | None = None, deprecated: bool | None = None,
-            include_in_schema: bool = True, dependencies: typing.Sequence[typing.Any] | None = None,
-            middleware: typing.Iterable[typing.Any] | None = None, timeout: float | None = None,
-            cpu_bound: bool = False, stream: bool = False,
-            max_body_size: int | None = None) -> typing.Callable[[Handler], Handler]:
-        return self.route(path, ["OPTIONS"], **_given(locals()))
+    def options(self, path: str, **options: Unpack[RouteOptions]) -> typing.Callable[[Handler], Handler]:
+        return self.route(path, ["OPTIONS"], **options)
 
     def websocket(self, path: str, name: str | None = None) -> typing.Callable[[Handler], Handler]:
         """`@app.websocket("/ws/{room}") async def ws(websocket: WebSocket, room: str)`:
