@@ -15,6 +15,8 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 
 def _raw(text: str | bytes) -> bytes:
+    if type(text) is str:  # nearly always: no isinstance walk
+        return text.encode("latin-1")
     return text if isinstance(text, bytes) else str(text).encode("latin-1")
 
 
@@ -71,6 +73,14 @@ class MutableHeaders(typing.MutableMapping[str, str]):
                 return value.decode("latin-1")
         raise KeyError(key)
 
+    def get(self, key: str, default: typing.Any = None) -> typing.Any:  # type: ignore[override]
+        # Without __getitem__'s KeyError: middleware asks for fields that are mostly absent.
+        wanted = _raw(key).lower()
+        for name, value in self._list:
+            if name.lower() == wanted:
+                return value.decode("latin-1")
+        return default
+
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, (str, bytes)):
             return False
@@ -79,15 +89,17 @@ class MutableHeaders(typing.MutableMapping[str, str]):
 
     def __setitem__(self, key: str, value: str) -> None:
         """Set one field: the first of that name takes the value, any others go."""
-        raw_name, raw_value = _raw(key), _raw(value)
-        wanted = raw_name.lower()
-        found = [i for i, (name, _) in enumerate(self._list) if name.lower() == wanted]
-        if not found:
-            self._list.append((raw_name, raw_value))
-            return
-        for i in reversed(found[1:]):
-            del self._list[i]
-        self._list[found[0]] = (raw_name, raw_value)
+        pair = (_raw(key), _raw(value))
+        wanted = pair[0].lower()
+        fields = self._list
+        for i, (name, _) in enumerate(fields):
+            if name.lower() == wanted:
+                fields[i] = pair
+                rest = [field for field in fields[i + 1:] if field[0].lower() != wanted]
+                if len(rest) != len(fields) - i - 1:
+                    fields[i + 1:] = rest
+                return
+        fields.append(pair)
 
     def __delitem__(self, key: str) -> None:
         wanted = _raw(key).lower()

@@ -1,45 +1,33 @@
-"""Case-insensitive edits of a response's `headers`, a plain dict whose keys are spelled
-however the handler spelled them ("content-type", "Content-Type", ...): a middleware that
-sets a field must replace every spelling of it, or the response would carry it twice."""
+"""Case-insensitive edits of a response's `headers` (a MutableHeaders view over its raw
+field list, catzilla.response_headers): setting a field replaces every spelling of it, so a
+middleware never makes a response carry a field twice."""
 from __future__ import annotations
 
 import typing
 
 __all__ = ["get_header", "set_header", "pop_header", "add_vary"]
 
-
-def _keys(headers: typing.Mapping[str, str], name: str) -> list[str]:
-    lowered = name.lower()
-    return [key for key in headers if key.lower() == lowered]
+Headers = typing.MutableMapping[str, str]
 
 
-def get_header(headers: typing.Mapping[str, str], name: str) -> str | None:
-    keys = _keys(headers, name)
-    return headers[keys[-1]] if keys else None
+def get_header(headers: Headers, name: str) -> str | None:
+    return headers.get(name)
 
 
-def set_header(headers: dict[str, str], name: str, value: str) -> None:
-    for key in _keys(headers, name):
-        del headers[key]
+def set_header(headers: Headers, name: str, value: str) -> None:
     headers[name] = value
 
 
-def pop_header(headers: dict[str, str], name: str) -> str | None:
-    value = None
-    for key in _keys(headers, name):
-        value = headers.pop(key)
-    return value
+def pop_header(headers: Headers, name: str) -> str | None:
+    return headers.pop(name, None)
 
 
-def add_vary(headers: dict[str, str], field: str) -> None:
+def add_vary(headers: Headers, field: str) -> None:
     """Add `field` to Vary, keeping what is there (RFC 9110 12.5.5); "*" already covers it."""
-    if not headers:  # the usual response: no field to merge with, in any spelling
-        headers["Vary"] = field
-        return
-    current = get_header(headers, "Vary")
+    current = headers.get("vary")
     if not current:
-        set_header(headers, "Vary", field)
+        headers["Vary"] = field
         return
     present = {item.strip().lower() for item in current.split(",")}
     if field.lower() not in present and "*" not in present:
-        set_header(headers, "Vary", f"{current}, {field}")
+        headers["Vary"] = f"{current}, {field}"
