@@ -5,6 +5,14 @@ MimeTypeError 415. The server raises FileSizeError when an upload goes over the 
 limit (`max_file_size`); a handler raises either for its own rules."""
 from __future__ import annotations
 
-from .forms import FileSizeError, MimeTypeError
+import typing
 
-__all__ = ["FileSizeError", "MimeTypeError"]
+from .forms import FileSizeError, FormError, MimeTypeError
+
+__all__ = ["FileSizeError", "MimeTypeError", "format_upload_error"]
+
+
+def format_upload_error(error: FormError) -> dict[str, typing.Any]:
+    """A JSON-ready description of an upload error, for a handler that answers it itself:
+    `JSONResponse(format_upload_error(exc), status_code=exc.status_code)`."""
+    return {"error": {"type": type(error).__name__, "message": str(error), "status_code": error.status_code}}

@@ -62,7 +62,10 @@ def test_mime_type_error_uncaught_is_a_415_and_caught_is_the_handlers(client):
     refused = client.post("/images", files={"image": ("a.gif", b"GIF89a", "image/gif")})
     assert refused.status_code == 415
     assert "image/png" in refused.text
-    assert client.post("/checked").json() == {"caught": "too big for this handler"}
+    caught = client.post("/checked")
+    assert caught.status_code == 413
+    assert caught.json() == {"error": {"type": "FileSizeError", "message": "too big for this handler",
+                                       "status_code": 413}}
 
 
 def test_the_servers_file_size_limit_raises_file_size_error(client):

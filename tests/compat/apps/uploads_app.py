@@ -1,6 +1,6 @@
 """Uploads as Catzilla 0.2.3's docs read them: `request.files` and catzilla.exceptions."""
 from catzilla import Catzilla, File, JSONResponse, UploadFile
-from catzilla.exceptions import FileSizeError, MimeTypeError
+from catzilla.exceptions import FileSizeError, MimeTypeError, format_upload_error
 
 app = Catzilla()
 
@@ -40,7 +40,7 @@ def checked(request):
     try:
         raise FileSizeError("too big for this handler")
     except FileSizeError as exc:
-        return JSONResponse({"caught": str(exc)}, status_code=413)
+        return JSONResponse(format_upload_error(exc), status_code=exc.status_code)
 
 
 @app.post("/declared")
