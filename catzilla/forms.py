@@ -23,7 +23,7 @@ from .errors import HTTPException
 # python-multipart logs each malformed body as a warning; the server logs its refusal once.
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
-__all__ = ["FormError", "FormTooLarge", "FormData", "FormLimits", "MultipartReceiver", "parse_form",
+__all__ = ["FormError", "FormTooLarge", "FileSizeError", "MimeTypeError", "FormData", "FormLimits", "MultipartReceiver", "parse_form",
            "multipart_boundary"]
 
 
@@ -43,6 +43,18 @@ class FormTooLarge(FormError):
     """The form goes over one of the server's limits (a 413)."""
 
     status = 413
+
+
+class FileSizeError(FormTooLarge):
+    """An uploaded file is larger than allowed (Catzilla 0.2.3's name, in catzilla.exceptions):
+    what the server raises over `max_file_size`; a handler may raise it too (a 413)."""
+
+
+class MimeTypeError(FormError):
+    """An uploaded file's type is not one the handler takes (Catzilla 0.2.3's name, in
+    catzilla.exceptions): raised by a handler, answered 415 unless it catches it."""
+
+    status = 415
 
 
 class FormLimits(typing.NamedTuple):
@@ -76,6 +88,24 @@ class FormData(MultiDict, Ready):
             for upload in uploads:
                 upload.file.close()
         return DONE
+
+
+def upload_dicts(form: FormData) -> dict[str, dict[str, typing.Any]]:
+    """Catzilla 0.2.3's `request.files`: field name -> a dict describing its upload (the last
+    one when a field repeats, as there). The bytes are read into `content`, so they cost
+    memory up to the file size limit; `file` is the UploadFile, to read it in pieces instead."""
+    described = {}
+    for name, uploads in form.files.items():
+        upload = uploads[-1]
+        upload.file.seek(0)
+        content = upload.file.read()
+        upload.file.seek(0)
+        described[name] = {
+            "field_name": name, "filename": upload.filename, "content_type": upload.content_type,
+            "size": upload.size, "content": content, "is_streamed": False, "temp_path": None,
+            "file": upload,
+        }
+    return described
 
 
 def multipart_boundary(content_type: str | None) -> bytes | None:
@@ -225,7 +255,7 @@ class MultipartReceiver:
         if upload is not None:
             size = upload.size + end - start  # type: ignore[operator]
             if size > self.limits.max_file_size:
-                raise FormTooLarge(f"uploaded file {upload.filename!r} is larger than "
+                raise FileSizeError(f"uploaded file {upload.filename!r} is larger than "
                                    f"{self.limits.max_file_size} bytes")
             upload.file.write(data[start:end])
             upload.size = size

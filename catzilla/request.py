@@ -18,7 +18,7 @@ import orjson
 from ._native import parse_cookies
 from .datastructures import URL, Address, Headers, QueryParams, ReadyBytes, State, ready
 from .errors import HTTPException
-from .forms import FormData, FormLimits, MultipartReceiver, multipart_boundary, parse_form
+from .forms import FormData, FormLimits, MultipartReceiver, multipart_boundary, parse_form, upload_dicts
 
 __all__ = ["Request", "Body", "BodyStream", "ClientDisconnect", "InvalidJSON"]
 
@@ -426,6 +426,19 @@ class Request:
                 return self._read_form(stream)  # type: ignore[return-value]
             form = self._form = parse_form(self.headers.get("content-type"), self._body)
         return form
+
+    @property
+    def files(self) -> dict[str, dict[str, typing.Any]]:
+        """Catzilla 0.2.3's uploads: field name -> {"filename", "content_type", "size",
+        "content" (the bytes), ...}; {} when the body has none. `form()` is Starlette's way.
+        On a streaming route, `await request.form()` first (the body is not read here)."""
+        form = self._form
+        if form is None:
+            form = self.form()
+            if not isinstance(form, FormData):  # the coroutine of a streaming route
+                form.close()  # type: ignore[attr-defined]
+                raise RuntimeError("on a streaming route, await request.form() before request.files")
+        return upload_dicts(form)
 
     async def _read_form(self, stream: BodyStream) -> FormData:
         """`await request.form()` on a streaming route: a multipart body goes through the

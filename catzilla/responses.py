@@ -105,6 +105,9 @@ class Response:
 
     media_type: str | None = None
     charset = "utf-8"
+    # Catzilla 0.2.3's `content_type=` names the header's whole value: sent as given, where
+    # Starlette's `media_type=` gets a charset added to text/* (see `content_type`).
+    exact_type = False
     streaming = False
     sends_file = False  # the worker sends a file with sendfile(2) (see FileResponse)
 
@@ -119,8 +122,12 @@ class Response:
         body: typing.Any = None,
     ) -> None:
         self.status_code = status_code
-        if media_type is not None or content_type is not None:
-            self.media_type = media_type if media_type is not None else content_type
+        if media_type is not None:
+            self.media_type = media_type
+            self.exact_type = False
+        elif content_type is not None:
+            self.media_type = content_type
+            self.exact_type = True
         self.body = self.render(body if content is None else content)
         self.raw_headers: RawHeaders = raw_pairs(headers) if headers else []
 
@@ -151,15 +158,18 @@ class Response:
 
     @property
     def content_type(self) -> str | None:
-        """The Content-Type sent: the media type, with a charset for text/* (Starlette's)."""
+        """The Content-Type sent: the media type, with a charset for text/* (Starlette's), or
+        exactly what Catzilla 0.2.3's `content_type=` gave."""
         media_type = self.media_type
-        if media_type is not None and media_type.startswith("text/") and "charset=" not in media_type:
+        if (media_type is not None and not self.exact_type and media_type.startswith("text/")
+                and "charset=" not in media_type):
             return f"{media_type}; charset={self.charset}"
         return media_type
 
     @content_type.setter
     def content_type(self, value: str | None) -> None:
         self.media_type = value
+        self.exact_type = True
 
     def set_cookie(
         self,
@@ -241,8 +251,12 @@ class JSONResponse(Response):
     ) -> None:
         # Response.__init__ spelled out: this constructor runs once per JSON request.
         self.status_code = status_code
-        if media_type is not None or content_type is not None:
-            self.media_type = media_type if media_type is not None else content_type
+        if media_type is not None:
+            self.media_type = media_type
+            self.exact_type = False
+        elif content_type is not None:
+            self.media_type = content_type
+            self.exact_type = True
         if body is not None and content is None:
             content = body
         if self._own_render:
@@ -295,7 +309,9 @@ class StreamingResponse(Response):
     """
 
     streaming = True
-    media_type = "text/plain"  # a stream that names none is text (Catzilla's documented default)
+    # A stream that names no type is text/plain, sent as is (Catzilla 0.2.3's documented default).
+    media_type = "text/plain"
+    exact_type = True
 
     def __init__(
         self,

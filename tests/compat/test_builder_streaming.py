@@ -45,3 +45,16 @@ def test_builder_cookies_are_two_set_cookie_fields(client):
     cookies = r.headers.get_list("set-cookie")
     assert len(cookies) == 2 and cookies[0].startswith("session=abc") and "HttpOnly" in cookies[0]
     assert r.cookies["theme"] == "dark" and r.json() == {"ok": True}
+
+
+def test_content_type_keyword_is_sent_exactly_and_media_type_gets_a_charset(client):
+    def sent(path):
+        r = client.get(path)
+        assert r.status_code == 200
+        return r.headers["content-type"]
+    assert sent("/typed/content-type") == "text/csv"  # 0.2.3's keyword: the whole value
+    assert sent("/typed/media-type") == "text/csv; charset=utf-8"  # Starlette's rule
+    assert sent("/typed/default") == "text/plain"  # 0.2.3's default for a stream
+    assert sent("/typed/response") == "text/plain; format=flowed"
+    assert sent("/typed/assigned") == "text/html"
+    assert client.get("/typed/content-type").text == "a,b\n1,2\n"

@@ -2,7 +2,7 @@
 import csv
 import time
 
-from catzilla import Catzilla, StreamingResponse, StreamingWriter, response
+from catzilla import Catzilla, Response, StreamingResponse, StreamingWriter, response
 
 app = Catzilla()
 
@@ -55,3 +55,35 @@ def late_write(request):
 @app.get("/login")
 def login(request):
     return response.set_cookie("session", "abc", httponly=True).set_cookie("theme", "dark").json({"ok": True})
+
+
+def _rows():
+    yield "a,b\n"
+    yield "1,2\n"
+
+
+@app.get("/typed/content-type")
+def typed_content_type(request):
+    return StreamingResponse(_rows(), content_type="text/csv")  # 0.2.3: sent as given
+
+
+@app.get("/typed/media-type")
+def typed_media_type(request):
+    return StreamingResponse(_rows(), media_type="text/csv")  # Starlette: charset added
+
+
+@app.get("/typed/default")
+def typed_default(request):
+    return StreamingResponse(_rows())
+
+
+@app.get("/typed/response")
+def typed_response(request):
+    return Response("x", content_type="text/plain; format=flowed")
+
+
+@app.get("/typed/assigned")
+def typed_assigned(request):
+    out = Response("<p>x</p>")
+    out.content_type = "text/html"
+    return out
