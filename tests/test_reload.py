@@ -92,9 +92,16 @@ def test_several_workers_reload_and_a_broken_edit_keeps_the_old_code_serving(pro
         assert httpx.get(server.url + "/version").json()["version"] == 1  # still serving
         edit(project[2], 3)
         wait_for(lambda: httpx.get(server.url + "/version").json()["version"] == 3, 20, message="version 3")
-        pids = {httpx.get(server.url + "/version", headers={"connection": "close"}).json()["pid"]
-                for _ in range(30)}
-    assert first["pid"] not in pids and len(pids) == 2  # both workers are new ones
+        # A new worker answering is not the reload's end: the old ones serve until the new
+        # generation is ready, then drain.
+        wait_for(lambda: "reload complete" in server.logs(), 20, message="the reload to complete")
+
+        def both_new() -> set[int] | None:
+            pids = {httpx.get(server.url + "/version", headers={"connection": "close"}).json()["pid"]
+                    for _ in range(30)}
+            return pids if first["pid"] not in pids and len(pids) == 2 else None
+
+        wait_for(both_new, 20, message="both workers replaced")
 
 
 def test_include_and_exclude_patterns(project):
