@@ -5,9 +5,11 @@ What is the same as under our own server: the routes and how one is chosen, para
 binding, the compiled middleware and hooks, exception handlers, lifespan and startup hooks,
 and the hybrid executor: `def` handlers (and a chain's `def` hooks) run in the worker's own
 thread pool, `async def` ones on the event loop. What the ASGI server owns: the
-connection, HTTP parsing, keep-alive and its timeouts, the access log. Not applied here:
---request-timeout (a route's own `timeout=` is), the stats block and the probes, which
-belong to our server.
+connection, HTTP parsing, keep-alive and its timeouts, the access log. The settings come
+from CATZILLA_* variables (there is no command line of ours): CATZILLA_THREADS,
+CATZILLA_MAX_BODY_SIZE, CATZILLA_REQUEST_TIMEOUT (a route's own `timeout=` overrides it;
+answered 504 as under our server), ... Not applied here: the stats block and the probes,
+which belong to our server.
 
 Where it sits: a server front-end, the ASGI counterpart of catzilla.worker.protocol, so it
 sits with the worker (it runs jobs in catzilla.worker.pool) and the framework never
@@ -71,6 +73,7 @@ class ASGIAdapter:
         self.pool: ThreadPool | None = None
         self.runner: BackgroundRunner | None = None
         self.max_body_size = 0
+        self.request_timeout = 0.0  # for routes without a timeout of their own; 0: none
 
     async def __call__(self, scope: typing.MutableMapping[str, typing.Any],
                        receive: typing.Callable[[], typing.Awaitable[typing.Any]],
@@ -97,6 +100,7 @@ class ASGIAdapter:
         self.pool = ThreadPool(loop, config.threads, max_queue=max_queue, queue_timeout=config.queue_timeout)
         self.runner = BackgroundRunner(loop, self.pool)
         self.max_body_size = config.max_body_size
+        self.request_timeout = config.request_timeout
         self.app.prepare(self.run_in_pool)
         if Request.app is None:  # the outermost app (not one mounted in another Catzilla app)
             Request.app = self.app
@@ -129,12 +133,16 @@ class ASGIAdapter:
 
     def run_in_pool(self, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> asyncio.Future[typing.Any]:
         """`fn(*args)` in the pool, admitted as under our server (--max-queue,
-        --queue-timeout: 503)."""
+        --queue-timeout: 503); a caller that stops waiting (its timeout) abandons the
+        thread to the job, which the pool makes up for until the job returns."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        pool = self.pool
+        assert pool is not None
 
         def done(result: typing.Any, error: BaseException | None) -> None:
             if future.cancelled():
+                pool.reclaim()
                 return
             if type(error) is QueueTimeout:
                 future.set_exception(HTTPException(503, "Service Unavailable", _RETRY))
@@ -143,8 +151,9 @@ class ASGIAdapter:
             else:
                 future.set_result(result)
 
-        if not self.pool.admit(done, fn, *args):  # type: ignore[union-attr]
+        if not pool.admit(done, fn, *args):
             raise HTTPException(503, "Service Unavailable", _RETRY)
+        future.add_done_callback(lambda future: future.cancelled() and pool.abandon())
         return future
 
     async def _http(self, scope: typing.MutableMapping[str, typing.Any],
@@ -214,13 +223,16 @@ class ASGIAdapter:
             request.path_params = params
         current_request.set(request)
         call = route.pipeline.run(request) if route.pipeline is not None else self._call(route, request)
+        limit = self.request_timeout if route.timeout is None else route.timeout
         try:
-            if route.timeout:
-                return await asyncio.wait_for(call, route.timeout)
+            if limit:
+                return await asyncio.wait_for(call, limit)
             return await call
         except asyncio.TimeoutError:
+            # As our server's executor answers it (catzilla.worker.executor): the Task is
+            # cancelled; a pool job goes on in its thread, abandoned (run_in_pool's callback).
             logger.warning("request timed out: the handler for %s %s ran for over %g s; answered 504",
-                           route.method, route.path, route.timeout)
+                           route.method, route.path, limit)
             return error_response(504, "Gateway Timeout")
         except (Exception, SystemExit) as exc:
             return self._failure(route, exc)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import httpx
 import pytest
@@ -19,9 +20,10 @@ pytest.importorskip("starlette")
 
 
 @contextlib.contextmanager
-def uvicorn_server(target: str):
+def uvicorn_server(target: str, **environ: str):
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(APPS), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(APPS), os.environ.get("PYTHONPATH", "")]),
+               **environ)
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", target, "--port", str(port), "--log-level", "info",
                              "--lifespan", "on"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -71,6 +73,27 @@ def test_a_crash_is_a_500_and_logged_under_uvicorn(under_uvicorn):
     assert client.get("/crash").status_code == 500
     log.seek(0)
     assert "RuntimeError: boom" in log.read().decode(errors="replace")
+
+
+def test_the_request_timeout_applies_under_uvicorn():
+    """CATZILLA_REQUEST_TIMEOUT reaches the bridge: async and def handlers past it are
+    answered 504 as our server answers them, and a route's own timeout= overrides it."""
+    with uvicorn_server("asgi_app:app", CATZILLA_REQUEST_TIMEOUT="1") as (url, log):
+        with httpx.Client(base_url=url, timeout=10) as client:
+            for path in ("/slow", "/slow/sync"):
+                started = time.monotonic()
+                response = client.get(path)
+                assert response.status_code == 504, path
+                assert response.json() == {"detail": "Gateway Timeout"}
+                assert 0.9 <= time.monotonic() - started < 4, path
+            assert client.get("/slow", params={"s": "0.1"}).text == "finished"  # within it
+            own = client.get("/slow/own", params={"s": "1.5"})  # timeout=0: no limit for it
+            assert own.status_code == 200 and own.text == "finished"
+            assert client.get("/json").status_code == 200  # the abandoned thread did not block the rest
+            log.seek(0)
+            text = log.read().decode(errors="replace")
+            assert "request timed out: the handler for GET /slow ran for over 1 s; answered 504" in text
+            assert "request timed out: the handler for GET /slow/sync ran for over 1 s; answered 504" in text
 
 
 def test_background_tasks_under_uvicorn(under_uvicorn):

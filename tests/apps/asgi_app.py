@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -105,6 +106,25 @@ def later(request):
 @app.get("/later/seen")
 async def later_seen(request):
     return {"later": LATER}
+
+
+# For the request timeout (CATZILLA_REQUEST_TIMEOUT under uvicorn): handlers that take too long.
+@app.get("/slow")
+async def slow(request):
+    await asyncio.sleep(float(request.query_params.get("s", "5")))
+    return "finished"
+
+
+@app.get("/slow/sync")
+def slow_sync(request):
+    time.sleep(float(request.query_params.get("s", "5")))
+    return "finished"
+
+
+@app.get("/slow/own", timeout=0)  # a route's own timeout= wins (0: none)
+async def slow_own(request):
+    await asyncio.sleep(float(request.query_params.get("s", "2")))
+    return "finished"
 
 
 async def sub_home(request):
