@@ -93,6 +93,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.close_sent_at = 0.0
         self.task: asyncio.Task[None] | None = None
         self.denial: tuple[int, list[tuple[bytes, bytes]]] | None = None  # an HTTP refusal's head
+        self.refusal: tuple[int, str] | None = None  # the code and reason of a close before accept
 
     # -- the takeover ----------------------------------------------------------------------
 
@@ -191,6 +192,7 @@ class WebSocketConnection(asyncio.Protocol):
             code = message.get("code", 1000)
             reason = message.get("reason") or ""
             if not self.accepted:
+                self.refusal = (code, reason)  # a 403 on the wire; the TestClient reports the code
                 self._respond(ws.reject(403, "Forbidden\n"))
             elif ws.state is OPEN:
                 ws.send_close(code, reason)

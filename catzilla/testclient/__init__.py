@@ -10,6 +10,9 @@ client's own (a thread) for `TestClient`, or the test's running loop for `AsyncT
 With `raise_server_exceptions=True` (the default, as Starlette's), an exception the
 server would log as unhandled (and answer 500) is raised in the test instead.
 
+`client.websocket_connect(path)` is Starlette's too (catzilla.testclient.websocket), over
+the real WebSocket connection. The in-memory transports are in catzilla.testclient.memory.
+
 Layer: this drives the worker, so it sits beside catzilla.serve, above the worker; the
 framework never imports it.
 """
@@ -18,132 +21,32 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import logging
 import threading
 import typing
 
-import httptools
 import httpx
 
-from . import stats_report
-from .config import Config
-from .request import Request
-from .worker.protocol import HttpProtocol
-from .worker.server import Worker
+from .. import stats_report
+from ..config import Config
+from ..request import Request
+from ..worker.protocol import HttpProtocol
+from ..worker.server import Worker
+from .memory import MemoryTransport, catch, encode_request, errors_caught
+from .websocket import AsyncWebSocketTestSession, WebSocketDenialResponse, WebSocketTestSession
 
 if typing.TYPE_CHECKING:
-    from .app import Catzilla
+    from ..app import Catzilla
 
-__all__ = ["TestClient", "AsyncTestClient", "CatzillaTransport", "AsyncCatzillaTransport"]
+__all__ = ["TestClient", "AsyncTestClient", "CatzillaTransport", "AsyncCatzillaTransport",
+           "WebSocketTestSession", "AsyncWebSocketTestSession", "WebSocketDenialResponse"]
 
 # Seconds a sync client waits for one response before failing the test (a handler that
 # never answers must not hang the test run).
 DEFAULT_TIMEOUT = 30.0
 
-# The exceptions logged as unhandled while one request is handled (see _ErrorCatcher).
-_caught: contextvars.ContextVar[list[BaseException] | None] = contextvars.ContextVar("catzilla_test_errors",
-                                                                                    default=None)
-
-
-class _ErrorCatcher(logging.Handler):
-    """Takes the exception off every error record the server logs with a traceback (a
-    handler's unhandled exception, a failed exception handler, a broken stream) while a
-    test request is handled: the request's context carries the list to put it in, into
-    the pool thread or Task that runs its handler."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        caught = _caught.get()
-        if caught is not None and record.exc_info and isinstance(record.exc_info[1], Exception):
-            caught.append(record.exc_info[1])
-
-
-_catcher = _ErrorCatcher()
-_catching = 0  # clients started and not stopped: the catcher stays while any is
-
-
-def _catch(more: int) -> None:
-    global _catching
-    _catching += more
-    logger = logging.getLogger("catzilla")
-    if _catching and _catcher not in logger.handlers:
-        logger.addHandler(_catcher)
-    elif not _catching:
-        logger.removeHandler(_catcher)
-
 
 def _no_tick() -> None:
     """A stopped client's worker: its clock stops at the next tick."""
-
-
-class _MemoryTransport(asyncio.Transport):
-    """What HttpProtocol writes, parsed as a response as it arrives."""
-
-    def __init__(self, client: tuple[str, int], head_only: bool) -> None:
-        super().__init__()
-        self.client = client
-        self.head_only = head_only
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.closed = False
-        self.parser = httptools.HttpResponseParser(self)
-
-    # the response parser's callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        if self.head_only and self.status >= 200:
-            self._finish()
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.status < 200:  # an interim response (100 Continue): the final one follows
-            self.headers.clear()
-            return
-        self._finish()
-
-    def _finish(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-    # asyncio.Transport
-    def write(self, data: bytes) -> None:  # type: ignore[override]
-        if not self.done.done():
-            self.parser.feed_data(bytes(data))
-
-    def get_extra_info(self, name: str, default: typing.Any = None) -> typing.Any:
-        return self.client if name == "peername" else default
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-        if not self.done.done():  # closed before a whole response (a body cut short)
-            self.done.set_exception(httpx.RemoteProtocolError("the server closed the connection mid-response"))
-
-    def abort(self) -> None:
-        self.close()
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 class _Server:
@@ -167,7 +70,7 @@ class _Server:
         worker._tick()  # the Date header, and the tick that checks timeouts
         self.worker = worker
         Request.app = self.app
-        _catch(+1)
+        catch(+1)
         if lifespan:
             await self.app.startup()
             worker.access.decide()
@@ -187,19 +90,19 @@ class _Server:
             worker._tick = _no_tick  # type: ignore[method-assign]  # the tick reschedules itself
             worker.pool.shutdown(wait=False)
             stats_report.install(None)
-            _catch(-1)
+            catch(-1)
 
     async def exchange(self, request: httpx.Request) -> httpx.Response:
         worker = self.worker
         assert worker is not None
-        transport = _MemoryTransport(self.client, request.method == "HEAD")
+        transport = MemoryTransport(self.client, request.method == "HEAD")
         protocol = HttpProtocol(worker)
         protocol.connection_made(transport)
         caught: list[BaseException] = []
         context = contextvars.copy_context()
-        context.run(_caught.set, caught)
+        context.run(errors_caught.set, caught)
         try:
-            context.run(protocol.data_received, _encode(request))
+            context.run(protocol.data_received, encode_request(request))
             try:
                 await asyncio.wait_for(transport.done, self.timeout)
             except asyncio.TimeoutError:
@@ -212,20 +115,6 @@ class _Server:
             raise caught[0]
         return httpx.Response(transport.status, headers=transport.headers, content=b"".join(transport.body),
                               request=request)
-
-
-def _encode(request: httpx.Request) -> bytes:
-    """`request` as HTTP/1.1 bytes, its body whole with a Content-Length."""
-    body = request.read()
-    target = request.url.raw_path or b"/"
-    lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), target)]
-    for name, value in request.headers.raw:
-        if name.lower() not in (b"content-length", b"transfer-encoding"):
-            lines.append(b"%s: %s\r\n" % (name, value))
-    if body or request.method in ("POST", "PUT", "PATCH"):
-        lines.append(b"content-length: %d\r\n" % len(body))
-    lines.append(b"\r\n")
-    return b"".join(lines) + body
 
 
 def _config(config: Config | None) -> Config:
@@ -334,6 +223,13 @@ class TestClient(httpx.Client):
     def __exit__(self, *args: typing.Any) -> None:
         super().__exit__(*args)  # closes the transport: shutdown hooks, then the loop
 
+    def websocket_connect(self, url: str, subprotocols: typing.Sequence[str] | None = None,
+                          **kwargs: typing.Any) -> WebSocketTestSession:
+        """Starlette's: a session to use in `with`; `kwargs` as for a request (headers=,
+        params=, cookies=)."""
+        return WebSocketTestSession(self.app_transport, self.build_request("GET", url, **kwargs),
+                                    subprotocols or ())
+
 
 class AsyncTestClient(httpx.AsyncClient):
     """TestClient for `async def` tests, on the test's own loop:
@@ -362,3 +258,9 @@ class AsyncTestClient(httpx.AsyncClient):
                 await self.app_transport.aclose()
                 raise
         return self
+
+    def websocket_connect(self, url: str, subprotocols: typing.Sequence[str] | None = None,
+                          **kwargs: typing.Any) -> AsyncWebSocketTestSession:
+        """As TestClient's, for `async with`."""
+        return AsyncWebSocketTestSession(self.app_transport, self.build_request("GET", url, **kwargs),
+                                         subprotocols or ())
