@@ -31,7 +31,8 @@ import typing
 from ._native import STATS_BUCKETS, STATS_HEADER_BYTES, StatsBlock, WorkerSlot
 
 __all__ = ["StatsBoard", "RouteTotals", "percentile", "BUCKETS", "WorkerSlot", "board_path", "UNMATCHED_KEY",
-           "KIND_SYNC", "KIND_ASYNC", "KIND_CPU_LANE", "ROLE_WORKER", "ROLE_LANE", "worker_slots", "lane_slots"]
+           "KIND_SYNC", "KIND_ASYNC", "KIND_CPU_LANE", "ROLE_WORKER", "ROLE_LANE", "worker_slots", "lane_slots",
+           "websocket_totals"]
 
 BUCKETS = STATS_BUCKETS
 # The stats row, after the app's routes, of requests no route answered (404, 405, health,
@@ -291,7 +292,8 @@ class StatsBoard:
 def empty_snapshot() -> dict[str, typing.Any]:
     """What a snapshot says when there is nothing to read."""
     return {"slots": [], "retired_routes": [], "retired": {
-        "requests": 0, "errors": 0, "bytes_in": 0, "bytes_out": 0}}
+        "requests": 0, "errors": 0, "bytes_in": 0, "bytes_out": 0,
+        "ws_accepted": 0, "ws_messages_in": 0, "ws_messages_out": 0}}
 
 
 class RouteTotals:
@@ -342,6 +344,17 @@ def worker_slots(snapshot: dict[str, typing.Any]) -> list[dict[str, typing.Any]]
 
 def lane_slots(snapshot: dict[str, typing.Any]) -> list[dict[str, typing.Any]]:
     return [slot for slot in snapshot["slots"] if slot.get("role", ROLE_WORKER) == ROLE_LANE]
+
+
+def websocket_totals(snapshot: dict[str, typing.Any]) -> dict[str, int]:
+    """WebSocket connections open now (live workers), and accepted and messages received and
+    sent since the start (gone workers' too)."""
+    slots = worker_slots(snapshot)
+    retired = snapshot["retired"]
+    totals = {"open": sum(s["ws_open"] for s in slots)}
+    for name in ("accepted", "messages_in", "messages_out"):
+        totals[name] = retired[f"ws_{name}"] + sum(s[f"ws_{name}"] for s in slots)
+    return totals
 
 
 def merge_routes(snapshot: dict[str, typing.Any]) -> dict[str, RouteTotals]:

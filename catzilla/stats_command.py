@@ -31,10 +31,13 @@ def render(snapshot: dict[str, typing.Any], previous: dict[str, typing.Any] | No
     pool = stats["thread_pool"]
     lag_ms = max((s["loop_lag_us"] / 1000 for s in worker_slots(snapshot)), default=0.0)
     lane = stats["cpu_lane"]
+    sockets = stats["websockets"]
     lines = [
         f"workers {stats['workers']}   requests {stats['requests']}   {rate:,.1f} req/s   "
         f"pool {pool['busy']}/{pool['size']} busy, {pool['queued']} queued   loop lag {lag_ms:.1f} ms"
-        + (f"   cpu lane {lane['busy']}/{lane['processes']} busy" if lane["processes"] else ""),
+        + (f"   cpu lane {lane['busy']}/{lane['processes']} busy" if lane["processes"] else "")
+        + (f"   websockets {sockets['open']} open, {sockets['accepted']} accepted, "
+           f"{sockets['messages_in']} msg in, {sockets['messages_out']} msg out" if sockets["accepted"] else ""),
         "   ".join(f"{kind}: {v['requests']} req, {v['errors']} err, {v['in_flight']} in flight"
                    for kind, v in stats["by_kind"].items()),
         "",

@@ -10,7 +10,7 @@ import time
 import typing
 
 from .stats import (BUCKETS, StatsBoard, bucket_upper_ms, empty_snapshot, lane_slots, merge_routes, percentile,
-                    worker_slots)
+                    websocket_totals, worker_slots)
 
 __all__ = ["get_handler_stats", "get_performance_metrics", "StatsReader"]
 
@@ -109,6 +109,9 @@ def handler_stats(snapshot: dict[str, typing.Any]) -> dict[str, typing.Any]:
         },
         # Processes running `cpu_bound` handlers (see catzilla/worker/cpu_lane.py): the jobs
         # they ran (each is also one of the requests above) and those running now.
+        # WebSocket connections: open now, accepted since the start (the gone workers' too),
+        # and the messages received from and sent to clients.
+        "websockets": websocket_totals(snapshot),
         "cpu_lane": {
             "processes": len(lanes),
             "busy": sum(s["in_flight"] for s in lanes),

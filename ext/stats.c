@@ -17,6 +17,10 @@
  *   route   = name (KEY_BYTES) | kind | requests | errors | in_flight | blocked | duration_us
  *             | histogram | cpu_calls | cpu_us | wall_us | cpu_histogram
  *
+ * WebSockets are counted per slot, not per route (a connection is not a request): open now,
+ * accepted since start, messages received and sent; a gone worker's counts but the open
+ * ones fold into the header's retired totals.
+ *
  * The CPU counters of a sync route are written by whichever thread ran the handler (a
  * pool thread, or the loop with a CPU lane's answer): they are added with atomic
  * read-modify-write instructions, so they stay exact with any number of writers and no GIL.
@@ -30,7 +34,7 @@
 #include <string.h>
 #include <time.h>
 
-#define STATS_MAGIC 0x5354415453435a32ULL /* "CZSTATS2" */
+#define STATS_MAGIC 0x5354415453435a33ULL /* "CZSTATS3": version 3 counts WebSockets */
 #define KEY_BYTES 96                       /* "METHOD /path" beyond this is cut */
 #define BUCKETS 32                         /* log2(µs): 1 µs .. over an hour */
 
@@ -39,7 +43,8 @@ typedef uint64_t word;
 typedef struct {
     word magic, nslots, nroutes, nretired, sequence;
     word retired_requests, retired_errors, retired_bytes_in, retired_bytes_out;
-    word reserved[7];
+    word retired_ws_accepted, retired_ws_messages_in, retired_ws_messages_out;
+    word reserved[4];
 } BlockHeader;
 
 typedef struct {
@@ -57,6 +62,7 @@ typedef struct {
     word requests, errors, in_flight, bytes_in, bytes_out;
     word pool_size, pool_busy, pool_queued, loop_lag_us, loop_lag_max_us;
     word role; /* ROLE_WORKER or ROLE_LANE */
+    word ws_open, ws_accepted, ws_messages_in, ws_messages_out; /* WebSockets, from the loop */
     word reserved[1];
 } SlotHeader;
 
@@ -433,6 +439,35 @@ WorkerSlot_cpu(WorkerSlot *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* websocket(opened, received, sent): a WebSocket accepted (opened 1) or ended (-1), and
+ * messages received from and sent to clients; from the event loop, as begin() and end(). */
+static PyObject *
+WorkerSlot_websocket(WorkerSlot *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "websocket(opened, received, sent)");
+        return NULL;
+    }
+    long opened = PyLong_AsLong(args[0]);
+    long long received = PyLong_AsLongLong(args[1]);
+    long long sent = PyLong_AsLongLong(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    SlotHeader *slot = self->slot;
+    if (opened > 0) {
+        bump(&slot->ws_open, 1);
+        bump(&slot->ws_accepted, 1);
+    }
+    else if (opened < 0 && load(&slot->ws_open) > 0) {
+        bump(&slot->ws_open, (word)-1);
+    }
+    if (received > 0)
+        bump(&slot->ws_messages_in, (word)received);
+    if (sent > 0)
+        bump(&slot->ws_messages_out, (word)sent);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 WorkerSlot_blocked(WorkerSlot *self, PyObject *arg)
 {
@@ -481,6 +516,8 @@ static PyMethodDef WorkerSlot_methods[] = {
      "end(route_index, start, status, bytes_in, bytes_out): count an answered request."},
     {"cpu", (PyCFunction)(void (*)(void))WorkerSlot_cpu, METH_FASTCALL,
      "cpu(route_index, cpu_seconds, wall_seconds): one handler call's CPU and wall time (any thread)."},
+    {"websocket", (PyCFunction)(void (*)(void))WorkerSlot_websocket, METH_FASTCALL,
+     "websocket(opened, received, sent): a WebSocket accepted (1) or ended (-1), messages in and out."},
     {"blocked", (PyCFunction)WorkerSlot_blocked, METH_O,
      "blocked(route_index): the route's handler blocked the event loop once more."},
     {"gauges", (PyCFunction)WorkerSlot_gauges, METH_VARARGS,
@@ -548,6 +585,9 @@ StatsBlock_retire(StatsBlock *self, PyObject *arg)
         bump(&header->retired_errors, load(&slot->errors));
         bump(&header->retired_bytes_in, load(&slot->bytes_in));
         bump(&header->retired_bytes_out, load(&slot->bytes_out));
+        bump(&header->retired_ws_accepted, load(&slot->ws_accepted));
+        bump(&header->retired_ws_messages_in, load(&slot->ws_messages_in));
+        bump(&header->retired_ws_messages_out, load(&slot->ws_messages_out));
     }
     RouteCounters *routes = slot_routes(slot);
     word nroutes = load(&slot->nroutes);
@@ -643,7 +683,7 @@ slot_dict(SlotHeader *slot, word index, word capacity)
         PyList_SET_ITEM(route_list, (Py_ssize_t)r, item);
     }
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsN}",
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsN}",
         "slot", (unsigned long long)index, "pid", (unsigned long long)load(&slot->pid),
         "role", (unsigned long long)load(&slot->role),
         "generation", (unsigned long long)load(&slot->generation),
@@ -657,6 +697,10 @@ slot_dict(SlotHeader *slot, word index, word capacity)
         "pool_queued", (unsigned long long)load(&slot->pool_queued),
         "loop_lag_us", (unsigned long long)load(&slot->loop_lag_us),
         "loop_lag_max_us", (unsigned long long)load(&slot->loop_lag_max_us),
+        "ws_open", (unsigned long long)load(&slot->ws_open),
+        "ws_accepted", (unsigned long long)load(&slot->ws_accepted),
+        "ws_messages_in", (unsigned long long)load(&slot->ws_messages_in),
+        "ws_messages_out", (unsigned long long)load(&slot->ws_messages_out),
         "routes", route_list);
 }
 
@@ -689,11 +733,14 @@ read_snapshot(StatsBlock *self)
         }
         Py_DECREF(item);
     }
-    result = Py_BuildValue("{sOsOs{sKsKsKsK}}", "slots", slots, "retired_routes", retired,
+    result = Py_BuildValue("{sOsOs{sKsKsKsKsKsKsK}}", "slots", slots, "retired_routes", retired,
                            "retired", "requests", (unsigned long long)load(&header->retired_requests),
                            "errors", (unsigned long long)load(&header->retired_errors),
                            "bytes_in", (unsigned long long)load(&header->retired_bytes_in),
-                           "bytes_out", (unsigned long long)load(&header->retired_bytes_out));
+                           "bytes_out", (unsigned long long)load(&header->retired_bytes_out),
+                           "ws_accepted", (unsigned long long)load(&header->retired_ws_accepted),
+                           "ws_messages_in", (unsigned long long)load(&header->retired_ws_messages_in),
+                           "ws_messages_out", (unsigned long long)load(&header->retired_ws_messages_out));
 cleanup:
     Py_XDECREF(slots);
     Py_XDECREF(retired);

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typing
 
-from ..stats import lane_slots, merge_routes, worker_slots
+from ..stats import lane_slots, merge_routes, websocket_totals, worker_slots
 
 __all__ = ["render_prometheus"]
 
@@ -94,6 +94,17 @@ def render_prometheus(snapshot: dict[str, typing.Any]) -> str:
     family("catzilla_event_loop_lag_seconds", "gauge", "Scheduling delay of each worker's loop.")
     for s in slots:
         lines.append(f'catzilla_event_loop_lag_seconds{{pid="{s["pid"]}"}} {s["loop_lag_us"] / 1e6}')
+    websockets = websocket_totals(snapshot)
+    for name, kind, value, help in (
+        ("catzilla_websockets_open", "gauge", websockets["open"], "WebSocket connections open now."),
+        ("catzilla_websocket_connections_total", "counter", websockets["accepted"], "WebSocket connections accepted."),
+        ("catzilla_websocket_messages_received_total", "counter", websockets["messages_in"],
+         "WebSocket messages received from clients."),
+        ("catzilla_websocket_messages_sent_total", "counter", websockets["messages_out"],
+         "WebSocket messages sent to clients."),
+    ):
+        family(name, kind, help)
+        lines.append(f"{name} {value}")
     family("catzilla_received_bytes_total", "counter", "Request bytes read.")
     lines.append(f"catzilla_received_bytes_total {retired['bytes_in'] + sum(s['bytes_in'] for s in slots)}")
     family("catzilla_sent_bytes_total", "counter", "Response bytes written.")

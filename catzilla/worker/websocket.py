@@ -68,6 +68,7 @@ class WebSocketConnection(asyncio.Protocol):
             max_size=config.ws_max_size, logger=_protocol_logger,
             extensions=[ServerPerMessageDeflateFactory()] if config.ws_per_message_deflate else None,
         )
+        self.stats = worker.stats_slot  # this worker's stats slot (None with --no-stats)
         self.max_queue = config.ws_max_queue
         self.ping_interval = config.ws_ping_interval
         self.ping_timeout = config.ws_ping_timeout
@@ -169,6 +170,8 @@ class WebSocketConnection(asyncio.Protocol):
                 ws.send_text(text.encode("utf-8"))
             else:
                 ws.send_binary(message["bytes"])
+            if self.stats is not None:
+                self.stats.websocket(0, 0, 1)
             self._flush()
             if self.writing_paused:
                 self.drained = self.loop.create_future()
@@ -213,6 +216,8 @@ class WebSocketConnection(asyncio.Protocol):
         _our_server_header(response)
         self.ws.send_response(response)
         self.accepted = True
+        if self.stats is not None:
+            self.stats.websocket(1, 0, 0)  # open until connection_lost
         self.handshake = None
         self._log(101)
         self._flush()
@@ -290,6 +295,8 @@ class WebSocketConnection(asyncio.Protocol):
                 self._deliver({"type": "websocket.receive", "bytes": b"".join(parts)})
 
     def _deliver(self, message: dict[str, typing.Any]) -> None:
+        if self.stats is not None:
+            self.stats.websocket(0, 1, 0)
         self.messages.append(message)
         self._wake()
 
@@ -328,6 +335,8 @@ class WebSocketConnection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.accepted and self.transport is not None and self.stats is not None:
+            self.stats.websocket(-1, 0, 0)
         self.transport = None
         self.worker.websockets.discard(self)
         self._closed(*self._close_code())
