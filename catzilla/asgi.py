@@ -74,6 +74,7 @@ class ASGIAdapter:
         self.runner: BackgroundRunner | None = None
         self.max_body_size = 0
         self.request_timeout = 0.0  # for routes without a timeout of their own; 0: none
+        self.root_path: str | None = None  # the server's (uvicorn --root-path), from the first scope
 
     async def __call__(self, scope: typing.MutableMapping[str, typing.Any],
                        receive: typing.Callable[[], typing.Awaitable[typing.Any]],
@@ -82,12 +83,16 @@ class ASGIAdapter:
         if kind == "http":
             if self.pool is None:  # a server that sends no lifespan events
                 self._start()
+            if self.root_path is None:
+                self._adopt_root_path(scope)
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
             if self.pool is None:
                 self._start()
+            if self.root_path is None:
+                self._adopt_root_path(scope)
             await self._websocket(scope, receive, send)
         else:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
@@ -105,6 +110,19 @@ class ASGIAdapter:
         if Request.app is None:  # the outermost app (not one mounted in another Catzilla app)
             Request.app = self.app
             self.runner.install()
+
+    def _adopt_root_path(self, scope: typing.Mapping[str, typing.Any]) -> None:
+        """The ASGI server's root path (uvicorn's --root-path; a lifespan scope has none, so
+        the first request's says it) is the app's, as --root-path is under our server:
+        `request.url`, the OpenAPI document's `servers` and the docs pages' schema URL
+        follow it. Catzilla(root_path=) wins (FastAPI's rule); a Catzilla app mounted in
+        another app keeps its mount's root path per request, in the scope."""
+        self.root_path = root_path = scope.get("root_path", "")
+        app = self.app
+        if root_path and not app.root_path and Request.app is app:
+            app.root_path = Request.root_path = root_path
+            app.openapi_schema = None  # made again, with the root path in `servers`
+            app.openapi()
 
     async def _lifespan(self, receive: typing.Callable[[], typing.Awaitable[typing.Any]],
                         send: typing.Callable[[typing.Any], typing.Awaitable[None]]) -> None:

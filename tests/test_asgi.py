@@ -20,13 +20,13 @@ pytest.importorskip("starlette")
 
 
 @contextlib.contextmanager
-def uvicorn_server(target: str, **environ: str):
+def uvicorn_server(target: str, *args: str, **environ: str):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(APPS), os.environ.get("PYTHONPATH", "")]),
                **environ)
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", target, "--port", str(port), "--log-level", "info",
-                             "--lifespan", "on"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--lifespan", "on", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         if not wait_listening("127.0.0.1", port, proc, 20):
             log.seek(0)
@@ -94,6 +94,17 @@ def test_the_request_timeout_applies_under_uvicorn():
             text = log.read().decode(errors="replace")
             assert "request timed out: the handler for GET /slow ran for over 1 s; answered 504" in text
             assert "request timed out: the handler for GET /slow/sync ran for over 1 s; answered 504" in text
+
+
+def test_uvicorns_root_path_reaches_urls_the_document_and_the_docs_page():
+    """uvicorn --root-path (a proxy strips the prefix): as --root-path under our server."""
+    with uvicorn_server("asgi_app:app", "--root-path", "/api") as (url, _):
+        with httpx.Client(base_url=url, timeout=10) as client:
+            where = client.get("/where").json()
+            assert where == {"url": f"{url}/api/where", "root_path": "/api"}
+            assert '"url": "/api/openapi.json"' in client.get("/docs").text
+            assert 'spec-url="/api/openapi.json"' in client.get("/redoc").text
+            assert client.get("/openapi.json").json()["servers"] == [{"url": "/api"}]
 
 
 def test_background_tasks_under_uvicorn(under_uvicorn):

@@ -108,6 +108,11 @@ async def later_seen(request):
     return {"later": LATER}
 
 
+@app.get("/where")
+async def where(request):
+    return {"url": str(request.url), "root_path": request.scope["root_path"]}
+
+
 # For the request timeout (CATZILLA_REQUEST_TIMEOUT under uvicorn): handlers that take too long.
 @app.get("/slow")
 async def slow(request):
