@@ -112,6 +112,14 @@ def test_root_path_in_url_and_scope_and_stripped_when_still_there():
         assert answer["root_path"] == "/api" and answer["scope_path"] == "/api/where"
 
 
+def test_root_path_reaches_the_openapi_servers_and_the_docs_pages():
+    with run_server("edge_app:app", "--root-path", "/api") as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/openapi.json").json()["servers"] == [{"url": "/api"}]
+            assert '"url": "/api/openapi.json"' in client.get("/docs").text
+            assert 'spec-url="/api/openapi.json"' in client.get("/api/redoc").text
+
+
 def test_the_apps_root_path_wins_over_the_flag():
     with run_server("edge_root_app:app", "--root-path", "/other") as server:
         answer = ask(server, "/app/where")

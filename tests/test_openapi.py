@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Annotated
 from pathlib import Path
 
 import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from catzilla import Catzilla
+from catzilla import Catzilla, Depends, Header, Query
+from catzilla.routers import APIRouter
 from catzilla.testclient import TestClient
 from conftest import load_test_app
 
@@ -234,3 +236,28 @@ def test_fastapis_document_keywords():
     assert spec["info"]["termsOfService"] == "https://example/terms"
     with TestClient(app) as client:
         assert '"docExpansion": "none"' in client.get("/docs").text
+
+
+def test_the_dependencies_parameters_are_documented_as_fastapis_are():
+    def api_key(x_key: Annotated[str, Header(description="The caller's key")]) -> str:
+        return x_key
+
+    def paging(limit: int = Query(10, le=100, description="At most this many"), key: str = Depends(api_key)):
+        return limit
+
+    app = Catzilla()
+    router = APIRouter(prefix="/v1", dependencies=[Depends(api_key)])
+
+    @router.get("/things")
+    async def things(request, page: int = Depends(paging), q: str | None = None):
+        return []
+
+    app.include_router(router)
+    spec = app.openapi()
+    validate(spec)
+    parameters = {(p["in"], p["name"]): p for p in spec["paths"]["/v1/things"]["get"]["parameters"]}
+    assert parameters.keys() == {("header", "x-key"), ("query", "limit"), ("query", "q")}  # x-key once
+    assert parameters[("header", "x-key")]["description"] == "The caller's key"
+    assert parameters[("header", "x-key")]["required"] is True
+    assert parameters[("query", "limit")]["schema"] == {"type": "integer", "maximum": 100, "default": 10}
+    assert parameters[("query", "limit")]["description"] == "At most this many"

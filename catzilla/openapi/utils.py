@@ -153,10 +153,15 @@ def _operation(route: typing.Any, schemas: _Schemas, operation_ids: set[str]) ->
         operation_id += "_"
     operation_ids.add(operation_id)
     operation["operationId"] = operation_id
-    fields = list(getattr(route.binding, "fields", ()))
-    markers = _markers(endpoint)
-    parameters = [_parameter(field, markers.get(field.name), schemas) for field in fields
-                  if field.source in ("path", "query", "header", "cookie")]
+    fields, parameters, seen = [], [], set()
+    for binding, call in _bindings(route):  # the dependencies' parameters too, as FastAPI's
+        markers = _markers(call)
+        for field in getattr(binding, "fields", ()):
+            if field.source in ("path", "query", "header", "cookie"):
+                if (field.key, field.source) not in seen:
+                    seen.add((field.key, field.source))
+                    parameters.append(_parameter(field, markers.get(field.name), schemas))
+            fields.append(field)
     if parameters:
         operation["parameters"] = parameters
     body = _request_body(fields, schemas)
@@ -168,6 +173,13 @@ def _operation(route: typing.Any, schemas: _Schemas, operation_ids: set[str]) ->
     if getattr(route, "deprecated", False):
         operation["deprecated"] = True
     return operation, bool(fields)
+
+
+def _bindings(route: typing.Any) -> list[tuple[typing.Any, typing.Any]]:
+    """(binding, callable) of each dependency the route runs (with Depends), then its own."""
+    plan = getattr(route, "plan", None)
+    nodes = [(node.binding, node.call) for node in getattr(plan, "nodes", ()) if node.binding is not None]
+    return nodes + [(route.binding, route.endpoint)]
 
 
 def _markers(endpoint: typing.Any) -> dict[str, Param]:
