@@ -180,6 +180,21 @@ def test_https_with_a_verified_self_signed_certificate(certificate):
     assert item == {"item_id": 5, "url": f"{base}/items/5"}
 
 
+def test_client_certificates_with_ssl_ca_certs(certificate):
+    """--ssl-ca-certs with --ssl-cert-reqs 2 (required): a client must present a certificate
+    that CA signed (ours signs itself, so it is its own CA)."""
+    with run_server("edge_app:app", "--ssl-keyfile", certificate["key"], "--ssl-certfile", certificate["cert"],
+                    "--ssl-ca-certs", certificate["cert"], "--ssl-cert-reqs", "2") as server:
+        base = f"https://{server.host}:{server.port}"
+        with_certificate = client_context(certificate)
+        with_certificate.load_cert_chain(certificate["cert"], certificate["key"])
+        with httpx.Client(verify=with_certificate) as client:
+            assert client.get(base + "/where").json()["scheme"] == "https"
+        with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+            with httpx.Client(verify=client_context(certificate)) as client:  # none presented
+                client.get(base + "/where")
+
+
 def test_wss_and_an_encrypted_key(certificate):
     with run_server("edge_app:app", "--ssl-keyfile", certificate["locked"], "--ssl-certfile", certificate["cert"],
                     "--ssl-keyfile-password", "s3cret") as server:
