@@ -27,9 +27,9 @@ if typing.TYPE_CHECKING:
 
 __all__ = ["WebSocketTestSession", "AsyncWebSocketTestSession", "WebSocketDenialResponse"]
 
-# Seconds a WebSocket handler has to return once its session is left and the connection
-# closed; one still running then (it waits on something other than the client) is
-# cancelled, as Starlette's test client cancels it.
+# Seconds the close handshake, then the WebSocket handler, have once the session is left;
+# a handler still running then (it waits on something other than the client) is cancelled,
+# as Starlette's test client cancels it.
 WEBSOCKET_EXIT_GRACE = 1.0
 
 
@@ -109,12 +109,15 @@ class _WebSocketChannel(PeerTransport):
         return dict(self.closing)  # type: ignore[arg-type]
 
     async def finish(self, raise_errors: bool) -> None:
-        """Leaving the session: close with 1000 if still open, let the close handshake end,
-        and give the handler a moment to return; one still running is cancelled (as
-        Starlette's test client cancels it)."""
+        """Leaving the session: close with 1000 if still open and let the close handshake
+        end (a server that stopped reading, its queue full, is left as a client that goes
+        away is: 1006), then give the handler a moment to return; one still running is
+        cancelled (as Starlette's test client cancels it)."""
         await self.send({"type": "websocket.disconnect", "code": 1000})
         try:
-            await self._wait(lambda: self.closed, "the close handshake")
+            await self._wait(lambda: self.closed, "the close handshake", WEBSOCKET_EXIT_GRACE)
+        except TimeoutError:
+            pass
         finally:
             self._lose()
             task = getattr(self.protocol, "task", None)
@@ -125,14 +128,15 @@ class _WebSocketChannel(PeerTransport):
         if raise_errors and self.caught and self.server.raise_server_exceptions:
             raise self.caught.pop(0)
 
-    async def _wait(self, ready: typing.Callable[[], typing.Any], what: str) -> None:
-        deadline = self.loop.time() + self.server.timeout
+    async def _wait(self, ready: typing.Callable[[], typing.Any], what: str, timeout: float | None = None) -> None:
+        timeout = self.server.timeout if timeout is None else timeout
+        deadline = self.loop.time() + timeout
         while not ready():
             self.changed = self.loop.create_future()
             try:
                 await asyncio.wait_for(self.changed, max(0.0, deadline - self.loop.time()))
             except asyncio.TimeoutError:
-                raise TimeoutError(f"no {what} within {self.server.timeout} s "
+                raise TimeoutError(f"no {what} within {timeout} s "
                                    f"({self.request.url.path})") from None
 
     def _changed(self) -> None:
