@@ -62,6 +62,19 @@ POLL = 0.25  # seconds between supervision passes when nothing wakes the master
 RELOAD_WAIT = 60.0
 
 
+def import_app(target: str, who: str = "") -> typing.Any | None:
+    """`target`'s application, or None once the reason is logged, prefixed with `who` (the
+    process that tried); its exit status is then EXIT_APP_LOAD_ERROR."""
+    prefix = f"{who}: " if who else ""
+    try:
+        return load_app(target)
+    except AppLoadError as exc:
+        logger.error("%s%s", prefix, exc)
+    except Exception:
+        logger.exception("%scould not load the application %r", prefix, target)
+    return None
+
+
 def run_server_start(app: typing.Any) -> int:
     """Run `app`'s on_server_start hooks in this process: 0, or EXIT_APP_LOAD_ERROR (logged)."""
     server_start = getattr(app, "server_start", None)
@@ -139,13 +152,8 @@ class Master:
             logger.error("cannot listen: %s", exc)
             return EXIT_WORKER_BOOT_ERROR
         if self.config.preload and self.app is None:
-            try:
-                self.app = load_app(self.target)
-            except AppLoadError as exc:
-                logger.error("%s", exc)
-                return EXIT_APP_LOAD_ERROR
-            except Exception:
-                logger.exception("could not load the application %r", self.target)
+            self.app = import_app(self.target)
+            if self.app is None:
                 return EXIT_APP_LOAD_ERROR
             if threading.active_count() > 1:
                 logger.warning("preloading %s left %d threads running in the master; threads do "
@@ -201,13 +209,8 @@ class Master:
         if pid == 0:
             status = EXIT_APP_LOAD_ERROR
             try:
-                try:
-                    app = load_app(self.target)
-                except AppLoadError as exc:
-                    logger.error("%s", exc)
-                except Exception:
-                    logger.exception("could not load the application %r", self.target)
-                else:
+                app = import_app(self.target)
+                if app is not None:
                     status = _SERVER_START_FAILED if run_server_start(app) else 0
                     os.write(needs_w, b"1" if lane_needed(app, self.config.auto_cpu_lane) else b"0")
             except BaseException:
@@ -367,13 +370,8 @@ class Master:
         self.child_signals()
         app = self.app
         if app is None:
-            try:
-                app = load_app(self.target)
-            except AppLoadError as exc:
-                logger.error("worker %d: %s", os.getpid(), exc)
-                return EXIT_APP_LOAD_ERROR
-            except Exception:
-                logger.exception("worker %d: could not load the application %r", os.getpid(), self.target)
+            app = import_app(self.target, f"worker {os.getpid()}")
+            if app is None:
                 return EXIT_APP_LOAD_ERROR
         handle = self.workers.get(os.getpid())
         generation = handle.generation if handle is not None else self.spawning_generation

@@ -30,7 +30,6 @@ import time
 import typing
 
 from ..config import cpu_count
-from ..loading import AppLoadError, load_app
 from ..worker.lane_process import EXIT_LANE_NOT_NEEDED, lane_needed, serve_lane
 
 __all__ = ["CpuLane", "LANE_BACKLOG_PER_PROCESS"]
@@ -200,13 +199,8 @@ class CpuLane:
             sock.close()
         app = master.app
         if app is None:
-            try:
-                app = load_app(master.target)
-            except AppLoadError as exc:
-                logger.error("CPU lane process %d: %s", os.getpid(), exc)
-                return _arbiter().EXIT_APP_LOAD_ERROR
-            except Exception:
-                logger.exception("CPU lane process %d: could not load the application %r", os.getpid(), master.target)
+            app = _arbiter().import_app(master.target, f"CPU lane process {os.getpid()}")
+            if app is None:
                 return _arbiter().EXIT_APP_LOAD_ERROR
         supervision = master.supervision(slot_index, generation)
         return serve_lane(app, self.listener, supervision, self.config)
