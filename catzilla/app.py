@@ -7,8 +7,9 @@ import inspect
 import logging
 import typing
 
-from .background_tasks import TaskEngine, TaskPriority
+from .background_tasks import TaskEngine, TaskPriority, TaskSettings
 from .datastructures import State
+from .forms import FormLimits, use_server_limits
 from .dependency_injection import get_default_container
 from .mounts import Mount
 from .openapi.docs import add_docs_routes
@@ -104,6 +105,7 @@ class Catzilla(Scope):
         # unless turned off, as there; its container is the default one `@service` fills.
         self.di_container: typing.Any = None
         self.tasks: typing.Any = None  # the task engine, once enable_background_tasks() is called
+        self.settings: typing.Any = None  # the server's catzilla.config.Config (see use_settings)
         if compat_options.get("enable_di", True):
             self.di_container = compat_options.get("di_container") or get_default_container()
 
@@ -161,16 +163,19 @@ class Catzilla(Scope):
 
     # -- Catzilla 0.2.3's task engine (catzilla.background_tasks.TaskEngine) ------------------
 
-    def enable_background_tasks(self, workers: int | None = None, min_workers: int = 2,
-                                max_workers: int | None = None, queue_size: int = 10000,
+    def enable_background_tasks(self, workers: int | None = None, min_workers: int | None = None,
+                                max_workers: int | None = None, queue_size: int | None = None,
                                 **ignored: typing.Any) -> None:
-        """Start-up of a task engine in each worker process: `workers` threads (default 4)
-        and a queue of `queue_size`. 0.2.3's other keywords (auto-scaling, memory pool, C
+        """Start-up of a task engine in each worker process: `workers` threads and a queue
+        of `queue_size`; left out, the server's --task-workers and --task-queue-size (see
+        catzilla.config). 0.2.3's other keywords (auto-scaling, memory pool, C
         compilation, profiling) are accepted and do nothing. Queued tasks still run when a
         worker stops, within the server's graceful timeout."""
         if self.tasks is not None:
             return
-        self.tasks = TaskEngine(workers or max_workers or max(min_workers, 4), queue_size)
+        self.tasks = TaskEngine(workers or max_workers or min_workers, queue_size)
+        if self.settings is not None:
+            self.tasks.configure(TaskSettings.from_config(self.settings))
 
         async def drain() -> None:
             await asyncio.to_thread(self.tasks.drain)
@@ -181,15 +186,17 @@ class Catzilla(Scope):
                  delay_ms: int = 0, max_retries: int | None = None, timeout_ms: int | None = None,
                  compile_to_c: bool | None = None, **kwargs: typing.Any) -> typing.Any:
         """Queue `func(*args, **kwargs)` (def or async def) and return its TaskResult. A
-        failure is retried `max_retries` times (default 3, as in 0.2.3); `timeout_ms`
-        (default 30000) bounds an async def task only: a thread cannot be interrupted."""
+        failure is retried `max_retries` times (default --task-max-retries, 3 as in 0.2.3);
+        `timeout_ms` (default --task-timeout, 30 s) bounds an async def task only: a thread
+        cannot be interrupted."""
         if self.tasks is None:
             raise RuntimeError("Background task system not enabled. Call app.enable_background_tasks() first.")
         options = getattr(func, "task_options", {})
+        defaults = self.tasks.settings
         return self.tasks.submit(
             func, args, kwargs, priority if priority is not None else options.get("priority", TaskPriority.NORMAL),
-            delay_ms, max_retries if max_retries is not None else options.get("max_retries", 3),
-            timeout_ms if timeout_ms is not None else options.get("timeout_ms", 30000))
+            delay_ms, max_retries if max_retries is not None else options.get("max_retries", defaults.max_retries),
+            timeout_ms if timeout_ms is not None else options.get("timeout_ms", defaults.timeout * 1000))
 
     def task(self, priority: typing.Any = None, compile_to_c: bool = True, **options: typing.Any) -> typing.Callable[[Handler], Handler]:
         """Mark a function as a task with its defaults for add_task() (priority, max_retries,
@@ -297,6 +304,15 @@ class Catzilla(Scope):
 
             self._asgi = ASGIAdapter(self)
         await self._asgi(scope, receive, send)
+
+    def use_settings(self, config: typing.Any) -> None:
+        """The server's settings (a catzilla.config.Config), given by the worker before it
+        serves: the defaults of what the app itself runs (the task engine's task_*, and
+        the upload limits of a form parsed from a body read whole)."""
+        self.settings = config
+        use_server_limits(FormLimits.from_config(config))
+        if self.tasks is not None:
+            self.tasks.configure(TaskSettings.from_config(config))
 
     def prepare(self, pool_run: typing.Any) -> None:
         """Compile every route's pipeline (hooks, middleware, exception handlers), once per

@@ -17,9 +17,10 @@ import time
 import typing
 import uuid
 
+from .config import Config
 from .kinds import HandlerKind, classify
 
-__all__ = ["schedule_task", "BackgroundRunner", "TaskEngine", "TaskPriority", "TaskStatus",
+__all__ = ["schedule_task", "BackgroundRunner", "TaskEngine", "TaskSettings", "TaskPriority", "TaskStatus",
            "TaskResult", "EngineStats"]
 
 logger = logging.getLogger("catzilla.background")
@@ -251,6 +252,26 @@ class _Job:
     timeout: float | None = dataclasses.field(compare=False, default=None)
 
 
+class TaskSettings(typing.NamedTuple):
+    """The task engine's settings: catzilla.config's task_* (their reasons are there)."""
+
+    workers: int
+    queue_size: int
+    max_retries: int
+    timeout: float  # seconds; 0: none
+    keep_results: int
+
+    @classmethod
+    def from_config(cls, config: typing.Any) -> "TaskSettings":
+        return cls(*(getattr(config, f"task_{name}") for name in cls._fields))
+
+    @classmethod
+    def defaults(cls) -> "TaskSettings":
+        """The settings' defaults, for an engine outside a server (a script, a test)."""
+        fields = Config.__dataclass_fields__
+        return cls(*(fields[f"task_{name}"].default for name in cls._fields))
+
+
 class TaskEngine:
     """A priority queue and `workers` threads, in each worker process.
 
@@ -260,14 +281,28 @@ class TaskEngine:
     Only the latest `keep_results` results are kept for get_task_result().
     """
 
-    def __init__(self, workers: int = 4, queue_size: int = 10000, keep_results: int = 10000) -> None:
-        if workers < 1:
-            raise ValueError("workers must be at least 1")
-        self.workers = workers
-        self.queue_size = queue_size
-        self.keep_results = keep_results
+    def __init__(self, workers: int | None = None, queue_size: int | None = None,
+                 keep_results: int | None = None) -> None:
+        # What the app said (enable_background_tasks' keywords) wins over the server's
+        # settings, which the worker gives in configure() before it serves.
+        self._given = {name: value for name, value in
+                       (("workers", workers), ("queue_size", queue_size), ("keep_results", keep_results))
+                       if value is not None}
         self._pid: int | None = None
-        self._queue: queue.PriorityQueue[_Job] = queue.PriorityQueue(queue_size)
+        self.configure(TaskSettings.defaults())
+
+    def configure(self, settings: "TaskSettings") -> None:
+        """The server's task settings (see catzilla.config, task_*), under what the app gave.
+        Before the engine runs in this process; later, only the per-task defaults change."""
+        settings = settings._replace(**self._given)
+        if settings.workers < 1 or settings.queue_size < 1:
+            raise ValueError(f"a task engine needs workers >= 1 and queue_size >= 1, got {settings}")
+        self.settings = settings
+        self.workers = settings.workers
+        self.queue_size = settings.queue_size
+        self.keep_results = settings.keep_results
+        if self._pid is None:
+            self._queue: queue.PriorityQueue[_Job] = queue.PriorityQueue(settings.queue_size)
         self._sequence = itertools.count()
         self._lock = threading.Lock()
         self._delayed_queued = threading.Condition(self._lock)  # signalled as delayed tasks are queued

@@ -18,7 +18,7 @@ import msgspec
 from ._native import parse_query
 from .datastructures import UploadFile
 from .errors import DefinitionError, RequestValidationError, describe_validation_error, json_invalid, missing
-from .forms import FormError
+from .forms import FileSizeError, FormError, MimeTypeError
 from .params import Depends, Param, Source
 from .request import Request
 from .validatable import PydanticBody, is_pydantic_model, unvalidatable, uses_pydantic
@@ -466,6 +466,8 @@ class Binding:
         for field in self._file:
             uploads = files.get(field.key)
             if uploads:
+                if field.marker is not None and field.marker.source == "file":
+                    _check_uploads(field, uploads)
                 values[field.name] = uploads if field.many else uploads[0]
             elif field.required:
                 errors.append(missing(field.loc))
@@ -474,6 +476,32 @@ class Binding:
         if errors:
             raise RequestValidationError(errors)
         return values
+
+
+class UploadTooLarge(FileSizeError, BadRequest):
+    """Over a `File(max_size=)`: a FileSizeError (413) that binding raises as a refusal."""
+
+
+class UploadTypeRefused(MimeTypeError, BadRequest):
+    """Not one of a `File(allowed_types=)`: a MimeTypeError (415), raised as a refusal."""
+
+
+def _check_uploads(field: Field, uploads: list[UploadFile]) -> None:
+    """`File(max_files=, max_size=, allowed_types=)`: 422 for too many files (pydantic's
+    `too_long`), 413 for a file too large, 415 for a media type the parameter does not take."""
+    marker = field.marker
+    if marker.max_files is not None and len(uploads) > marker.max_files:
+        raise RequestValidationError([{
+            "type": "too_long", "loc": field.loc, "input": None, "ctx": {"max_length": marker.max_files},
+            "msg": f"List should have at most {marker.max_files} items after validation, not {len(uploads)}"}])
+    for upload in uploads:
+        if marker.max_size is not None and (upload.size or 0) > marker.max_size:
+            raise UploadTooLarge(f"{field.key}: {upload.filename!r} is {upload.size} bytes, "
+                                f"over this upload's limit of {marker.max_size}")
+        if marker.allowed_types is not None and (upload.content_type or "").split(";")[0].strip().lower() \
+                not in marker.allowed_types:
+            raise UploadTypeRefused(f"{field.key}: {upload.filename!r} is {upload.content_type}, not one of "
+                                f"{', '.join(sorted(marker.allowed_types))}")
 
 
 def _is_struct(annotation: typing.Any) -> bool:

@@ -168,6 +168,22 @@ class Config:
                                       "the loop its turn 5x sooner at no cost to short sync handlers' "
                                       "throughput (measurements in README). 0: Python's default.",
                                       float)
+    # -- background tasks (app.enable_background_tasks(), Catzilla 0.2.3's engine): per
+    # worker process; enable_background_tasks()'s own keywords win over these.
+    task_workers: int = _setting(4, "Threads per worker process running app.add_task() jobs: "
+                                 "tasks are mostly I/O (mail, webhooks), so a few overlap their "
+                                 "waits; more would only contend for the GIL with the handlers.", int)
+    task_queue_size: int = _setting(10000, "Tasks waiting per worker process; add_task() raises "
+                                    "when it is full, so a burst cannot grow memory without bound.", int)
+    task_max_retries: int = _setting(3, "Times a failing task is run again before it is marked "
+                                     "failed (0.2.3's default); @app.task and add_task() may say "
+                                     "otherwise.", int)
+    task_timeout: float = _setting(30.0, "Seconds an async def task may run before it is "
+                                   "cancelled and counted as timed out (0.2.3's 30 s); a def task "
+                                   "cannot be interrupted. 0: no limit.", float)
+    task_keep_results: int = _setting(10000, "Task results kept per worker process for "
+                                      "get_task_result(), the oldest dropped first: each costs "
+                                      "memory until asked for.", int)
     max_requests: int = _setting(0, "Recycle a worker after this many requests (0: never); "
                                  "bounds the damage of slow leaks.", int)
     max_requests_jitter: int = _setting(0, "Add up to this many requests at random to "
@@ -307,7 +323,8 @@ class Config:
     def __post_init__(self) -> None:
         """Refuse settings that cannot work, with the setting's name, before anything starts."""
         positive = ("workers", "threads", "max_header_size", "write_buffer_high", "header_timeout",
-                    "stats_routes", "max_part_header_size", "stream_buffer_size", "ws_max_size", "ws_max_queue")
+                    "stats_routes", "max_part_header_size", "stream_buffer_size", "ws_max_size", "ws_max_queue",
+                    "task_workers", "task_queue_size", "task_keep_results")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be above 0, got {getattr(self, name)}")
@@ -317,7 +334,8 @@ class Config:
                      "request_timeout", "max_queue", "queue_timeout", "limit_concurrency",
                      "write_timeout", "min_body_rate", "body_rate_grace", "max_file_size",
                      "max_files", "max_fields", "upload_spool_size", "cpu_workers", "switch_interval",
-                     "cpu_nice", "ws_ping_interval", "ws_ping_timeout", "reload_delay"):
+                     "cpu_nice", "ws_ping_interval", "ws_ping_timeout", "reload_delay", "task_max_retries",
+                     "task_timeout"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.port is not None:

@@ -68,7 +68,22 @@ class FormLimits(typing.NamedTuple):
     spool_size: int = 1024 * 1024  # an upload larger than this goes to a temporary file
 
 
+    @classmethod
+    def from_config(cls, config: typing.Any) -> "FormLimits":
+        """The server's settings (catzilla.config): text fields share --max-body-size."""
+        return cls(config.max_file_size, config.max_files, config.max_fields,
+                   config.max_part_header_size, config.max_body_size, config.upload_spool_size)
+
+
 DEFAULT_LIMITS = FormLimits()
+# The limits of the server this process serves for (set by the app's use_settings): what a
+# body read whole before the handler (a handler taking only the request) is parsed under.
+_server_limits = DEFAULT_LIMITS
+
+
+def use_server_limits(limits: FormLimits) -> None:
+    global _server_limits
+    _server_limits = limits
 
 
 class FormData(MultiDict, Ready):
@@ -90,20 +105,46 @@ class FormData(MultiDict, Ready):
         return DONE
 
 
+SPOOL_PREFIX = "catzilla-upload-"
+
+
+class Spool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
+    """An upload's bytes: memory up to the spool size, then a named temporary file (its
+    `name` is the path Catzilla 0.2.3 calls `temp_path`), removed when the upload is closed."""
+
+    def rollover(self) -> None:
+        if self._rolled:  # type: ignore[has-type]
+            return
+        memory = self._file  # type: ignore[has-type]
+        disk = tempfile.NamedTemporaryFile(prefix=SPOOL_PREFIX)
+        disk.write(memory.getvalue())
+        disk.seek(memory.tell())
+        self._file = disk
+        self._rolled = True
+
+
 def upload_dicts(form: FormData) -> dict[str, dict[str, typing.Any]]:
     """Catzilla 0.2.3's `request.files`: field name -> a dict describing its upload (the last
-    one when a field repeats, as there). The bytes are read into `content`, so they cost
-    memory up to the file size limit; `file` is the UploadFile, to read it in pieces instead."""
+    one when a field repeats, as there). An upload still in memory (up to the spool size)
+    is in `content`; a larger one was spooled to disk as it arrived, and is left there:
+    `is_streamed` is True, `content` None and `temp_path` the temporary file's path (valid
+    until the response is sent). `file` is the UploadFile either way."""
     described = {}
     for name, uploads in form.files.items():
         upload = uploads[-1]
-        upload.file.seek(0)
-        content = upload.file.read()
-        upload.file.seek(0)
+        temp_path = upload.file.name if upload.on_disk else None
+        if isinstance(temp_path, str):
+            upload.file.flush()  # what the parser wrote is in the file for another reader
+            content = None
+        else:
+            temp_path = None
+            upload.file.seek(0)
+            content = upload.file.read()
+            upload.file.seek(0)
         described[name] = {
             "field_name": name, "filename": upload.filename, "content_type": upload.content_type,
-            "size": upload.size, "content": content, "is_streamed": False, "temp_path": None,
-            "file": upload,
+            "size": upload.size, "content": content, "is_streamed": temp_path is not None,
+            "temp_path": temp_path, "file": upload,
         }
     return described
 
@@ -119,11 +160,12 @@ def multipart_boundary(content_type: str | None) -> bytes | None:
     return boundary.encode("latin-1")
 
 
-def parse_form(content_type: str | None, body: bytes, limits: FormLimits = DEFAULT_LIMITS) -> FormData:
-    """A whole body as the form its Content-Type says."""
+def parse_form(content_type: str | None, body: bytes, limits: FormLimits | None = None) -> FormData:
+    """A whole body as the form its Content-Type says, under `limits` (the server's when
+    not given: uploads past its spool size go to disk, 0.2.3's `temp_path`)."""
     boundary = multipart_boundary(content_type)
     if boundary is not None:
-        receiver = MultipartReceiver(boundary, limits)
+        receiver = MultipartReceiver(boundary, limits or _server_limits)
         receiver.feed(body)
         return receiver.finish()
     media_type = parse_content_type(content_type or "")[0]
@@ -235,8 +277,8 @@ class MultipartReceiver:
             if self.file_count > limits.max_files:
                 raise FormTooLarge(f"more than {limits.max_files} files in one form")
             # (A SpooledTemporaryFile of max_size 0 would never roll over: 0 is disk at once.)
-            spool: typing.BinaryIO = (tempfile.SpooledTemporaryFile(max_size=limits.spool_size, mode="w+b")
-                                      if limits.spool_size else tempfile.TemporaryFile())
+            spool: typing.BinaryIO = (Spool(max_size=limits.spool_size, mode="w+b") if limits.spool_size
+                                      else tempfile.NamedTemporaryFile(prefix=SPOOL_PREFIX))
             self.upload = UploadFile(spool, size=0, filename=params["filename"], headers=headers,
                                      content_type=headers.get("content-type", "application/octet-stream"))
             self.files.setdefault(name, []).append(self.upload)

@@ -4,6 +4,7 @@ what `fn` returns. They are read once, when the route is registered (FastAPI's
 `fastapi.params`)."""
 from __future__ import annotations
 
+import re
 import typing
 
 __all__ = ["Param", "Query", "Path", "Header", "Cookie", "Body", "Form", "File", "Depends"]
@@ -18,7 +19,7 @@ class Param:
     __slots__ = (
         "source", "default", "alias", "title", "description", "ge", "gt", "le", "lt", "multiple_of",
         "min_length", "max_length", "pattern", "embed", "convert_underscores", "media_type",
-        "examples", "deprecated", "include_in_schema",
+        "examples", "deprecated", "include_in_schema", "max_size", "max_files", "allowed_types",
     )
 
     def __init__(
@@ -45,6 +46,9 @@ class Param:
         example: typing.Any = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        max_size: int | str | None = None,
+        max_files: int | None = None,
+        allowed_types: typing.Sequence[str] | None = None,
     ) -> None:
         self.source = source
         self.default = default
@@ -60,6 +64,16 @@ class Param:
         self.examples = examples if examples is not None else ([example] if example is not None else None)
         self.deprecated = deprecated
         self.include_in_schema = include_in_schema
+        # An upload's own limits (File() only, Catzilla 0.2.3's keywords): bytes per file,
+        # files per parameter, media types taken; checked once the form is parsed.
+        if (max_size is not None or max_files is not None or allowed_types is not None) and source != "file":
+            raise TypeError("max_size=, max_files= and allowed_types= are File() keywords")
+        self.max_size = parse_size(max_size) if max_size is not None else None
+        if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int)
+                                      or max_files < 1):
+            raise ValueError(f"max_files is a number of files >= 1, got {max_files!r}")
+        self.max_files = max_files
+        self.allowed_types = frozenset(t.lower() for t in allowed_types) if allowed_types is not None else None
 
     @property
     def required(self) -> bool:
@@ -70,6 +84,20 @@ class Param:
 
     def __repr__(self) -> str:
         return f"{self.source.capitalize()}({self.default!r})"
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)B?", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes from `1048576` or Catzilla 0.2.3's `"1MB"` (units of 1024, as there)."""
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+        return size
+    match = _SIZE.fullmatch(size.strip()) if isinstance(size, str) else None
+    if match is None:
+        raise ValueError(f"a size is bytes >= 0 or a string such as '50MB', got {size!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
 def _marker(source: Source) -> typing.Callable[..., typing.Any]:

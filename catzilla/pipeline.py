@@ -14,7 +14,10 @@ does not run (the after-hooks still do). Where each piece runs:
 - around a `def` handler, `def` hooks run in the same pool job as the handler (one hop per
   request, whatever the chain); `async def` hooks run on the loop, before the job (before-
   hooks) and after it (after-hooks);
-- around an `async def` handler everything runs on the loop, in order;
+- around an `async def` handler, `async def` hooks run on the loop and each `def` hook in
+  the pool, in order: a `def` hook may block (file or socket I/O, or Catzilla 0.2.3's
+  `asyncio.run(...)` around a coroutine, which cannot run on a thread whose loop is
+  running), exactly as a `def` handler may;
 - `def` exception handlers run in the pool, `async def` ones on the loop.
 Exceptions a handler, a hook or a middleware's `call_next` raise are looked up among the
 exception handlers (innermost layer first; a status-code handler before a class one for
@@ -198,6 +201,7 @@ class Pipeline:
         self.may_suspend = not all(awaits_only_call_next(mw.dispatch) for mw in middleware) \
             or route is None or route.kind is not HandlerKind.ASYNC_INLINE \
             or any(classify(h) is HandlerKind.ASYNC for h in before + after) \
+            or any(not awaited for _, awaited in self.loop_before + self.loop_after) \
             or any(classify(h) is not HandlerKind.ASYNC_INLINE for h in self.handlers.values()) \
             or (plan is not None and plan.may_suspend)
         call: typing.Callable[[Request], typing.Awaitable[Response]] = self._endpoint
@@ -224,7 +228,8 @@ class Pipeline:
         route = self.route
         try:
             for hook, awaited in self.loop_before:
-                result = (await hook(request)) if awaited else hook(request)
+                result = (await hook(request)) if awaited else \
+                    (await self.pool_run(contextvars.copy_context().run, hook, request))
                 if result is not None:
                     response = result if isinstance(result, Response) else to_response(result)
                     if self.job_after:  # the def after-hooks still run, in the pool
@@ -242,7 +247,8 @@ class Pipeline:
                     result = await call_handler(route, request, self.pool_run)
                     response = result if isinstance(result, Response) else to_response(result)
             for hook, awaited in self.loop_after:
-                result = (await hook(request, response)) if awaited else hook(request, response)
+                result = (await hook(request, response)) if awaited else \
+                    (await self.pool_run(contextvars.copy_context().run, hook, request, response))
                 response = result if isinstance(result, Response) else _checked(hook, result, response)
             return response
         except Exception as exc:

@@ -16,6 +16,7 @@ import typing
 import orjson
 
 from ._native import parse_cookies
+from .background_tasks import after_response
 from .datastructures import URL, Address, Headers, QueryParams, ReadyBytes, State, ready
 from .errors import HTTPException
 from .forms import FormData, FormLimits, MultipartReceiver, multipart_boundary, parse_form, upload_dicts
@@ -424,7 +425,7 @@ class Request:
             stream = self._stream
             if stream is not None and not stream.taken:
                 return self._read_form(stream)  # type: ignore[return-value]
-            form = self._form = parse_form(self.headers.get("content-type"), self._body)
+            form = self._took_form(parse_form(self.headers.get("content-type"), self._body))
         return form
 
     @property
@@ -447,8 +448,7 @@ class Request:
         boundary = multipart_boundary(content_type)
         if boundary is None:
             self.body = await self.body()
-            form = self._form = parse_form(content_type, self._body)
-            return form
+            return self._took_form(parse_form(content_type, self._body))
         receiver = MultipartReceiver(boundary, stream.control.form_limits())
         try:
             async for chunk in self.stream():
@@ -456,7 +456,14 @@ class Request:
         except BaseException:
             receiver.close()
             raise
-        form = self._form = receiver.finish()
+        return self._took_form(receiver.finish())
+
+    def _took_form(self, form: FormData) -> FormData:
+        """Keep the parsed form; its uploads (temporary files past the spool size) are closed
+        once the response is sent, as Starlette does, not whenever the request is freed."""
+        self._form = form
+        if form.files:
+            after_response(self, form.close)
         return form
 
     def text(self) -> str:

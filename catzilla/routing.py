@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 import typing
 
@@ -9,6 +10,8 @@ from .binding import Binding
 from .dependencies import Plan
 from .kinds import HandlerKind, classify
 from .returns import DEFAULT, Returns
+
+logger = logging.getLogger("catzilla")
 
 __all__ = ["Route", "Router", "compile_path", "ROUTE_OPTIONS"]
 
@@ -179,7 +182,9 @@ class Router:
             method = method.upper()
             existing = table.get(method)
             if existing is not None and existing.method == method:  # not an implied HEAD
-                raise ValueError(f"route {method} {path} is already registered")
+                route = self._replace(table, existing, endpoint, names, name, timeout, options)
+                added.append(route)
+                continue
             route = table[method] = Route(path, method, endpoint, names, name, len(self.routes), timeout,
                                           **options)
             self.routes.append(route)
@@ -190,6 +195,23 @@ class Router:
                 # stats row; `routes` lists it once), until a HEAD route of its own replaces it.
                 table["HEAD"] = route
         return added
+
+    def _replace(self, table: Methods, existing: Route, endpoint: typing.Callable[..., typing.Any],
+                 names: list[str], name: str | None, timeout: float | None,
+                 options: dict[str, typing.Any]) -> Route:
+        """A second registration of a method and path: the last one wins, with a warning, as
+        in Catzilla 0.2.3, whose applications rely on it (a group re-declaring an app route).
+        It takes the first one's place and stats row."""
+        logger.warning("route %s %s registered again (%s): the last registration wins",
+                       existing.method, existing.path, getattr(endpoint, "__qualname__", endpoint))
+        route = Route(existing.path, existing.method, endpoint, names, name, existing.index, timeout,
+                      **options)
+        for method, current in table.items():  # its own entry, and an implied HEAD
+            if current is existing:
+                table[method] = route
+        self.routes[existing.index] = route
+        self._largest_body = None
+        return route
 
     def largest_body(self, default: int) -> int | None:
         """The largest body any route may receive, None when every route receives its body

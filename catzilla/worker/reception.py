@@ -121,9 +121,7 @@ class BodyReception:
         return route if route is not None and route.receives_body_itself else None
 
     def form_limits(self) -> FormLimits:
-        config = self.worker.config
-        return FormLimits(config.max_file_size, config.max_files, config.max_fields,
-                          config.max_part_header_size, config.max_body_size, config.upload_spool_size)
+        return FormLimits.from_config(self.worker.config)
 
     def _received(self) -> None:
         """on_message_complete for a request taken at its head (see _head_complete); the
@@ -143,7 +141,7 @@ class BodyReception:
             return
         if isinstance(receiver, MultipartReceiver):
             try:
-                request._form = receiver.finish()
+                request._took_form(receiver.finish())
             except FormError as exc:
                 self._refuse(exc.status_code, str(exc))
         else:

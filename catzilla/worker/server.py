@@ -79,6 +79,7 @@ class Worker:
         if self.root_path and not getattr(app, "root_path", ""):
             # Set before the app prepares (build) and starts: request.url, OpenAPI read it.
             app.root_path = self.root_path
+        app.use_settings(config)  # what the app runs itself takes its defaults from (task_*)
         self.draining = False
         # Answer with `connection: close`: while draining, or always with --keep-alive-timeout 0.
         self.close_connections = config.keep_alive_timeout == 0

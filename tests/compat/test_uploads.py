@@ -1,7 +1,11 @@
 """`request.files` and catzilla.exceptions as Catzilla 0.2.3 documents them, over a real server."""
 from __future__ import annotations
 
+import os
+
 import pytest
+
+from conftest import wait_for
 
 from catzilla.exceptions import FileSizeError, MimeTypeError
 from catzilla.errors import HTTPException
@@ -73,3 +77,55 @@ def test_the_servers_file_size_limit_raises_file_size_error(client):
     assert small.status_code == 200 and small.json() == {"size": 100, "files": ["file"]}
     assert client.post("/declared", files={"file": ("a.txt", b"a" * 5000, "text/plain")}).status_code == 413
     assert client.post("/declared", files={"file": ("a.txt", b"a", "text/plain")}).status_code == 200  # alive
+
+
+def test_a_large_upload_is_left_on_disk_with_its_temp_path(client):
+    # 0.2.3's request.files: a file past the spool size is streamed to a temporary file,
+    # `content` None and `temp_path` where it is, removed once the request is done.
+    body = "y" * 3000  # over the server's --upload-spool-size of 64 bytes
+    r = client.post("/spooled", files={"file": ("big.txt", body.encode(), "text/plain")})
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert (info["is_streamed"], info["content"], info["exists"], info["text"]) == (True, None, True, body)
+    assert os.path.basename(info["temp_path"]).startswith("catzilla-upload-")
+    wait_for(lambda: not os.path.exists(info["temp_path"]), 10, message="the temporary file removed")
+    small = client.post("/spooled", files={"file": ("small.txt", b"tiny", "text/plain")}).json()
+    assert (small["is_streamed"], small["content"], small["temp_path"]) == (False, "tiny", None)
+
+
+def test_file_max_size_and_allowed_types(client):
+    assert client.post("/limited", files={"file": ("a.txt", b"a" * 1024, "text/plain")}).json() == {"size": 1024}
+    too_big = client.post("/limited", files={"file": ("a.txt", b"a" * 1025, "text/plain")})
+    assert too_big.status_code == 413 and "1024" in too_big.text
+    wrong = client.post("/limited", files={"file": ("a.png", b"\x89PNG", "image/png")})
+    assert wrong.status_code == 415 and "text/plain" in wrong.text
+    assert client.post("/limited", files={"file": ("a.txt", b"ok", "text/plain; charset=utf-8")}).status_code == 200
+
+
+def test_file_max_files(client):
+    two = [("files", (f"{n}.txt", b"x", "text/plain")) for n in range(2)]
+    assert client.post("/several", files=two).json() == {"names": ["0.txt", "1.txt"]}
+    three = client.post("/several", files=two + [("files", ("2.txt", b"x", "text/plain"))])
+    assert three.status_code == 422
+    assert three.json()["detail"][0]["type"] == "too_long"
+    assert three.json()["detail"][0]["loc"] == ["body", "files"]
+    assert client.post("/several", files=[("files", ("big.txt", b"x" * 101, "text/plain"))]).status_code == 413
+
+
+@pytest.mark.parametrize("sent, kept", [("report.txt", "report.txt"), ("../../escape.txt", "escape.txt"),
+                                        ("..\\\\win.txt", "win.txt")])
+def test_save_to_a_directory_keeps_the_files_own_name_inside_it(client, sent, kept):
+    r = client.post("/save", files={"file": (sent, b"saved bytes", "text/plain")})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"dir": True, "name": kept, "content": "saved bytes", "again": "saved bytes"}
+
+
+def test_file_limits_are_checked_when_the_route_is_declared():
+    from catzilla import File
+    with pytest.raises(ValueError, match="50 lightyears"):
+        File(max_size="50 lightyears")
+    with pytest.raises(ValueError, match="max_files"):
+        File(max_files=0)
+    from catzilla import Query
+    with pytest.raises(TypeError, match="File\\(\\) keywords"):
+        Query(max_size=10)

@@ -1,8 +1,24 @@
-"""Uploads as Catzilla 0.2.3's docs read them: `request.files` and catzilla.exceptions."""
+"""Uploads as Catzilla 0.2.3's docs read them: `request.files`, `File(max_size=,
+max_files=, allowed_types=)`, `save_to(directory)` and catzilla.exceptions."""
+import os
+import tempfile
+from typing import List
+
 from catzilla import Catzilla, File, JSONResponse, UploadFile
 from catzilla.exceptions import FileSizeError, MimeTypeError, format_upload_error
 
 app = Catzilla()
+
+
+SAVED = tempfile.mkdtemp(prefix="compat-uploads-")
+
+
+def text_of(info):
+    """As 0.2.3's docs read an upload: a large one from its temporary file."""
+    if info["is_streamed"]:
+        with open(info["temp_path"], "rb") as spooled:
+            return spooled.read().decode()
+    return info["content"].decode()
 
 
 def describe(files):
@@ -11,9 +27,35 @@ def describe(files):
     return JSONResponse({
         name: {"field_name": info["field_name"], "filename": info["filename"],
                "content_type": info["content_type"], "size": info["size"],
-               "text": info["content"].decode(), "is_streamed": info["is_streamed"]}
+               "text": text_of(info), "is_streamed": info["is_streamed"]}
         for name, info in files.items()
     }, status_code=201)
+
+
+@app.post("/spooled")
+def spooled(request):
+    info = request.files["file"]
+    content = info["content"].decode() if info["content"] is not None else None
+    return {"is_streamed": info["is_streamed"], "content": content, "temp_path": info["temp_path"],
+            "exists": info["temp_path"] is not None and os.path.exists(info["temp_path"]), "text": text_of(info)}
+
+
+@app.post("/limited")
+def limited(file: UploadFile = File(max_size="1KB", allowed_types=["text/plain"])):
+    return {"size": file.size}
+
+
+@app.post("/several")
+def several(files: List[UploadFile] = File(max_files=2, max_size=100)):
+    return {"names": [f.filename for f in files]}
+
+
+@app.post("/save")
+def save(file: UploadFile = File()):
+    saved = file.save_to(SAVED, stream=True)
+    with open(saved, "rb") as written:
+        return {"dir": os.path.dirname(saved) == SAVED, "name": os.path.basename(saved),
+                "content": written.read().decode(), "again": file.read().decode()}
 
 
 @app.post("/upload")
