@@ -32,9 +32,13 @@ def load_test_app(name: str):
     """Import an app module of tests/apps/ in the test process (for in-process checks)."""
     import importlib
 
+    _apps_on_path()
+    return importlib.import_module(name)
+
+
+def _apps_on_path() -> None:
     if str(APPS) not in sys.path:
         sys.path.insert(0, str(APPS))
-    return importlib.import_module(name)
 
 
 def free_port() -> int:
@@ -179,14 +183,44 @@ class _LogText(logging.Handler):
 
 
 @contextlib.contextmanager
-def app_client(target: str, **settings) -> Iterator:
+def _fresh_import(module: str, env: dict[str, str]) -> Iterator:
+    """`module` imported anew with `env` in os.environ, as a server process would import it;
+    the module imported before (if any) is back in sys.modules afterwards."""
+    import importlib
+
+    _apps_on_path()
+    saved_env = {key: os.environ.get(key) for key in env}
+    saved_module = sys.modules.pop(module, None)
+    os.environ.update(env)
+    try:
+        yield importlib.import_module(module)
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        sys.modules.pop(module, None)
+        if saved_module is not None:
+            sys.modules[module] = saved_module
+
+
+@contextlib.contextmanager
+def app_client(target: str, env: dict[str, str] | None = None, base_url: str = "http://testserver",
+               **settings) -> Iterator:
     """A TestClient of `module:app` (tests/apps/) with Config(**settings) and the server's
     behaviour where the TestClient's defaults differ (a crash is a 500 and a log line, a
-    redirect is an answer); `client.logs()` is what the server would have logged."""
+    redirect is an answer); `client.logs()` is what the server would have logged. With
+    `env`, the module is imported anew with those environment variables set."""
+    module, _, name = target.partition(":")
+    if env:
+        with _fresh_import(module, env):
+            with app_client(f"{module}:{name}", base_url=base_url, **settings) as client:
+                yield client
+        return
     from catzilla.config import Config
     from catzilla.testclient import TestClient
 
-    module, _, name = target.partition(":")
     app = getattr(load_test_app(module), name or "app")
     settings.setdefault("access_log", False)
     settings.setdefault("loop_block_threshold", 0)
@@ -196,7 +230,7 @@ def app_client(target: str, **settings) -> Iterator:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     try:
-        with TestClient(app, raise_server_exceptions=False, follow_redirects=False,
+        with TestClient(app, base_url, raise_server_exceptions=False, follow_redirects=False,
                         config=Config(**settings)) as client:
             client.logs = lambda: "\n".join(handler.lines)
             yield client
