@@ -210,8 +210,8 @@ def app_client(target: str, env: dict[str, str] | None = None, base_url: str = "
                **settings) -> Iterator:
     """A TestClient of `module:app` (tests/apps/) with Config(**settings) and the server's
     behaviour where the TestClient's defaults differ (a crash is a 500 and a log line, a
-    redirect is an answer); `client.logs()` is what the server would have logged. With
-    `env`, the module is imported anew with those environment variables set."""
+    redirect is an answer, the client is 127.0.0.1); `client.logs()` is what the server
+    would have logged. With `env`, the module is imported anew with those variables set."""
     module, _, name = target.partition(":")
     if env:
         with _fresh_import(module, env):
@@ -231,7 +231,7 @@ def app_client(target: str, env: dict[str, str] | None = None, base_url: str = "
     root.setLevel(logging.INFO)
     try:
         with TestClient(app, base_url, raise_server_exceptions=False, follow_redirects=False,
-                        config=Config(**settings)) as client:
+                        client=("127.0.0.1", 50000), config=Config(**settings)) as client:
             client.logs = lambda: "\n".join(handler.lines)
             yield client
     finally:
