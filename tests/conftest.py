@@ -1,12 +1,16 @@
-"""Test harness: every server under test is a real `python -m catzilla run` process.
+"""Test harness: a real `python -m catzilla run` process where the wire matters, the
+TestClient (the same protocol, router, executor and pool, in memory) where it does not.
 
 `run_server("module:app", *cli_args)` starts one on a free loopback port, waits until it
 accepts connections and yields a `Server`; on exit it sends SIGTERM and waits for the exit.
+`app_client("module:app", **settings)` yields a TestClient of that app with the server's
+defaults (500s answered, not raised; redirects not followed) and the logs it wrote.
 Apps for the tests live in tests/apps/ (on PYTHONPATH), examples/ is on PYTHONPATH too.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -28,9 +32,13 @@ def load_test_app(name: str):
     """Import an app module of tests/apps/ in the test process (for in-process checks)."""
     import importlib
 
+    _apps_on_path()
+    return importlib.import_module(name)
+
+
+def _apps_on_path() -> None:
     if str(APPS) not in sys.path:
         sys.path.insert(0, str(APPS))
-    return importlib.import_module(name)
 
 
 def free_port() -> int:
@@ -158,3 +166,74 @@ def serve() -> Iterator:
     """Factory fixture: `server = serve("module:app", "--threads", "8")`."""
     with contextlib.ExitStack() as stack:
         yield lambda target, *a, **kw: stack.enter_context(run_server(target, *a, **kw))
+
+
+class _LogText(logging.Handler):
+    """Every log record, formatted as the server's text log writes it."""
+
+    def __init__(self) -> None:
+        from catzilla.logs import TEXT_FORMAT
+
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter(TEXT_FORMAT))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def _fresh_import(module: str, env: dict[str, str]) -> Iterator:
+    """`module` imported anew with `env` in os.environ, as a server process would import it;
+    the module imported before (if any) is back in sys.modules afterwards."""
+    import importlib
+
+    _apps_on_path()
+    saved_env = {key: os.environ.get(key) for key in env}
+    saved_module = sys.modules.pop(module, None)
+    os.environ.update(env)
+    try:
+        yield importlib.import_module(module)
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        sys.modules.pop(module, None)
+        if saved_module is not None:
+            sys.modules[module] = saved_module
+
+
+@contextlib.contextmanager
+def app_client(target: str, env: dict[str, str] | None = None, base_url: str = "http://testserver",
+               **settings) -> Iterator:
+    """A TestClient of `module:app` (tests/apps/) with Config(**settings) and the server's
+    behaviour where the TestClient's defaults differ (a crash is a 500 and a log line, a
+    redirect is an answer, the client is 127.0.0.1); `client.logs()` is what the server
+    would have logged. With `env`, the module is imported anew with those variables set."""
+    module, _, name = target.partition(":")
+    if env:
+        with _fresh_import(module, env):
+            with app_client(f"{module}:{name}", base_url=base_url, **settings) as client:
+                yield client
+        return
+    from catzilla.config import Config
+    from catzilla.testclient import TestClient
+
+    app = getattr(load_test_app(module), name or "app")
+    settings.setdefault("access_log", False)
+    settings.setdefault("loop_block_threshold", 0)
+    handler = _LogText()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        with TestClient(app, base_url, raise_server_exceptions=False, follow_redirects=False,
+                        client=("127.0.0.1", 50000), config=Config(**settings)) as client:
+            client.logs = lambda: "\n".join(handler.lines)
+            yield client
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)

@@ -1,5 +1,7 @@
-"""Request bodies over real sockets: uploads spooled to disk and their limits, streamed
-bodies with flow control, Starlette's awaitable accessors, request.url, 0.2.3's names."""
+"""Request bodies: uploads spooled to disk and their limits, streamed bodies with flow
+control, Starlette's awaitable accessors, request.url, 0.2.3's names. Over real sockets where
+the bytes' arrival matters (streams, flow control, Expect, pipelining, timeouts, a worker's
+memory and files), through the TestClient (the real protocol in memory) for the rest."""
 from __future__ import annotations
 
 import os
@@ -10,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from conftest import read_response, run_server, wait_for
+from conftest import app_client, read_response, run_server, wait_for
 
 TIMEOUT = 20
 MiB = 1024 * 1024
@@ -34,6 +36,12 @@ def client(server):
         yield c
 
 
+@pytest.fixture(scope="module")
+def memory(save_dir):
+    with app_client("bodies_app:app", header_timeout=2, env={"BODIES_SAVE_DIR": str(save_dir)}) as c:
+        yield c
+
+
 def rss_kib(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -49,7 +57,8 @@ def raw_post(path: str, length: int | str, extra: str = "") -> bytes:
 
 # --- uploads ---------------------------------------------------------------------------------
 
-def test_small_upload_stays_in_memory_large_one_goes_to_disk(client):
+def test_small_upload_stays_in_memory_large_one_goes_to_disk(memory):
+    client = memory
     small = client.post("/upload", files={"file": ("s.csv", b"abcd" * 100, "text/csv")}, data={"note": "hi"})
     assert small.status_code == 200
     assert small.json() == {"filename": "s.csv", "content_type": "text/csv", "size": 400, "on_disk": False,
@@ -63,14 +72,16 @@ def test_small_upload_stays_in_memory_large_one_goes_to_disk(client):
     assert facts["first"].encode("latin-1") == data[:4]
 
 
-def test_upload_read_with_and_without_await(client):
+def test_upload_read_with_and_without_await(memory):
+    client = memory
     r = client.post("/upload/async", files={"file": ("a.bin", os.urandom(2 * MiB))})
     assert r.status_code == 200
     assert r.json()["read"] == r.json()["again"] == 2 * MiB
     assert r.json()["same"] is True
 
 
-def test_save_to(client, save_dir):
+def test_save_to(memory, save_dir):
+    client = memory
     data = os.urandom(3 * MiB + 7)
     r = client.post("/upload/save", files={"file": ("saved.bin", data)})
     assert r.status_code == 200
@@ -121,7 +132,8 @@ def test_multipart_split_anywhere_parses_the_same():
             assert (form["a"], form["f"].read()) == expected, cut
 
 
-def test_form_fields_and_optional_file(client):
+def test_form_fields_and_optional_file(memory):
+    client = memory
     assert client.post("/form/fields", data={"name": "x"}).json() == {"name": "x", "file": None}
     r = client.post("/form/fields", data={"name": "y"}, files={"file": ("f.txt", b"1")})
     assert r.json() == {"name": "y", "file": "f.txt"}
@@ -129,7 +141,8 @@ def test_form_fields_and_optional_file(client):
     assert client.post("/form/fields", data={"name": "z"}).json()["name"] == "z"
 
 
-def test_malformed_multipart_is_400(client):
+def test_malformed_multipart_is_400(memory):
+    client = memory
     for body in (b"--XYZ\r\nno headers here\r\n\r\nx\r\n--XYZ--\r\n", b"not multipart at all",
                  b"--XYZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\ncut short"):
         r = client.post("/upload", content=body, headers={"content-type": "multipart/form-data; boundary=XYZ"})
@@ -142,10 +155,9 @@ def test_malformed_multipart_is_400(client):
 
 @pytest.fixture(scope="module")
 def limited():
-    with run_server("bodies_app:app", "--max-file-size", "1000", "--max-files", "2",
-                    "--max-part-header-size", "300", "--max-body-size", "5000",
-                    env={"CATZILLA_MAX_FIELDS": "2"}) as s:
-        yield s
+    with app_client("bodies_app:app", max_file_size=1000, max_files=2, max_part_header_size=300,
+                    max_body_size=5000, max_fields=2) as c:
+        yield c
 
 
 @pytest.mark.parametrize("case", ["file size", "files", "fields", "part header", "field bytes"])
@@ -163,12 +175,12 @@ def test_each_upload_limit_is_413_json(limited, case):
         files = [("files", ("n" * 400, b"x"))]
     else:
         path, files, data = "/form/fields", [], {"name": "v" * 6000}
-    r = httpx.post(limited.url + path, files=files, data=data, timeout=TIMEOUT)
+    r = limited.post(path, files=files, data=data)
     assert r.status_code == 413, r.text
     assert r.headers["content-type"].startswith("application/json")
     assert isinstance(r.json()["detail"], str)
     # within the limits, the same route answers
-    ok = httpx.post(limited.url + "/upload/many", files=[("files", ("a", b"x" * 1000))], timeout=TIMEOUT)
+    ok = limited.post("/upload/many", files=[("files", ("a", b"x" * 1000))])
     assert ok.json() == {"names": ["a"]}
 
 
@@ -211,12 +223,14 @@ def test_stream_gives_chunks_as_they_arrive(client):
     assert client.post("/stream/sync", content=data).json() == {"total": len(data), "thread": True}
 
 
-def test_await_body_reads_a_stream_whole(client):
+def test_await_body_reads_a_stream_whole(memory):
+    client = memory
     r = client.post("/stream/whole", json={"k": "v" * 300000})
     assert r.json() == {"before": 0, "size": 300008, "after": 300008, "json": {"k": "v" * 300000}}
 
 
-def test_await_form_on_a_streaming_route_spools_as_it_arrives(client):
+def test_await_form_on_a_streaming_route_spools_as_it_arrives(memory):
+    client = memory
     data = os.urandom(3 * MiB)
     r = client.post("/stream/form", files={"file": ("s.bin", data)}, data={"note": "n"})
     assert r.json() == {"size": len(data), "on_disk": True, "note": "n", "body": 0}
@@ -233,12 +247,12 @@ def test_stream_chunked_body(client):
 
 
 def test_stream_not_bounded_by_max_body_size():
-    with run_server("bodies_app:app", "--max-body-size", "1000") as s:
+    with app_client("bodies_app:app", max_body_size=1000) as s:
         data = os.urandom(2 * MiB)
-        assert httpx.post(s.url + "/stream", content=data, timeout=TIMEOUT).json()["total"] == len(data)
-        assert httpx.post(s.url + "/plain", content=data, timeout=TIMEOUT).status_code == 413
-        assert httpx.post(s.url + "/big", content=data, timeout=TIMEOUT).json() == {"size": len(data)}
-        too_big = httpx.post(s.url + "/big", content=b"x" * (32 * MiB + 1), timeout=TIMEOUT)
+        assert s.post("/stream", content=data).json()["total"] == len(data)
+        assert s.post("/plain", content=data).status_code == 413
+        assert s.post("/big", content=data).json() == {"size": len(data)}
+        too_big = s.post("/big", content=b"x" * (32 * MiB + 1))
         assert too_big.status_code == 413
 
 
@@ -350,7 +364,8 @@ def test_stream_answered_early_keeps_connection_usable(server):
 
 # --- Starlette's accessors, request.url, Catzilla 0.2.3's names --------------------------------
 
-def test_await_body_json_form_in_async_handlers(client):
+def test_await_body_json_form_in_async_handlers(memory):
+    client = memory
     r = client.post("/starlette", json={"a": [1, 2]})
     assert r.json() == {"body": '{"a":[1,2]}', "json": {"a": [1, 2]}, "seed": '{"a":[1,2]}'}
     r = client.post("/starlette/form", data={"k": "v"}, files={"f": ("f.txt", b"data")})
@@ -368,7 +383,8 @@ def test_request_url_parts(server, client):
     assert (bare["str"], bare["port"], bare["hostname"]) == ("http://example.com/url/c", None, "example.com")
 
 
-def test_catzilla_0_2_3_text_json_client_ip(client):
+def test_catzilla_0_2_3_text_json_client_ip(memory):
+    client = memory
     r = client.post("/compat", content=b"plain words")
     assert r.json() == {"text": "plain words", "json": None, "client_ip": "127.0.0.1", "body_type": "ReadyBytes"}
     # an empty body is {} to request.json(), as 0.2.3 answers it
@@ -380,7 +396,8 @@ def test_catzilla_0_2_3_text_json_client_ip(client):
     assert client.post("/compat/async").json()["json"] == {}
 
 
-def test_invalid_json_is_400(client):
+def test_invalid_json_is_400(memory):
+    client = memory
     r = client.post("/starlette", content=b"{not json")
     assert r.status_code == 400
     assert "not valid JSON" in r.json()["detail"]

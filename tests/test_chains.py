@@ -1,5 +1,6 @@
 """Code in a chain of middleware and hooks gets what it would get without one: a current
-Task, its own context, the after-hooks, one answer, admission control and timeouts."""
+Task, its own context, the after-hooks, one answer (through the TestClient), admission
+control and timeouts (over real servers)."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -8,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from conftest import read_response, run_server
+from conftest import app_client, read_response, run_server
 
 TIMEOUT = 5.0
 
@@ -19,24 +20,30 @@ def server():
         yield s
 
 
+@pytest.fixture(scope="module")
+def client():
+    with app_client("chain_app:app", threads=2, max_queue=1) as c:
+        yield c
+
+
 def get(server, path: str, **kw) -> httpx.Response:
     return httpx.get(server.url + path, timeout=TIMEOUT, **kw)
 
 
-def test_a_chain_runs_in_a_task(server):
-    assert get(server, "/task-features").json() == {"task": True}
-    assert get(server, "/mw-timeout").text == "ok"
+def test_a_chain_runs_in_a_task(client):
+    assert client.get("/task-features").json() == {"task": True}
+    assert client.get("/mw-timeout").text == "ok"
 
 
-def test_context_variables_stay_with_their_request(server):
-    assert get(server, "/leak").text == "leaked"
-    assert get(server, "/read").text == "unset"
-    assert get(server, "/token").text == "x"  # reset after a suspension works
-    assert get(server, "/read").text == "unset"
+def test_context_variables_stay_with_their_request(client):
+    assert client.get("/leak").text == "leaked"
+    assert client.get("/read").text == "unset"
+    assert client.get("/token").text == "x"  # reset after a suspension works
+    assert client.get("/read").text == "unset"
 
 
-def test_a_short_circuit_on_a_sync_route_still_runs_every_after_hook(server):
-    r = get(server, "/sync", params={"short": "1"})
+def test_a_short_circuit_on_a_sync_route_still_runs_every_after_hook(client):
+    r = client.get("/sync", params={"short": "1"})
     assert r.text == "short-circuited"
     assert r.headers["x-def-after"] == "1" and r.headers["x-async-after"] == "1"
 
@@ -52,8 +59,8 @@ def test_system_exit_in_a_chain_is_a_500_and_the_connection_goes_on(server):
         assert read_response(sock)[0] == 200
 
 
-def test_a_def_handler_returning_a_coroutine(server):
-    r = get(server, "/coroutine")
+def test_a_def_handler_returning_a_coroutine(client):
+    r = client.get("/coroutine")
     assert r.text == "from coroutine" and r.headers["x-def-after"] == "1"
 
 

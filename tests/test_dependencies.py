@@ -1,6 +1,7 @@
 """Annotated markers, pydantic bodies, Depends and the decorator keywords (issue 9, items 1-3),
-against a real `catzilla run deps_app:app`; registration errors in-process and through a
-real server that must refuse to start."""
+through the TestClient (the real protocol, router, executor and pool in memory) with
+deps_app; registration errors in-process and through a real server that must refuse to
+start."""
 
 import subprocess
 import sys
@@ -14,31 +15,37 @@ import pytest
 
 from catzilla import Catzilla, Depends, Header, Path, Query
 from catzilla.errors import DefinitionError
-from conftest import ROOT, run_server
+from conftest import ROOT, app_client, run_server
 
 TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="module")
-def server():
-    with run_server("deps_app:app", "--workers", "1", "--threads", "4") as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+def client():
+    with app_client("deps_app:app", threads=4) as c:
         yield c
 
 
-@pytest.fixture
-def events(client):
+@pytest.fixture(scope="module")
+def wire():
+    """A real server, for the smoke test of the server path."""
+    with run_server("deps_app:app", "--workers", "1", "--threads", "4") as server:
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+            yield c
+
+
+def events_of(client):
     client.post("/events/reset")
 
     def read() -> dict:
         return client.get("/events").json()
 
     return read
+
+
+@pytest.fixture
+def events(client):
+    return events_of(client)
 
 
 # --- Annotated ------------------------------------------------------------------------------
@@ -151,7 +158,10 @@ def test_cached_once_per_request_unless_use_cache_false(client, events):
     assert events()["calls"] == {"user": 2, "db": 4}
 
 
-def test_sync_dependencies_handler_and_cleanup_share_one_pool_job(client, events):
+@pytest.mark.parametrize("via", ["wire", "client"])
+def test_sync_dependencies_handler_and_cleanup_share_one_pool_job(request, via):
+    client = request.getfixturevalue(via)
+    events = events_of(client)
     loop = client.get("/loop-thread").json()["thread"]
     for _ in range(5):
         body = client.get("/deps/threads").json()
@@ -180,11 +190,11 @@ def test_handler_exception_is_thrown_into_the_generator(client, events):
     assert (r.status_code, r.json()) == (500, {"detail": "Internal Server Error"})
 
 
-def test_cleanup_that_raises_is_logged_and_answered_500(server, client, events):
+def test_cleanup_that_raises_is_logged_and_answered_500(client, events):
     r = client.get("/yield/cleanup-raises")
     assert (r.status_code, r.json()) == (500, {"detail": "Internal Server Error"})
     assert events()["events"] == ["handler", "broken cleanup ran"]
-    logs = server.logs()
+    logs = client.logs()
     assert "the clean-up of dependency broken_cleanup raised RuntimeError: clean-up failed" in logs
     assert "RuntimeError: clean-up failed" in logs
     assert client.get("/yield/sync").status_code == 200  # the worker serves on
@@ -196,10 +206,10 @@ def test_dependency_raising_http_exception_keeps_status_and_headers(client):
     assert client.get("/deps/forbidden", headers={"x-key": "secret"}).json() == {"key": "secret"}
 
 
-def test_dependency_that_crashes_is_a_logged_500(server, client):
+def test_dependency_that_crashes_is_a_logged_500(client):
     r = client.get("/deps/crash")
     assert (r.status_code, r.json()) == (500, {"detail": "Internal Server Error"})
-    assert "ZeroDivisionError: dependency crashed" in server.logs()
+    assert "ZeroDivisionError: dependency crashed" in client.logs()
 
 
 def test_async_dependency_around_def_handler_and_back(client):
@@ -215,12 +225,12 @@ def test_app_router_and_decorator_dependencies(client, events):
     assert (r.status_code, r.json()) == (401, {"detail": "router said no"})
 
 
-def test_service_dependency_without_and_with_a_resolver(server, client):
+def test_service_dependency_without_and_with_a_resolver(client):
     r = client.get("/service")
     assert r.status_code == 500
     # catzilla.dependency_injection installs the container's resolver when catzilla is
     # imported: the error names the service the container does not have.
-    assert "no service named 'database' is registered" in server.logs()
+    assert "no service named 'database' is registered" in client.logs()
     client.post("/service/install")
     assert client.get("/service").json() == {"db": "service:database"}
 
@@ -240,10 +250,10 @@ def test_response_model_list_and_pydantic(client):
     assert client.get("/shape/pydantic").json() == {"name": "carol"}
 
 
-def test_result_not_fitting_its_model_is_500(server, client):
+def test_result_not_fitting_its_model_is_500(client):
     r = client.get("/shape/wrong")
     assert (r.status_code, r.json()) == (500, {"detail": "Internal Server Error"})
-    assert "does not fit its response model" in server.logs()
+    assert "does not fit its response model" in client.logs()
 
 
 def test_a_returned_response_is_sent_as_is(client):

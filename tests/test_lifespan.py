@@ -1,5 +1,6 @@
 """Lifespan and state: `Catzilla(lifespan=...)`, `request.state`, `app.state`,
-`@app.on_server_start`, on real `catzilla run` servers (tests/apps/lifespan_*.py).
+`@app.on_server_start`, on real `catzilla run` servers (tests/apps/lifespan_*.py), and
+through the TestClient (the same worker in memory) where no process or signal is involved.
 
 The apps append "<event> <pid>" lines to a file named by LIFESPAN_EVENTS, so a test can see
 what ran, where and in which order, also after the server is gone.
@@ -17,7 +18,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import ROOT, free_port, run_server, wait_for, wait_listening
+from conftest import ROOT, app_client, free_port, run_server, wait_for, wait_listening
 from test_master import clean_env, launch, wait_log
 
 TIMEOUT = 10.0
@@ -51,23 +52,21 @@ def run_to_exit(target: str, *args: str, env: dict[str, str]) -> tuple[int, str]
 
 
 def test_lifespan_state_is_request_state_in_async_and_sync_handlers(events: Path) -> None:
-    with run_server("lifespan_app:app", env={"LIFESPAN_EVENTS": str(events)}) as s:
-        with httpx.Client(base_url=s.url, timeout=TIMEOUT) as client:
-            a = client.get("/state-async").json()
-            b = client.get("/state-sync").json()
+    with app_client("lifespan_app:app", env={"LIFESPAN_EVENTS": str(events)}) as client:
+        a = client.get("/state-async").json()
+        b = client.get("/state-sync").json()
     assert a["db"] == {"name": "the-pool", "pid": a["pid"]}
     assert a["counter"] == 1
     assert b["db"] == a["db"] and b["counter"] == 1
 
 
 def test_each_request_gets_a_shallow_copy_of_the_lifespan_state(events: Path) -> None:
-    with run_server("lifespan_app:app", env={"LIFESPAN_EVENTS": str(events)}) as s:
-        with httpx.Client(base_url=s.url, timeout=TIMEOUT) as client:
-            assert client.get("/mutate").json() == {"counter": 99}
-            # Attributes set on one request's state are its own...
-            assert client.get("/extra").json() == {"has_extra": False, "counter": 1}
-            # ...the objects the lifespan yielded are shared (Starlette's rule).
-            assert client.get("/state-async").json()["seen"] == ["mutated"]
+    with app_client("lifespan_app:app", env={"LIFESPAN_EVENTS": str(events)}) as client:
+        assert client.get("/mutate").json() == {"counter": 99}
+        # Attributes set on one request's state are its own...
+        assert client.get("/extra").json() == {"has_extra": False, "counter": 1}
+        # ...the objects the lifespan yielded are shared (Starlette's rule).
+        assert client.get("/state-async").json()["seen"] == ["mutated"]
 
 
 def test_lifespan_exit_runs_when_the_worker_stops_then_on_shutdown(events: Path) -> None:
@@ -97,18 +96,17 @@ def test_sync_contextmanager_lifespan(events: Path) -> None:
 
 
 def test_without_lifespan_request_state_starts_empty() -> None:
-    with run_server("lifespan_sync:plain") as s:
-        with httpx.Client(base_url=s.url, timeout=TIMEOUT) as client:
-            assert client.get("/state").json() == {"attrs": ["mine"]}
-            assert client.get("/state").json() == {"attrs": ["mine"]}
+    with app_client("lifespan_sync:plain") as client:
+        assert client.get("/state").json() == {"attrs": ["mine"]}
+        assert client.get("/state").json() == {"attrs": ["mine"]}
 
 
 # -- app.state and request.app -------------------------------------------------------------------
 
 
 def test_app_state_is_shared_through_request_app(events: Path) -> None:
-    with run_server("lifespan_app:app", env={"LIFESPAN_EVENTS": str(events)}) as s:
-        body = httpx.get(s.url + "/app-state", timeout=TIMEOUT).json()
+    with app_client("lifespan_app:app", env={"LIFESPAN_EVENTS": str(events)}) as client:
+        body = client.get("/app-state").json()
     assert body == {"same_app": True, "at_import": "set-at-import",
                     "from_startup": f"worker-{body['pid']}", "pid": body["pid"]}
 

@@ -1,5 +1,7 @@
-"""The built-in middleware (catzilla.middleware: CORS, GZip, TrustedHost, RequestID) on a
-real server (tests/apps/mw_builtin_app.py), with httpx and raw sockets."""
+"""The built-in middleware (catzilla.middleware: CORS, GZip, TrustedHost, RequestID) of
+tests/apps/mw_builtin_app.py: through the TestClient (the real protocol in memory), and on
+a real server with raw sockets where the exact bytes matter (nothing added to a request,
+compressed bytes and chunks as they arrive)."""
 from __future__ import annotations
 
 import gzip
@@ -11,7 +13,7 @@ import pytest
 
 from catzilla.middleware import (CORSMiddleware, GZipMiddleware, RequestIDMiddleware,
                                  TrustedHostMiddleware)
-from conftest import load_test_app, read_response, run_server
+from conftest import app_client, load_test_app, read_response, run_server
 
 ALLOWED = "https://allowed.example"
 BIG_TEXT = load_test_app("mw_builtin_app").BIG_TEXT
@@ -24,14 +26,20 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def cred_server():
-    with run_server("mw_builtin_app:cred_app") as srv:
-        yield srv
+def wire(server):
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=10) as c:
+def client():
+    with app_client("mw_builtin_app:app", base_url="http://127.0.0.1") as c:  # a trusted host
+        yield c
+
+
+@pytest.fixture(scope="module")
+def cred_client():
+    with app_client("mw_builtin_app:cred_app", base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -170,11 +178,11 @@ def test_cors_post_simple_request(client):
     assert r.headers["access-control-allow-origin"] == ALLOWED
 
 
-def test_cors_credentials_preflight_echoes_requested_values(cred_server):
-    with httpx.Client(base_url=cred_server.url) as c:
-        r = c.options("/sync", headers={"Origin": "https://any.example",
-                                        "Access-Control-Request-Method": "PURGE",
-                                        "Access-Control-Request-Headers": "X-A, X-B"})
+def test_cors_credentials_preflight_echoes_requested_values(cred_client):
+    c = cred_client
+    r = c.options("/sync", headers={"Origin": "https://any.example",
+                                    "Access-Control-Request-Method": "PURGE",
+                                    "Access-Control-Request-Headers": "X-A, X-B"})
     assert r.status_code == 200, r.text
     assert r.headers["access-control-allow-origin"] == "https://any.example"  # never "*"
     assert r.headers["access-control-allow-credentials"] == "true"
@@ -184,10 +192,10 @@ def test_cors_credentials_preflight_echoes_requested_values(cred_server):
     assert r.headers["vary"] == "Origin"
 
 
-def test_cors_credentials_simple_request(cred_server):
-    with httpx.Client(base_url=cred_server.url) as c:
-        r = c.get("/async", headers={"Origin": "https://any.example", "Cookie": "session=1"})
-        plain = c.get("/async")
+def test_cors_credentials_simple_request(cred_client):
+    c = cred_client
+    r = c.get("/async", headers={"Origin": "https://any.example", "Cookie": "session=1"})
+    plain = c.get("/async")
     assert r.headers["access-control-allow-origin"] == "https://any.example"
     assert r.headers["access-control-allow-credentials"] == "true"
     assert r.headers["vary"] == "Origin"
@@ -258,8 +266,8 @@ REST = {"/stream": lambda i: f"piece {i}: {'x' * 40}\n", "/sync-stream": lambda 
 
 @pytest.mark.parametrize("path, first", [("/stream", b"first piece\n"),
                                          ("/sync-stream", b"first sync piece\n")])
-def test_gzip_stream_chunks_arrive_as_sent(server, client, path, first):
-    client.get("/rearm")
+def test_gzip_stream_chunks_arrive_as_sent(server, wire, path, first):
+    wire.get("/rearm")
     with server.connect(timeout=5) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\n\r\n".encode())
         reader = ChunkedReader(sock)
@@ -273,7 +281,7 @@ def test_gzip_stream_chunks_arrive_as_sent(server, client, path, first):
         # The handler is now blocked until /release: its first piece must already be here,
         # whole and decodable (a compressor holding it back would time this out).
         assert decompressor.decompress(reader.chunk()) == first
-        assert client.get("/release").status_code == 200
+        assert wire.get("/release").status_code == 200
         text = first
         while True:
             data = reader.chunk()

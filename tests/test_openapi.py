@@ -1,5 +1,6 @@
 """OpenAPI 3.1: the document of real apps is valid (openapi-spec-validator), says what the
-routes take and give, and is served with its Swagger UI and ReDoc pages by a real server."""
+routes take and give, and is served with its Swagger UI and ReDoc pages (by a real server
+once, through the TestClient otherwise)."""
 from __future__ import annotations
 
 import importlib
@@ -207,9 +208,8 @@ def test_the_cdn_is_a_named_setting(monkeypatch):
     assert "https://assets.internal/swagger.js" in page and "&lt;t&gt;" in page
 
 
-def test_the_example_app_serves_its_docs(serve):
-    server = serve("structured:app")
-    with httpx.Client(base_url=server.url) as client:
+def test_the_example_app_serves_its_docs():
+    with TestClient(_example("structured")) as client:
         docs = client.get("/docs")
         assert docs.status_code == 200 and '"url": "/openapi.json"' in docs.text
         spec = client.get("/openapi.json").json()

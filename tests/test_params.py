@@ -1,5 +1,7 @@
 """Parameter binding, the Request object, return values, errors and schedule_task
-(DESIGN.md section 3), against a real `catzilla run params_app:app`."""
+(DESIGN.md section 3): through the TestClient (the same protocol, router, executor and pool
+in memory), and against a real `catzilla run params_app:app` where the wire or the threads
+matter (raw requests, a loop that is the main thread, a response sent before its tasks)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +11,7 @@ import httpx
 import pytest
 import requests
 
-from conftest import run_server
+from conftest import app_client, run_server
 
 TIMEOUT = 10.0
 
@@ -21,8 +23,14 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def client(server):
+def wire(server):
     with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client():
+    with app_client("params_app:app", threads=8) as c:
         yield c
 
 
@@ -449,8 +457,8 @@ UPLOAD = b"ab\r\n--boundary-lookalike\r\n\x00\xff" + bytes(range(256))
 
 
 @pytest.mark.parametrize("path, main", [("/upload/sync", False), ("/upload/async", True)])
-def test_upload_object(client, path, main):
-    r = client.post(path, files={"file": ("report.csv", UPLOAD, "text/csv")}, data={"note": "hello"})
+def test_upload_object(wire, path, main):
+    r = wire.post(path, files={"file": ("report.csv", UPLOAD, "text/csv")}, data={"note": "hello"})
     assert r.status_code == 200
     body = r.json()
     assert body["filename"] == "report.csv"
@@ -616,8 +624,8 @@ def test_no_content(client):
     assert "content-length" not in r.headers
 
 
-def test_streaming_from_sync_generator(client):
-    r = client.get("/ret/stream-sync")
+def test_streaming_from_sync_generator(wire):
+    r = wire.get("/ret/stream-sync")
     assert r.status_code == 200
     assert r.headers["transfer-encoding"] == "chunked"
     assert "content-length" not in r.headers
@@ -678,12 +686,15 @@ def test_wrong_method_405_with_allow(client):
     assert client.post("/get-post").json() == {"method": "POST"}
 
 
-@pytest.mark.parametrize("path, secret, exc_type", [
-    ("/crash/sync", "secret-internal-sync-9f3a", "RuntimeError"),
-    ("/crash/async", "secret-internal-async-7c1b", "KeyError"),
-    ("/crash/inline", "division by zero", "ZeroDivisionError"),
+@pytest.mark.parametrize("path, secret, exc_type, via", [
+    ("/crash/sync", "secret-internal-sync-9f3a", "RuntimeError", "wire"),  # on a real keep-alive connection
+    ("/crash/sync", "secret-internal-sync-9f3a", "RuntimeError", "client"),
+    ("/crash/async", "secret-internal-async-7c1b", "KeyError", "client"),
+    ("/crash/inline", "division by zero", "ZeroDivisionError", "client"),
 ])
-def test_handler_exception_is_500(client, server, path, secret, exc_type):
+def test_handler_exception_is_500(request, path, secret, exc_type, via):
+    client = request.getfixturevalue(via)
+    logs_of = request.getfixturevalue("server").logs if via == "wire" else client.logs
     r = client.get(path)
     assert r.status_code == 500
     assert r.headers["content-type"] == "application/json"
@@ -692,9 +703,9 @@ def test_handler_exception_is_500(client, server, path, secret, exc_type):
     # the same keep-alive connection and the server keep serving
     assert client.get("/ret/dict").json() == {"a": 1, "nested": {"b": [1, 2]}}
     deadline = time.monotonic() + 5
-    while secret not in server.logs() and time.monotonic() < deadline:
+    while secret not in logs_of() and time.monotonic() < deadline:
         time.sleep(0.05)
-    logs = server.logs()
+    logs = logs_of()
     assert f"Exception in handler for GET {path}" in logs
     assert "Traceback (most recent call last)" in logs
     assert f"{exc_type}: " in logs and secret in logs
@@ -712,12 +723,12 @@ def wait_events(client, token: str, count: int, timeout: float = 5.0) -> list[di
 
 
 @pytest.mark.parametrize("route", ["/bg/schedule-sync", "/bg/schedule-async", "/bg/schedule-inline"])
-def test_schedule_task_runs_after_response(client, route):
+def test_schedule_task_runs_after_response(wire, route):
     token = f"tok-{route.rsplit('-', 1)[1]}-{time.monotonic_ns()}"
-    r = client.get(route, params={"token": token})
+    r = wire.get(route, params={"token": token})
     assert r.status_code == 200
     assert r.json() == {"scheduled": token, "seen_now": []}
-    events = sorted(wait_events(client, token, 2), key=lambda e: e["fn"])
+    events = sorted(wait_events(wire, token, 2), key=lambda e: e["fn"])
     assert events == [
         # async fn on the loop thread, def fn in the pool; both after the response was sent
         {"token": token, "fn": "async", "responded": True, "main": True},
@@ -725,29 +736,29 @@ def test_schedule_task_runs_after_response(client, route):
     ]
 
 
-def test_schedule_task_does_not_delay_response(client):
+def test_schedule_task_does_not_delay_response(wire):
     token = f"slow-{time.monotonic_ns()}"
     t0 = time.monotonic()
-    r = client.get("/bg/schedule-sync", params={"token": token, "delay": "0.8"})
+    r = wire.get("/bg/schedule-sync", params={"token": token, "delay": "0.8"})
     elapsed = time.monotonic() - t0
     assert r.status_code == 200
     assert elapsed < 0.6 * 0.8
-    assert client.get("/bg/events", params={"token": token}).json() == []
-    assert len(wait_events(client, token, 2)) == 2
+    assert wire.get("/bg/events", params={"token": token}).json() == []
+    assert len(wait_events(wire, token, 2)) == 2
 
 
-def test_failing_background_task_is_logged(client, server):
+def test_failing_background_task_is_logged(client):
     token = f"f{time.monotonic_ns()}"
     r = client.get("/bg/fail", params={"token": token})
     assert r.status_code == 200
     assert r.json() == {"scheduled": token}
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        logs = server.logs()
+        logs = client.logs()
         if f"bg-sync-boom-{token}" in logs and f"bg-async-boom-{token}" in logs:
             break
         time.sleep(0.05)
-    logs = server.logs()
+    logs = client.logs()
     assert "background task failing_sync_task failed" in logs
     assert "background task failing_async_task failed" in logs
     assert f"ValueError: bg-sync-boom-{token}" in logs

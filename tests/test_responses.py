@@ -1,5 +1,7 @@
-"""Responses over a real server (tests/apps/responses_app.py): repeated headers, cookies,
-redirects, media types, FileResponse (ranges, validators, HEAD, sendfile) and SSE."""
+"""Responses of tests/apps/responses_app.py: repeated headers, cookies, redirects, media
+types, FileResponse (ranges, validators, HEAD, sendfile) and SSE; through the TestClient
+(the real protocol in memory), and over a real server where the wire matters (raw bytes,
+sendfile, streaming to a real client, real cookie jars, the access log)."""
 from __future__ import annotations
 
 import email.utils
@@ -12,7 +14,7 @@ import httpx
 import pytest
 import requests
 
-from conftest import run_server, wait_for
+from conftest import app_client, run_server, wait_for
 from responses_files import BIG_SIZE, big_content, make_tree
 
 TIMEOUT = 10.0
@@ -31,8 +33,14 @@ def server(files):
 
 
 @pytest.fixture(scope="module")
-def client(server):
+def wire(server):
     with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(files):
+    with app_client("responses_app:app", threads=4, env={"RESPONSES_FILES": str(files)}) as c:
         yield c
 
 
@@ -53,12 +61,12 @@ def head_and_body(data: bytes) -> tuple[str, bytes]:
 
 # -- headers and cookies -----------------------------------------------------------------------
 
-def test_two_set_cookie_fields_reach_a_real_client(server, client):
-    response = client.get("/cookies")
+def test_two_set_cookie_fields_reach_a_real_client(server, wire):
+    response = wire.get("/cookies")
     assert response.status_code == 200
     cookies = response.headers.get_list("set-cookie")
     assert len(cookies) == 5
-    assert client.cookies.get("theme") == "dark"
+    assert wire.cookies.get("theme") == "dark"
     with requests.Session() as session:  # another client's jar keeps both too
         session.get(server.url + "/cookies", timeout=TIMEOUT)
         assert session.cookies.get("theme") == "dark"
@@ -390,9 +398,9 @@ def test_a_reader_that_stalls_is_cut_off_and_others_are_served(tmp_path):
         assert received < size
 
 
-def test_access_log_has_the_status_and_size_sent(server, client):
-    client.get("/file/hello.txt?log=1", headers={"Range": "bytes=0-4"})
+def test_access_log_has_the_status_and_size_sent(server, wire):
+    wire.get("/file/hello.txt?log=1", headers={"Range": "bytes=0-4"})
     wait_for(lambda: '"GET /file/hello.txt HTTP/1.1" 206 ' in server.logs(), 5, message="a 206 access line")
-    etag = client.get("/file/hello.txt").headers["etag"]
-    client.get("/file/hello.txt", headers={"If-None-Match": etag})
+    etag = wire.get("/file/hello.txt").headers["etag"]
+    wire.get("/file/hello.txt", headers={"If-None-Match": etag})
     wait_for(lambda: '"GET /file/hello.txt HTTP/1.1" 304 ' in server.logs(), 5, message="a 304 access line")

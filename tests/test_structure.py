@@ -1,4 +1,5 @@
-"""Routers, middleware, hooks and exception handlers in layers, over a real server."""
+"""Routers, middleware, hooks and exception handlers in layers: through the TestClient (the
+real protocol, executor and pool in memory), and the structured example over a real server."""
 from __future__ import annotations
 
 import time
@@ -6,17 +7,17 @@ import time
 import httpx
 import pytest
 
-from conftest import run_server
+from catzilla.config import Config
+from conftest import app_client, run_server
 
 TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="module")
 def client():
-    with run_server("structure_app:app", "--threads", "4") as server:
-        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
-            client.server = server
-            yield client
+    # the server's blocked-loop detector, as `catzilla run` has it by default
+    with app_client("structure_app:app", threads=4, loop_block_threshold=Config().loop_block_threshold) as client:
+        yield client
 
 
 def test_middleware_and_hooks_nest_app_router_route_on_a_sync_route(client):
@@ -77,7 +78,7 @@ def test_an_unhandled_exception_is_a_500_and_the_worker_lives(client):
 def test_a_failing_exception_handler_gives_the_plain_500_and_logs_both(client):
     r = client.get("/broken-handler")
     assert r.status_code == 500 and r.json() == {"detail": "Internal Server Error"}
-    logs = client.server.logs()
+    logs = client.logs()
     assert "the handler fails too" in logs and "first failure" in logs
 
 
@@ -125,13 +126,12 @@ def test_catzilla_023_middleware_hooks_run_by_priority(client):
 
 
 def test_catzilla_023_exception_handler_setters():
-    with run_server("structure_app:legacy_app") as server:
-        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
-            assert client.get("/nope").json() == {"missing": "/nope"}
-            r = client.get("/boom")
-            assert r.status_code == 500 and r.json() == {"oops": True}
-            r = client.get("/teapot")
-            assert r.status_code == 418 and r.json() == {"tea": "legacy"}
+    with app_client("structure_app:legacy_app") as client:
+        assert client.get("/nope").json() == {"missing": "/nope"}
+        r = client.get("/boom")
+        assert r.status_code == 500 and r.json() == {"oops": True}
+        r = client.get("/teapot")
+        assert r.status_code == 418 and r.json() == {"tea": "legacy"}
 
 
 def test_constructor_middleware_and_exception_handlers():
@@ -174,6 +174,6 @@ def test_the_structured_example_app():
 def test_the_blocked_loop_detector_names_a_hook(client):
     assert client.get("/blocking/route", headers={"x-block": "1"}).status_code == 200
     deadline = time.monotonic() + 5
-    while "hook blocking_hook for GET /blocking/route has blocked the event loop" not in client.server.logs():
-        assert time.monotonic() < deadline, client.server.logs()[-2000:]
+    while "hook blocking_hook for GET /blocking/route has blocked the event loop" not in client.logs():
+        assert time.monotonic() < deadline, client.logs()[-2000:]
         time.sleep(0.1)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from contextlib import asynccontextmanager
 
 import pytest
@@ -223,3 +225,26 @@ def test_a_failing_startup_is_raised_on_enter():
                 pass
 
     asyncio.run(main())
+
+
+def test_the_blocked_loop_detector_runs_when_a_config_asks_for_it(caplog):
+    from catzilla.config import Config
+
+    app = Catzilla()
+
+    @app.get("/block")
+    async def block(request):
+        time.sleep(0.5)  # keeps the loop: what the detector is for
+        return "done"
+
+    with caplog.at_level(logging.WARNING, logger="catzilla"):
+        with TestClient(app) as client:  # the default: no detector
+            assert client.get("/block").text == "done"
+        assert "blocked the event loop" not in caplog.text
+        with TestClient(app, config=Config(access_log=False, loop_block_threshold=0.05)) as client:
+            assert client.get("/block").text == "done"
+    assert "async handler for GET /block has blocked the event loop" in caplog.text
+    deadline = time.monotonic() + 5  # and it stops with the client
+    while any(t.name == "catzilla-loop-monitor" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the detector outlived its client"
+        time.sleep(0.02)

@@ -29,6 +29,7 @@ import httpx
 from .. import stats_report
 from ..config import Config
 from ..request import Request
+from ..worker.monitor import LoopMonitor
 from ..worker.protocol import HttpProtocol
 from ..worker.server import Worker
 from .memory import MemoryTransport, catch, encode_request, errors_caught
@@ -76,6 +77,10 @@ class _Server:
             worker.access.decide()
             self.lifespan = True
         worker.started = True
+        if self.config.loop_block_threshold > 0:  # asked for: the server's blocked-loop detector
+            worker.monitor = LoopMonitor(loop, self.app.router.routes, self.config.loop_block_threshold,
+                                         worker.stats_slot)
+            worker.monitor.start()
 
     async def stop(self) -> None:
         worker, self.worker = self.worker, None
@@ -86,6 +91,8 @@ class _Server:
             if self.lifespan:
                 await self.app.shutdown()
         finally:
+            if worker.monitor is not None:
+                worker.monitor.stop()
             worker.draining = True
             worker._tick = _no_tick  # type: ignore[method-assign]  # the tick reschedules itself
             worker.pool.shutdown(wait=False)
