@@ -10,7 +10,10 @@ route itself. For a request:
       <- after-request hooks, the route's first                    ((request, response) -> Response)
 
 A before-hook that returns something short-circuits: that is the response, and the handler
-does not run (the after-hooks still do). Where each piece runs:
+does not run (the after-hooks still do). A chain that cannot suspend, whose middleware all
+come in two halves (middleware.base.PhasedMiddleware), runs as one plain call
+(`run_inline`: no Task, no coroutine per layer; each hook's and the handler's coroutine is
+driven where it is made); any other runs as the coroutine `run`. Where each piece runs:
 - around a `def` handler, `def` hooks run in the same pool job as the handler (one hop per
   request, whatever the chain); `async def` hooks run on the loop, before the job (before-
   hooks) and after it (after-hooks);

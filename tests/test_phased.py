@@ -5,6 +5,8 @@ handlers, failures, context variables, CORS. Each case is asked of /inline (one 
 /suspends (a Task) and the two answers compared."""
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -111,3 +113,12 @@ def test_a_subclass_with_its_own_dispatch_keeps_it():
         r = client.get("/", headers=ORIGIN)
     assert r.headers["x-own-dispatch"] == "1"
     assert r.headers["access-control-allow-origin"] == "https://a.example"
+
+
+def test_the_blocked_loop_detector_names_a_blocking_half(server):
+    r = httpx.get(server.url + "/blocking", headers={"x-block": "1"}, timeout=TIMEOUT)
+    assert r.status_code == 200
+    deadline = time.monotonic() + 5
+    while "middleware Blocker for GET /blocking has blocked the event loop" not in server.logs():
+        assert time.monotonic() < deadline, server.logs()[-2000:]
+        time.sleep(0.1)

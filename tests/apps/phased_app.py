@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 
 from catzilla import Catzilla, HTTPException, JSONResponse, PlainTextResponse, Router
 from catzilla.middleware import CORSMiddleware, Middleware
@@ -43,6 +44,14 @@ class OwnDispatch(CORSMiddleware):
         response = await super().dispatch(request, call_next)
         response.headers["x-own-dispatch"] = "1"
         return response
+
+
+class Blocker(PhasedMiddleware):
+    """Blocks the loop on its way in when asked: the detector must name it."""
+
+    def on_request(self, request):
+        if request.headers.get("x-block"):
+            time.sleep(0.3)
 
 
 class Teapot(Exception):
@@ -100,6 +109,11 @@ async def exit_(request):
 @router.get("/http-error", middleware=[Mark(None, "route")])
 async def http_error(request):
     raise HTTPException(409, "taken")
+
+
+@router.get("/blocking", middleware=[Blocker(None)])
+async def blocking(request):
+    return {"ok": True}
 
 
 app.include_router(router)
