@@ -10,7 +10,10 @@ route itself. For a request:
       <- after-request hooks, the route's first                    ((request, response) -> Response)
 
 A before-hook that returns something short-circuits: that is the response, and the handler
-does not run (the after-hooks still do). Where each piece runs:
+does not run (the after-hooks still do). A chain that cannot suspend, whose middleware all
+come in two halves (middleware.base.PhasedMiddleware), runs as one plain call
+(`run_inline`: no Task, no coroutine per layer; each hook's and the handler's coroutine is
+driven where it is made); any other runs as the coroutine `run`. Where each piece runs:
 - around a `def` handler, `def` hooks run in the same pool job as the handler (one hop per
   request, whatever the chain); `async def` hooks run on the loop, before the job (before-
   hooks) and after it (after-hooks);
@@ -41,6 +44,7 @@ import inspect
 import logging
 import typing
 
+from ._native import drive
 from .binding import BadRequest, Binding
 from .errors import HTTPException, RequestValidationError
 from .kinds import HandlerKind, classify
@@ -209,12 +213,65 @@ class Pipeline:
             # A partial (C, no frame of its own): dispatch(request, call_next=inner).
             call = functools.partial(mw.dispatch, call_next=call)
         self._call = call
+        # A chain that cannot suspend, whose middleware all come in two plain halves (see
+        # middleware.base.PhasedMiddleware), runs as one function call: `run_inline`, else
+        # None (the executor drives `run`'s coroutine).
+        phases = [getattr(mw, "phases", None) for mw in middleware]
+        self.run_inline = None
+        if not self.may_suspend and None not in phases:
+            self.on_request = tuple(first for first, _ in phases)
+            self.on_response = tuple(second for _, second in phases)
+            self.run_inline = self._run_inline
 
     async def run(self, request: Request) -> Response:
         try:
             response = await self._call(request)
         except Exception as exc:
             return await self._answer(request, exc, last_resort=True)
+        if not isinstance(response, Response):
+            logger.error("middleware of %s returned %r, not a Response", self.where(), response)
+            return error_response(500, "Internal Server Error")
+        return response
+
+    def _run_inline(self, request: Request) -> Response:
+        """`run`, for a chain that cannot suspend: the middleware's halves, hooks and handler
+        called in a row, each hook's and the handler's coroutine driven to its end where it
+        is made. The same steps and the same answers to exceptions as `run` and `_endpoint`
+        (an exception from inside goes past every middleware to the last resort, as through
+        a dispatch that does not catch it)."""
+        try:
+            states = []
+            for on_request in self.on_request:  # the outermost first
+                state = on_request(request)
+                if isinstance(state, Response):  # answered here: the outer ones still see it
+                    response = state
+                    break
+                states.append(state)
+            else:
+                try:
+                    for hook, awaited in self.loop_before:
+                        result = drive(hook(request)) if awaited else hook(request)
+                        if result is not None:
+                            response = result if isinstance(result, Response) else to_response(result)
+                            break
+                    else:
+                        route = self.route
+                        if route is None:  # no route: the 404 or 405 the router decided
+                            raise refusal.get()
+                        result = drive(call_handler(route, request, self.pool_run))
+                        response = result if isinstance(result, Response) else to_response(result)
+                    for hook, awaited in self.loop_after:
+                        result = drive(hook(request, response)) if awaited else hook(request, response)
+                        response = result if isinstance(result, Response) else _checked(hook, result, response)
+                except Exception as exc:
+                    response = drive(self._answer(request, exc))
+            on_response = self.on_response
+            for i in range(len(states) - 1, -1, -1):
+                after = on_response[i]
+                if after is not None:
+                    response = after(request, response, states[i])
+        except Exception as exc:
+            return drive(self._answer(request, exc, last_resort=True))
         if not isinstance(response, Response):
             logger.error("middleware of %s returned %r, not a Response", self.where(), response)
             return error_response(500, "Internal Server Error")

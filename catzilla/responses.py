@@ -282,8 +282,13 @@ class JSONResponse(Response):
 
     def encode(self, common: bytes, head_only: bool = False) -> bytes:
         # The hot path of a JSON API: no user headers means no per-header work at all.
-        if self.raw_headers or self.media_type != "application/json":
+        raw = self.raw_headers
+        if self.media_type != "application/json" or (raw and (self.status_code < 200 or self.status_code in (204, 304))):
             return super().encode(common, head_only)
+        if raw:  # a hook's or middleware's fields (CORS...): Response.encode's steps, inlined
+            lines, typed = encode_pairs(raw)
+            return encode_response(_STATUS_LINES.get(self.status_code) or status_line(self.status_code), common,
+                                   b"" if typed else _JSON_TYPE, self.body, b"".join(lines), head_only)
         return encode_response(_STATUS_LINES.get(self.status_code) or status_line(self.status_code), common,
                                _JSON_TYPE, self.body, b"", head_only)
 

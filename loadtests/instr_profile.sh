@@ -4,17 +4,17 @@
 # under callgrind, twice (1000 and 1000+N requests); the difference per function divided by
 # N is its cost per request, with start-up and warm-up cancelled out. Exclusive costs.
 #
-#   loadtests/instr_profile.sh [-n N] [-t TOP] [-a BENCH_APP] ROUTE     # /json, /sync, /items
+#   loadtests/instr_profile.sh [-n N] [-t TOP] [-a BENCH_APP] [-H "Name: value"] ROUTE   # /json, /sync, /items
 #
 # Python code shows as the interpreter's functions (_PyEval_EvalFrameDefault and friends);
 # `python loadtests/profile_request.py --profile ROUTE` says which Python functions ran.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-N=2000; TOP=15; APP=bench_app
-while getopts "n:t:a:" o; do case $o in n) N=$OPTARG;; t) TOP=$OPTARG;; a) APP=$OPTARG;; *) exit 2;; esac; done
+N=2000; TOP=15; APP=bench_app; HEADERS=()
+while getopts "n:t:a:H:" o; do case $o in n) N=$OPTARG;; t) TOP=$OPTARG;; a) APP=$OPTARG;; H) HEADERS+=(-H "$OPTARG");; *) exit 2;; esac; done
 shift $((OPTIND-1))
-[ $# -eq 1 ] || { echo "usage: $0 [-n N] [-t TOP] [-a BENCH_APP] ROUTE" >&2; exit 2; }
+[ $# -eq 1 ] || { echo "usage: $0 [-n N] [-t TOP] [-a BENCH_APP] [-H FIELD] ROUTE" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2; }
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
@@ -23,7 +23,7 @@ PY=$(${PYTHON:-python3} -c 'import sys; print(sys.executable)')
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" BENCH_APP=$APP
 profile() {
   valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.$1" --dump-instr=no \
-    "$PY" "$HERE/profile_request.py" --count "$1" --repeat 1 "$ROUTE" >/dev/null 2>&1
+    "$PY" "$HERE/profile_request.py" --count "$1" --repeat 1 ${HEADERS[@]+"${HEADERS[@]}"} "$ROUTE" >/dev/null 2>&1
   # function -> exclusive cost, one per line (the percentage column dropped)
   callgrind_annotate --threshold=100 "$OUT/cg.$1" 2>/dev/null | awk '
     /^-+$/ { rule++; next }

@@ -8,6 +8,7 @@ optimising (the machine's noise hardly matters: the numbers are CPU time of one 
     python loadtests/profile_request.py                 # µs per request, per route
     python loadtests/profile_request.py --no-stats      # the same without the stats slot
     python loadtests/profile_request.py --profile /json # cProfile of one route
+    python loadtests/profile_request.py -H "Origin: https://example.com" /json
     valgrind --tool=callgrind python loadtests/profile_request.py --count 2000 /json
 """
 from __future__ import annotations
@@ -59,9 +60,9 @@ class Transport:
             self.waiter.set_result(None)
 
 
-async def drive(worker: Worker, target: bytes, count: int) -> float:
+async def drive(worker: Worker, target: bytes, count: int, extra: bytes = b"") -> float:
     """Seconds per request, over `count` sequential keep-alive requests."""
-    request = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"
+    request = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n" + extra + b"\r\n"
     protocol = HttpProtocol(worker)
     transport = Transport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
@@ -84,17 +85,18 @@ async def main(args: argparse.Namespace) -> None:
     worker.build(asyncio.get_running_loop())
     worker._tick()
     routes = [args.route] if args.route else list(ROUTES)
+    extra = b"".join(field.encode("latin-1") + b"\r\n" for field in args.header)
     for route in routes:
         target = ROUTES.get(route, route.encode())
-        await drive(worker, target, 200)  # warm up
+        await drive(worker, target, 200, extra)  # warm up
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
-            await drive(worker, target, args.count)
+            await drive(worker, target, args.count, extra)
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
             continue
-        runs = [await drive(worker, target, args.count) for _ in range(args.repeat)]
+        runs = [await drive(worker, target, args.count, extra) for _ in range(args.repeat)]
         print(f"{route:8s} {statistics.median(runs) * 1e6:6.2f} µs per request "
               f"(median of {args.repeat}, stats {'on' if args.stats else 'off'})")
     worker.pool.shutdown(wait=False)
@@ -107,4 +109,6 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--stats", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("-H", "--header", action="append", default=[],
+                        help='a request header field to send, e.g. "Origin: https://example.com"')
     uvloop.run(main(parser.parse_args()))

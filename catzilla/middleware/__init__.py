@@ -1,5 +1,5 @@
 """Middleware: `BaseHTTPMiddleware` and the built-in ones, at Starlette's module paths."""
-from .base import BaseHTTPMiddleware, CallNext, Middleware
+from .base import BaseHTTPMiddleware, CallNext, Middleware, PhasedMiddleware
 from .cors import CORSMiddleware
 from .gzip import GZipMiddleware
 from .hooks import ZeroAllocMiddleware
@@ -7,7 +7,7 @@ from .request_id import RequestIDMiddleware
 from .trustedhost import TrustedHostMiddleware
 
 __all__ = [
-    "BaseHTTPMiddleware", "CallNext", "Middleware",
+    "BaseHTTPMiddleware", "CallNext", "Middleware", "PhasedMiddleware",
     "CORSMiddleware", "GZipMiddleware", "RequestIDMiddleware", "TrustedHostMiddleware",
     "ZeroAllocMiddleware",
 ]

@@ -27,10 +27,10 @@ import typing
 
 from ..headerparse import TOKEN_CHARS
 from ..request import Request
+from ..response_headers import add_vary, set_field
 from ..responses import PlainTextResponse, Response
-from ._headers import add_vary, set_header
 from ._options import boolean, integer, strings
-from .base import BaseHTTPMiddleware, CallNext
+from .base import PhasedMiddleware
 
 __all__ = ["CORSMiddleware", "ALL_METHODS", "SAFELISTED_HEADERS"]
 
@@ -43,7 +43,11 @@ def _is_token(value: str) -> bool:
     return bool(value) and value.isascii() and TOKEN_CHARS.issuperset(value.encode("ascii"))
 
 
-class CORSMiddleware(BaseHTTPMiddleware):
+_VARY_ORIGIN = (b"Vary", b"Origin")
+_ALLOW_ORIGIN = b"Access-Control-Allow-Origin"
+
+
+class CORSMiddleware(PhasedMiddleware):
     def __init__(
         self,
         app: typing.Any,
@@ -90,6 +94,9 @@ class CORSMiddleware(BaseHTTPMiddleware):
             self.simple_headers["Access-Control-Allow-Credentials"] = "true"
         if exposed:
             self.simple_headers["Access-Control-Expose-Headers"] = ", ".join(exposed)
+        # The same, as the raw pairs a response's header list holds, encoded once here.
+        self.simple_fields = tuple((name.encode("latin-1"), value.encode("latin-1"))
+                                   for name, value in self.simple_headers.items())
 
         # Headers every preflight answer gets; the origin, and what "*" allows, per request.
         self.preflight_headers: dict[str, str] = {}
@@ -110,20 +117,27 @@ class CORSMiddleware(BaseHTTPMiddleware):
             return True
         return self.allow_origin_regex is not None and self.allow_origin_regex.fullmatch(origin) is not None
 
-    async def dispatch(self, request: Request, call_next: CallNext) -> Response:
-        origin = request.headers.get("origin")
+    def on_request(self, request: Request) -> typing.Any:
+        """A preflight's answer, or the request's Origin (None without one) for
+        `on_response`."""
+        headers = request.headers
+        origin = headers.get("origin")
         if origin is not None and request.method == "OPTIONS" \
-                and "access-control-request-method" in request.headers:
+                and "access-control-request-method" in headers:
             return self.preflight_response(request, origin)
-        response = await call_next(request)
-        headers = response.headers
-        if origin is not None and self.is_allowed_origin(origin):
-            for name, value in self.simple_headers.items():
-                set_header(headers, name, value)
+        return origin
+
+    def on_response(self, request: Request, response: Response, origin: str | None) -> Response:
+        fields = response.raw_headers
+        # is_allowed_origin, spelled out: a listed origin costs no call.
+        if origin is not None and (origin in self.allow_origins or self.allow_all_origins
+                                   or self.is_allowed_origin(origin)):
+            for pair in self.simple_fields:
+                set_field(fields, pair)
             if self.explicit_origin:
-                set_header(headers, "Access-Control-Allow-Origin", origin)
+                set_field(fields, (_ALLOW_ORIGIN, origin.encode("latin-1")))
         if self.explicit_origin:
-            add_vary(headers, "Origin")
+            add_vary(fields, _VARY_ORIGIN)
         return response
 
     def preflight_response(self, request: Request, origin: str) -> Response:

@@ -22,10 +22,10 @@ import typing
 import zlib
 
 from ..request import Request
+from ..response_headers import add_vary, field_value, remove_field, set_field
 from ..responses import Response, StreamingResponse
-from ._headers import add_vary, get_header, pop_header, set_header
 from ._options import integer
-from .base import BaseHTTPMiddleware, CallNext
+from .base import PhasedMiddleware
 
 __all__ = ["GZipMiddleware"]
 
@@ -57,19 +57,26 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return False
 
 
+_CONTENT_ENCODING = (b"Content-Encoding", b"gzip")
+_VARY_ACCEPT_ENCODING = (b"Vary", b"Accept-Encoding")
+
+
 def _gzip_compressor(level: int) -> typing.Any:
     return zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: gzip framing
 
 
-class GZipMiddleware(BaseHTTPMiddleware):
+class GZipMiddleware(PhasedMiddleware):
     def __init__(self, app: typing.Any, minimum_size: int = 500, compresslevel: int = 9) -> None:
         super().__init__(app)
         self.minimum_size = integer("minimum_size", minimum_size)
         self.compresslevel = integer("compresslevel", compresslevel, 0, 9)
 
-    async def dispatch(self, request: Request, call_next: CallNext) -> Response:
-        response = await call_next(request)
-        if not accepts_gzip(request.headers.get("accept-encoding")) or not self._compressible(response):
+    def on_request(self, request: Request) -> bool:
+        """Whether the client takes gzip."""
+        return accepts_gzip(request.headers.get("accept-encoding"))
+
+    def on_response(self, request: Request, response: Response, accepted: bool) -> Response:
+        if not accepted or not self._compressible(response):
             return response
         if response.streaming:  # a StreamingResponse, or anything the server streams
             stream = typing.cast(StreamingResponse, response)
@@ -85,21 +92,22 @@ class GZipMiddleware(BaseHTTPMiddleware):
                 return response
             compressor = _gzip_compressor(self.compresslevel)
             response.body = compressor.compress(response.body) + compressor.flush()
-        headers = response.headers
-        pop_header(headers, "Content-Length")  # stale now; the server computes its own
-        set_header(headers, "Content-Encoding", "gzip")
-        add_vary(headers, "Accept-Encoding")
+        fields = response.raw_headers
+        remove_field(fields, b"content-length")  # stale now; the server computes its own
+        set_field(fields, _CONTENT_ENCODING)
+        add_vary(fields, _VARY_ACCEPT_ENCODING)
         return response
 
     def _compressible(self, response: Response) -> bool:
         if response.status_code in (204, 206, 304) or response.status_code < 200:
             return False
-        headers = response.headers
-        if get_header(headers, "Content-Encoding") is not None:
+        fields = response.raw_headers
+        if field_value(fields, b"content-encoding") is not None:
             return False  # already encoded
-        if get_header(headers, "Content-Range") is not None:
+        if field_value(fields, b"content-range") is not None:
             return False  # a part of a representation: its offsets are of the unencoded bytes
-        content_type = get_header(headers, "Content-Type") or response.media_type or ""
+        content_type = field_value(fields, b"content-type")
+        content_type = content_type.decode("latin-1") if content_type else response.media_type or ""
         return not content_type.lower().lstrip().startswith(EXCLUDED_CONTENT_TYPES)
 
     def _compress_sync(self, chunks: typing.Iterable[typing.Any], charset: str) -> typing.Iterator[bytes]:

@@ -16,9 +16,9 @@ import uuid
 
 from ..headerparse import TOKEN_CHARS
 from ..request import Request
+from ..response_headers import set_field
 from ..responses import Response
-from ._headers import set_header
-from .base import BaseHTTPMiddleware, CallNext
+from .base import PhasedMiddleware
 
 __all__ = ["RequestIDMiddleware"]
 
@@ -29,7 +29,7 @@ def is_valid_request_id(value: str | None) -> bool:
     return value is not None and 0 < len(value) <= MAX_LENGTH and value.isascii() and value.isprintable()
 
 
-class RequestIDMiddleware(BaseHTTPMiddleware):
+class RequestIDMiddleware(PhasedMiddleware):
     def __init__(self, app: typing.Any, header_name: str = "X-Request-ID") -> None:
         super().__init__(app)
         if not isinstance(header_name, str):
@@ -38,14 +38,17 @@ class RequestIDMiddleware(BaseHTTPMiddleware):
                 and TOKEN_CHARS.issuperset(header_name.encode("ascii"))):
             raise ValueError(f"header_name {header_name!r} is not a valid header name")
         self.header_name = header_name
+        self.raw_name = header_name.encode("ascii")
 
-    async def dispatch(self, request: Request, call_next: CallNext) -> Response:
+    def on_request(self, request: Request) -> bytes:
         # A repeated field would arrive combined ("a, b"): that names no single request.
         values = request.headers.getlist(self.header_name)
         request_id = values[0] if len(values) == 1 else None
         if not is_valid_request_id(request_id):
             request_id = uuid.uuid4().hex
         request.state.request_id = request_id
-        response = await call_next(request)
-        set_header(response.headers, self.header_name, request_id)
+        return request_id.encode("ascii")
+
+    def on_response(self, request: Request, response: Response, request_id: bytes) -> Response:
+        set_field(response.raw_headers, (self.raw_name, request_id))
         return response

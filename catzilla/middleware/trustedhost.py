@@ -21,7 +21,7 @@ from urllib.parse import quote
 from ..request import Request
 from ..responses import PlainTextResponse, Response
 from ._options import boolean, strings
-from .base import BaseHTTPMiddleware, CallNext
+from .base import PhasedMiddleware
 
 __all__ = ["TrustedHostMiddleware"]
 
@@ -37,7 +37,7 @@ def host_of(authority: str) -> str:
     return authority.partition(":")[0]
 
 
-class TrustedHostMiddleware(BaseHTTPMiddleware):
+class TrustedHostMiddleware(PhasedMiddleware):
     def __init__(self, app: typing.Any, allowed_hosts: typing.Sequence[str] | None = ("*",),
                  www_redirect: bool = True) -> None:
         super().__init__(app)
@@ -52,15 +52,16 @@ class TrustedHostMiddleware(BaseHTTPMiddleware):
         self.allow_any = "*" in self.allowed_hosts
         self.www_redirect = boolean("www_redirect", www_redirect)
 
-    async def dispatch(self, request: Request, call_next: CallNext) -> Response:
+    def on_request(self, request: Request) -> Response | None:
+        """None for an allowed host (the rest of the chain runs), else the refusal."""
         if self.allow_any:
-            return await call_next(request)
+            return None
         authority = request.headers.get("host", "")
         host = host_of(authority)
         found_www_redirect = False
         for pattern in self.allowed_hosts:
             if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
-                return await call_next(request)
+                return None
             if "www." + host == pattern:
                 found_www_redirect = True
         if found_www_redirect and self.www_redirect:

@@ -218,6 +218,17 @@ class Executor:
             self.tasks += 1
             self.pipeline_tasks += pipeline.sync_route
             return
+        if pipeline.run_inline is not None:  # one plain call (pipeline.Pipeline._run_inline)
+            inline.request = request
+            try:
+                response = context.run(pipeline.run_inline, request)
+            except HANDLER_ERRORS as exc:  # SystemExit out of a handler: still one answer
+                exchange.connection.complete(exchange, *failure(exchange, exc))
+                return
+            finally:
+                inline.request = None
+            answer(exchange, response)
+            return
         coroutine = pipeline.run(request)
         inline.request = request
         try:

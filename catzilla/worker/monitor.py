@@ -41,7 +41,10 @@ class LoopMonitor:
                 for hook, _ in pipeline.loop_before + pipeline.loop_after:
                     self._watch_code(hook, route, f"hook {getattr(hook, '__qualname__', hook)!s}")
                 for middleware in pipeline.middleware:
-                    self._watch_code(middleware.dispatch, route, f"middleware {type(middleware).__name__}")
+                    # A PhasedMiddleware's halves run without its dispatch (pipeline.py).
+                    for part in (middleware.dispatch, *(getattr(middleware, "phases", None) or ())):
+                        if part is not None:
+                            self._watch_code(part, route, f"middleware {type(middleware).__name__}")
         self._answered = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="catzilla-loop-monitor", daemon=True)
