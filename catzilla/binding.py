@@ -525,7 +525,10 @@ def _plain_binder(fields: list[Field], request_names: list[str], path_names: typ
         if base is int:
             # msgspec's own reading of a decimal string ("007", "1.0", "1e3" and the
             # out-of-range go to it): digits, no leading zero, fewer than 19 of them.
-            lines += [f"{indent}if not ({value}.isascii() and {value}.isdigit() and len({value}) < 19 "
+            # A path value may be an int already (bound once in the worker, then again in
+            # the CPU lane): msgspec's to take.
+            text = f"type({value}) is str and " if field.source == "path" else ""
+            lines += [f"{indent}if not ({text}{value}.isascii() and {value}.isdigit() and len({value}) < 19 "
                       f"and ({value}[0] != '0' or len({value}) == 1)): return general(request)",
                       f"{indent}{value} = int({value})"]
             lines += [f"{indent}if not {value} {_PLAIN_BOUNDS[name]} {bound!r}: return general(request)"

@@ -10,7 +10,7 @@ import socket
 import httpx
 import pytest
 
-from catzilla import Query
+from catzilla import Query, Request
 from catzilla.binding import Binding
 from conftest import load_test_app, read_response, run_server
 
@@ -122,3 +122,16 @@ def test_which_handlers_get_the_compiled_binder():
                               (listed, False), (flag, False)):
         binding = Binding(handler, ["a"] if handler in (plain, decimal) else [])
         assert compiled_binder(binding) is expected, handler.__name__
+
+
+def test_a_path_value_bound_already_binds_again():
+    """The CPU lane binds a request whose path_params the worker has converted already."""
+    def handler(request, n: int, name: str, q: int = 1): ...
+
+    binding = Binding(handler, ["n", "name"])
+    assert compiled_binder(binding)
+    request = Request("GET", "/x/3/a", "q=2")
+    request.path_params = {"n": "3", "name": "a"}
+    first = binding.bind(request)
+    assert first == {"n": 3, "name": "a", "q": 2} and request.path_params == {"n": 3, "name": "a"}
+    assert binding.bind(request) == first
