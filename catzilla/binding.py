@@ -239,6 +239,8 @@ class Binding:
         self.bind: typing.Callable[[Request], dict[str, typing.Any]] = (
             self._bind_direct if self._direct is not None else self._bind_each)
         self._body = [f for f in fields if f.source == "body"]
+        if self._direct is not None and not self._body:
+            self.bind = _plain_binder(fields, self.request_names, path_names, self._bind_direct) or self.bind
         self._pydantic = any(uses_pydantic(f.annotation) for f in self._body)
         try:
             self._body_decoder = self._build_body_decoder(endpoint, self._body)
@@ -502,6 +504,70 @@ def _check_uploads(field: Field, uploads: list[UploadFile]) -> None:
                 not in marker.allowed_types:
             raise UploadTypeRefused(f"{field.key}: {upload.filename!r} is {upload.content_type}, not one of "
                                 f"{', '.join(sorted(marker.allowed_types))}")
+
+
+# What _plain_binder reads without msgspec: int (a constraint among these, with an int
+# bound) and str (none).
+_PLAIN_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+_PLAIN_DEFAULTS = (type(None), int, str, float, bool)
+
+
+def _plain_binder(fields: list[Field], request_names: list[str], path_names: typing.Iterable[str],
+                  general: typing.Callable[[Request], dict[str, typing.Any]]) -> typing.Any:
+    """For the commonest handlers, whose parameters are path segments and single query
+    values typed `int` or `str` (`Optional` with a default too): `bind` as a function
+    compiled for them, which takes what is plainly valid (a canonical decimal integer within
+    the bounds) straight and hands anything else to `general` (msgspec: the same values,
+    the same errors). None when some parameter needs more."""
+    lines = ["def bind(request):"]
+    namespace: dict[str, typing.Any] = {"general": general, "parse_query": parse_query, "EMPTY": {}}
+    path_names = set(path_names)
+    results, rewrites = [], []
+    if any(f.source == "query" for f in fields):
+        lines += ["    query = request.query_string",
+                  "    query = dict(parse_query(query)) if query else EMPTY"]
+    if any(f.source == "path" for f in fields):
+        lines.append("    path_params = request.path_params")
+    for i, field in enumerate(fields):
+        base, optional = _strip_optional(field.annotation)
+        bounds = field.constraints
+        if (base not in (int, str) or field.many or (field.source == "query" and field.key in path_names)
+                or (base is str and bounds) or any(name not in _PLAIN_BOUNDS or type(bound) is not int
+                                                   for name, bound in bounds.items())
+                or (not field.required and type(field.default) not in _PLAIN_DEFAULTS)
+                or (optional and field.required)):
+            return None
+        value = f"v{i}"
+        namespace[f"K{i}"], namespace[f"D{i}"] = field.key, field.default
+        if field.source == "path":
+            lines.append(f"    {value} = path_params[K{i}]")
+            indent = "    "
+        elif field.required:
+            lines += [f"    {value} = query.get(K{i})", f"    if {value} is None: return general(request)"]
+            indent = "    "
+        elif base is str:
+            lines += [f"    {value} = query.get(K{i})", f"    if {value} is None: {value} = D{i}"]
+        else:
+            lines += [f"    {value} = query.get(K{i})", f"    if {value} is None: {value} = D{i}", "    else:"]
+            indent = "        "
+        if base is int:
+            # msgspec's own reading of a decimal string ("007", "1.0", "1e3" and the
+            # out-of-range go to it): digits, no leading zero, fewer than 19 of them.
+            # A path value may be an int already (bound once in the worker, then again in
+            # the CPU lane): msgspec's to take.
+            text = f"type({value}) is str and " if field.source == "path" else ""
+            lines += [f"{indent}if not ({text}{value}.isascii() and {value}.isdigit() and len({value}) < 19 "
+                      f"and ({value}[0] != '0' or len({value}) == 1)): return general(request)",
+                      f"{indent}{value} = int({value})"]
+            lines += [f"{indent}if not {value} {_PLAIN_BOUNDS[name]} {bound!r}: return general(request)"
+                      for name, bound in bounds.items()]
+            if field.source == "path":
+                rewrites.append(f"    path_params[K{i}] = {value}")
+        results.append(f"{field.name!r}: {value}")
+    results += [f"{name!r}: request" for name in request_names]
+    lines += rewrites + ["    return {" + ", ".join(results) + "}"]
+    exec("\n".join(lines), namespace)  # noqa: S102 -- built from names and numbers only
+    return namespace["bind"]
 
 
 def _is_struct(annotation: typing.Any) -> bool:
