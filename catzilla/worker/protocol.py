@@ -172,6 +172,18 @@ def _reset(transport: asyncio.Transport) -> None:
 
 
 class HttpProtocol(BodyReception, asyncio.Protocol):
+    # Slots: with more attributes than an instance dict shares keys for (30), every
+    # attribute and method access on the connection went through a materialized dict.
+    __slots__ = (
+        "body", "body_limit", "body_size", "body_watch", "busy", "bytes_in", "client",
+        "client_text", "clock", "collector", "draining_pipeline", "edge", "exchange",
+        "executor", "head_started", "keep_alive", "last_activity", "max_body_size", "on_header",
+        "on_headers_complete", "on_url", "parser", "pipeline", "reading_paused", "receiver",
+        "receiving", "reception", "rejection", "resolve", "router", "stats_slot", "streamed",
+        "tls", "transport", "trusted", "unmatched", "unsent", "unsent_since", "upgrade_rest",
+        "worker", "write_resumed", "writing_paused"
+    )
+
     def __init__(self, worker: WorkerInterface) -> None:
         self.worker = worker
         config = worker.config
