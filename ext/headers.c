@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <structmember.h>
 
 /* Bytes a header line costs against the limit beyond name and value: ": " and CRLF. */
 #define LINE_OVERHEAD 4
@@ -145,6 +146,9 @@ typedef struct {
     char expect_continue;
     char headers_complete;    /* the head is in; a body may follow */
     char continue_answered;   /* "100 Continue" went out for this request */
+    /* True when a 100 Continue is due and not sent yet: an object member, not a getter,
+     * because the connection reads it after every read (a member load is specialised). */
+    PyObject *awaiting_continue;
     char upgrade;             /* an Upgrade field came: the protocol must look closer */
     /* Fields the end of the head decides on, noted as they pass (see take_request). */
     char has_host;
@@ -178,6 +182,7 @@ collector_clear_head(HeaderCollector *self)
     self->expect_continue = 0;
     self->headers_complete = 0;
     self->continue_answered = 0;
+    Py_XSETREF(self->awaiting_continue, Py_NewRef(Py_False));
     self->upgrade = 0;
     self->has_host = self->has_connection = self->has_transfer_encoding = self->forwarded = 0;
     self->target_len = 0;
@@ -195,6 +200,7 @@ collector_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->target = self->target_inline;
     self->target_cap = INLINE_TARGET;
     self->content_length = -1;
+    self->awaiting_continue = Py_NewRef(Py_False);
     return (PyObject *)self;
 }
 
@@ -227,6 +233,7 @@ collector_dealloc(HeaderCollector *self)
     Py_CLEAR(self->items);
     Py_CLEAR(self->map);
     Py_CLEAR(self->trailers);
+    Py_CLEAR(self->awaiting_continue);
     if (self->target != NULL && self->target != self->target_inline)
         PyMem_Free(self->target);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -722,10 +729,14 @@ collector_take_trailers(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
     return trailers;
 }
 
+/* The client announced Expect: 100-continue and a body, its head is complete, and it has
+ * not been answered 100 yet (RFC 9110 10.1.1). */
 static PyObject *
 collector_on_headers_complete(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
 {
     self->headers_complete = 1;
+    int due = self->expect_continue && !self->continue_answered && self->content_length != 0;
+    Py_SETREF(self->awaiting_continue, Py_NewRef(due ? Py_True : Py_False));
     Py_RETURN_NONE;
 }
 
@@ -733,6 +744,7 @@ static PyObject *
 collector_answer_continue(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
 {
     self->continue_answered = 1;
+    Py_SETREF(self->awaiting_continue, Py_NewRef(Py_False));
     Py_RETURN_NONE;
 }
 
@@ -759,15 +771,6 @@ static PyObject *
 collector_get_headers_complete(HeaderCollector *self, void *closure)
 {
     return PyBool_FromLong(self->headers_complete);
-}
-
-/* The client announced Expect: 100-continue and a body, its head is complete, and it has
- * not been answered 100 yet (RFC 9110 10.1.1). */
-static PyObject *
-collector_get_awaiting_continue(HeaderCollector *self, void *closure)
-{
-    return PyBool_FromLong(self->expect_continue && self->headers_complete
-                           && !self->continue_answered && self->content_length != 0);
 }
 
 static PyObject *
@@ -811,8 +814,12 @@ static PyGetSetDef collector_getset[] = {
     {"size", (getter)collector_get_size, NULL, "Bytes of the head counted so far.", NULL},
     {"headers_complete", (getter)collector_get_headers_complete, NULL,
      "True once the head is complete (until take()).", NULL},
-    {"awaiting_continue", (getter)collector_get_awaiting_continue, NULL,
-     "True when a 100 Continue is due and not sent yet.", NULL},
+    {NULL},
+};
+
+static PyMemberDef collector_members[] = {
+    {"awaiting_continue", T_OBJECT_EX, offsetof(HeaderCollector, awaiting_continue), READONLY,
+     "True when a 100 Continue is due and not sent yet."},
     {NULL},
 };
 
@@ -830,6 +837,7 @@ static PyTypeObject HeaderCollectorType = {
     .tp_clear = (inquiry)collector_clear,
     .tp_methods = collector_methods,
     .tp_getset = collector_getset,
+    .tp_members = collector_members,
 };
 
 /* ---- parse_query ------------------------------------------------------------------------ */
