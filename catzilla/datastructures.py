@@ -159,14 +159,30 @@ class Headers(typing.Mapping[str, str]):
             self._map = mapping
         return mapping
 
+    # Single-field look-ups are the cheap way in: one dict look-up in the map the server
+    # built, no copy made. Names are looked up as given first (code spells them in lower
+    # case, as the map holds them), then lower-cased.
+
     def __getitem__(self, key: str) -> str:
-        return self._mapping()[key.lower()]
+        mapping = self._map
+        if mapping is None:
+            mapping = self._mapping()
+        value = mapping.get(key)
+        return value if value is not None else mapping[key.lower()]
 
     def get(self, key: str, default: typing.Any = None) -> typing.Any:  # type: ignore[override]
-        return self._mapping().get(key.lower(), default)
+        """The field `key` (any case; repeated fields combined), or `default`."""
+        mapping = self._map
+        if mapping is None:
+            mapping = self._mapping()
+        value = mapping.get(key)
+        return value if value is not None else mapping.get(key.lower(), default)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._mapping()
+        mapping = self._map
+        if mapping is None:
+            mapping = self._mapping()
+        return isinstance(key, str) and (key in mapping or key.lower() in mapping)
 
     def __iter__(self) -> typing.Iterator[str]:
         return iter(self._mapping())

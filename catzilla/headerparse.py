@@ -12,6 +12,7 @@ adversarial input and demands identical results. Keep the two in step.
 """
 from __future__ import annotations
 
+import typing
 from urllib.parse import unquote_to_bytes
 
 from .errors import HeaderError
@@ -167,6 +168,33 @@ class HeaderCollector:
         path, _, query = target.partition(b"?")
         return decode_component(path), query.decode("latin-1"), items, mapping
 
+    def take_request(self, parser: typing.Any, body: bytes,
+                     client: typing.Any) -> tuple[typing.Any, bool, bool] | None:
+        """The usual head as (Request, keep_alive, forwarded), checked as every request is;
+        None (nothing taken) for a head that take() hands to the caller's cold path."""
+        if self.target[:1] != b"/" or self.upgrade or self._trailers is not None:
+            return None
+        from .request import Request  # (request.py imports this module's neighbours)
+
+        mapping = self._map
+        forwarded = any(name in mapping for name in ("forwarded", "x-forwarded-for", "x-forwarded-proto"))
+        try:
+            keep_alive = bool(parser.should_keep_alive())
+            if keep_alive and "connection" not in mapping:
+                version = "1.1"
+            else:
+                version = parser.get_http_version()
+                if version == "1.0" and keep_alive and "transfer-encoding" in mapping:
+                    keep_alive = False
+            if version[:1] != "1":
+                raise HeaderError(505, "HTTP Version Not Supported")
+            if version == "1.1" and "host" not in mapping:
+                raise HeaderError(400, "HTTP/1.1 request without a Host header")
+            method = parser.get_method().decode("latin-1")
+            path, query, items, mapping = self.take()
+        finally:
+            self.reset()
+        return Request(method, path, query, items, body, client, version, mapping), keep_alive, forwarded
 
     def take_trailers(self) -> list[tuple[str, str]] | None:
         """Fields received after the last chunked body, or None; they are never headers."""

@@ -259,7 +259,9 @@ class JSONResponse(Response):
             self.exact_type = True
         if body is not None and content is None:
             content = body
-        if self._own_render:
+        # (`type(self) is JSONResponse` first: a class attribute read through an instance is
+        # a slow, unspecialised look-up, and JSONResponse itself renders with orjson.)
+        if type(self) is not JSONResponse and self._own_render:
             self.body = self.render(content)
         else:
             try:

@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <structmember.h>
 
 /* Bytes a header line costs against the limit beyond name and value: ": " and CRLF. */
 #define LINE_OVERHEAD 4
@@ -35,9 +36,15 @@ static const char *const KNOWN_NAMES[] = {
     "sec-fetch-user", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform", "dnt", "te",
     "transfer-encoding", "expect", "x-forwarded-for", "x-forwarded-proto",
     "x-forwarded-host", "x-real-ip", "x-request-id", "priority", "range", "keep-alive",
-    "upgrade",
+    "upgrade", "forwarded",
 };
 #define NKNOWN (sizeof(KNOWN_NAMES) / sizeof(KNOWN_NAMES[0]))
+
+/* Methods whose names are shared strings rather than made per request. */
+static const char *const METHOD_NAMES[] = {
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS",
+};
+#define NMETHODS (sizeof(METHOD_NAMES) / sizeof(METHOD_NAMES[0]))
 
 typedef struct {
     PyObject *HeaderError;        /* catzilla.headerparse.HeaderError */
@@ -49,6 +56,15 @@ typedef struct {
     PyObject *name_transfer_encoding;
     PyObject *name_host;
     PyObject *name_upgrade;
+    PyObject *name_connection;
+    PyObject *name_forwarded;
+    PyObject *name_x_forwarded_for;
+    PyObject *name_x_forwarded_proto;
+    PyObject *str_should_keep_alive; /* the parser's methods take_request() calls */
+    PyObject *str_get_http_version;
+    PyObject *str_get_method;
+    PyObject *version_11;         /* "1.1", as a request kept alive without Connection is */
+    PyObject *methods[NMETHODS];  /* interned METHOD_NAMES */
     PyObject *comma;              /* ", " and "; ": separators of combined fields */
     PyObject *semicolon;
 } HeaderState;
@@ -130,7 +146,15 @@ typedef struct {
     char expect_continue;
     char headers_complete;    /* the head is in; a body may follow */
     char continue_answered;   /* "100 Continue" went out for this request */
+    /* True when a 100 Continue is due and not sent yet: an object member, not a getter,
+     * because the connection reads it after every read (a member load is specialised). */
+    PyObject *awaiting_continue;
     char upgrade;             /* an Upgrade field came: the protocol must look closer */
+    /* Fields the end of the head decides on, noted as they pass (see take_request). */
+    char has_host;
+    char has_connection;
+    char has_transfer_encoding;
+    char forwarded;           /* Forwarded, X-Forwarded-For or X-Forwarded-Proto came */
     char *target;             /* target_inline, or a heap buffer once it outgrows it */
     Py_ssize_t target_len, target_cap;
     PyObject *items;          /* list of (name, value), created on the first header */
@@ -158,7 +182,9 @@ collector_clear_head(HeaderCollector *self)
     self->expect_continue = 0;
     self->headers_complete = 0;
     self->continue_answered = 0;
+    Py_XSETREF(self->awaiting_continue, Py_NewRef(Py_False));
     self->upgrade = 0;
+    self->has_host = self->has_connection = self->has_transfer_encoding = self->forwarded = 0;
     self->target_len = 0;
     Py_CLEAR(self->items);
     Py_CLEAR(self->map);
@@ -174,6 +200,7 @@ collector_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->target = self->target_inline;
     self->target_cap = INLINE_TARGET;
     self->content_length = -1;
+    self->awaiting_continue = Py_NewRef(Py_False);
     return (PyObject *)self;
 }
 
@@ -206,6 +233,7 @@ collector_dealloc(HeaderCollector *self)
     Py_CLEAR(self->items);
     Py_CLEAR(self->map);
     Py_CLEAR(self->trailers);
+    Py_CLEAR(self->awaiting_continue);
     if (self->target != NULL && self->target != self->target_inline)
         PyMem_Free(self->target);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -470,25 +498,34 @@ collector_on_header(HeaderCollector *self, PyObject *const *args, Py_ssize_t nar
         }
         self->expect_continue = 1;
     }
-    else if (key == state.name_transfer_encoding && !equals_lower(value, value_len, "chunked")) {
-        /* Bodies are read in full and handed over as sent: only chunked framing, no codings. */
-        refuse(501, "Transfer-Encoding other than chunked is not implemented");
-        goto cleanup;
+    else if (key == state.name_transfer_encoding) {
+        if (!equals_lower(value, value_len, "chunked")) {
+            /* Bodies are read in full and handed over as sent: only chunked framing, no codings. */
+            refuse(501, "Transfer-Encoding other than chunked is not implemented");
+            goto cleanup;
+        }
+        self->has_transfer_encoding = 1;
     }
     else if (key == state.name_host) {
-        int seen = self->map != NULL ? PyDict_Contains(self->map, key) : 0;
-        if (seen != 0) {
-            if (seen > 0)
-                refuse(400, "More than one Host header"); /* RFC 9112 3.2 */
+        if (self->has_host) {
+            refuse(400, "More than one Host header"); /* RFC 9112 3.2 */
             goto cleanup;
         }
         if (!valid_authority(value, value_len)) {
             refuse(400, "Invalid Host header"); /* RFC 9110 7.2: uri-host [ ":" port ] */
             goto cleanup;
         }
+        self->has_host = 1;
+    }
+    else if (key == state.name_connection) {
+        self->has_connection = 1;
     }
     else if (key == state.name_upgrade) {
         self->upgrade = 1;
+    }
+    else if (key == state.name_forwarded || key == state.name_x_forwarded_for
+             || key == state.name_x_forwarded_proto) {
+        self->forwarded = 1;
     }
     text = PyUnicode_DecodeLatin1((const char *)value, value_len, NULL);
     if (text == NULL)
@@ -511,56 +548,172 @@ cleanup:
     return result;
 }
 
+/* A plain origin-form target ("/path?query") of a head with nothing unusual about it (an
+ * Upgrade, trailers): the only kind take_request() handles. Any other takes the caller's
+ * cold path, as other target forms do: the usual request pays nothing for them. */
+static int
+usual_head(HeaderCollector *self)
+{
+    return self->target_len > 0 && self->target[0] == '/' && !self->upgrade && self->trailers == NULL;
+}
+
+/* The path (percent-decoded, read as UTF-8) and query (latin-1) of a usual head's target. */
+static int
+split_target(HeaderCollector *self, PyObject **path, PyObject **query)
+{
+    const char *target = self->target;
+    Py_ssize_t n = self->target_len;
+    char *scratch = NULL;
+    const char *mark = memchr(target, '?', (size_t)n);
+    Py_ssize_t path_len = mark != NULL ? mark - target : n;
+    if (memchr(target, '%', (size_t)path_len) != NULL) {
+        scratch = PyMem_Malloc((size_t)path_len);
+        if (scratch == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    *path = decode_component(target, path_len, scratch, 0);
+    PyMem_Free(scratch);
+    if (*path == NULL)
+        return -1;
+    *query = mark != NULL ? PyUnicode_DecodeLatin1(mark + 1, n - path_len - 1, NULL) : PyUnicode_New(0, 0);
+    if (*query == NULL) {
+        Py_CLEAR(*path);
+        return -1;
+    }
+    return 0;
+}
+
 /* (path, query, items, map) for an origin-form target; (None, target, items, map) for
- * any other form (absolute URI, "*"), which the caller parses on its cold path. */
+ * any other form (absolute URI, "*") or an unusual head, which the caller parses on its
+ * cold path. */
 static PyObject *
 collector_take(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
 {
     PyObject *path = NULL, *query = NULL, *items = NULL, *map = NULL, *result = NULL;
-    char *scratch = NULL;
-    const char *target = self->target;
-    Py_ssize_t n = self->target_len;
 
     items = self->items != NULL ? self->items : PyList_New(0);
     map = self->map != NULL ? self->map : PyDict_New();
     self->items = self->map = NULL; /* ownership moves to the result */
     if (items == NULL || map == NULL)
         goto cleanup;
-
-    /* Anything unusual (an Upgrade, trailers) takes the caller's cold path, as other target
-     * forms do: the usual request pays nothing for them. */
-    if (n > 0 && target[0] == '/' && !self->upgrade && self->trailers == NULL) {
-        const char *mark = memchr(target, '?', (size_t)n);
-        Py_ssize_t path_len = mark != NULL ? mark - target : n;
-        if (memchr(target, '%', (size_t)path_len) != NULL) {
-            scratch = PyMem_Malloc((size_t)path_len);
-            if (scratch == NULL) {
-                PyErr_NoMemory();
-                goto cleanup;
-            }
-        }
-        path = decode_component(target, path_len, scratch, 0);
-        if (path == NULL)
+    if (usual_head(self)) {
+        if (split_target(self, &path, &query) < 0)
             goto cleanup;
-        if (mark != NULL)
-            query = PyUnicode_DecodeLatin1(mark + 1, n - path_len - 1, NULL);
-        else
-            query = PyUnicode_New(0, 0);
     }
     else {
-        path = Py_None;
-        Py_INCREF(path);
-        query = PyUnicode_DecodeLatin1(target, n, NULL);
+        path = Py_NewRef(Py_None);
+        query = PyUnicode_DecodeLatin1(self->target, self->target_len, NULL);
+        if (query == NULL)
+            goto cleanup;
     }
-    if (query == NULL)
-        goto cleanup;
     result = PyTuple_Pack(4, path, query, items, map);
 cleanup:
-    PyMem_Free(scratch);
     Py_XDECREF(path);
     Py_XDECREF(query);
     Py_XDECREF(items);
     Py_XDECREF(map);
+    collector_clear_head(self);
+    return result;
+}
+
+/* The method as a str: a shared one for the common methods. Steals `raw` (bytes). */
+static PyObject *
+method_name(PyObject *raw)
+{
+    if (raw == NULL)
+        return NULL;
+    if (!PyBytes_Check(raw)) {
+        Py_DECREF(raw);
+        PyErr_SetString(PyExc_TypeError, "the parser's method is not bytes");
+        return NULL;
+    }
+    const char *name = PyBytes_AS_STRING(raw);
+    Py_ssize_t n = PyBytes_GET_SIZE(raw);
+    PyObject *text = NULL;
+    for (size_t k = 0; k < NMETHODS; k++) {
+        if (PyUnicode_GET_LENGTH(state.methods[k]) == n && memcmp(METHOD_NAMES[k], name, (size_t)n) == 0) {
+            text = Py_NewRef(state.methods[k]);
+            break;
+        }
+    }
+    if (text == NULL)
+        text = PyUnicode_DecodeLatin1(name, n, NULL);
+    Py_DECREF(raw);
+    return text;
+}
+
+/* take_request(parser, body, client) -> (request, keep_alive, forwarded), or None for a
+ * head take_request does not handle (see usual_head), left for take().
+ *
+ * The usual request's whole hand-over in one call: the parser's method and keep-alive,
+ * the version when it matters (a request kept alive without a Connection field can only be
+ * HTTP/1.1), the checks every request passes (RFC 9112 2.3: HTTP/1.x only; 3.2: Host in
+ * HTTP/1.1; 6.1: an HTTP/1.0 chunked request closes after), and the Request made of the
+ * class set by catzilla.request. `forwarded`: a proxy's forwarding field came. */
+static PyObject *
+collector_take_request(HeaderCollector *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *keep = NULL, *version = NULL, *method = NULL, *path = NULL, *query = NULL;
+    PyObject *items = NULL, *map = NULL, *request = NULL, *result = NULL;
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "take_request(parser, body, client)");
+        return NULL;
+    }
+    if (!usual_head(self))
+        Py_RETURN_NONE;
+    PyObject *parser = args[0], *body = args[1], *client = args[2];
+    PyTypeObject *cls = catzilla_request_class();
+    if (cls == NULL)
+        goto cleanup;
+    keep = PyObject_CallMethodNoArgs(parser, state.str_should_keep_alive);
+    if (keep == NULL)
+        goto cleanup;
+    int keep_alive = keep == Py_True;
+    if (keep_alive && !self->has_connection) {
+        version = Py_NewRef(state.version_11);
+    }
+    else {
+        version = PyObject_CallMethodNoArgs(parser, state.str_get_http_version);
+        if (version == NULL)
+            goto cleanup;
+        if (!PyUnicode_Check(version) || PyUnicode_READY(version) < 0) {
+            PyErr_SetString(PyExc_TypeError, "the parser's version is not a str");
+            goto cleanup;
+        }
+        if (keep_alive && self->has_transfer_encoding && PyUnicode_CompareWithASCIIString(version, "1.0") == 0)
+            keep_alive = 0; /* framing HTTP/1.0 does not know: close after (RFC 9112 6.1) */
+    }
+    if (PyUnicode_GET_LENGTH(version) == 0 || PyUnicode_READ_CHAR(version, 0) != '1') {
+        refuse(505, "HTTP Version Not Supported"); /* HTTP/0.9, HTTP/2.0 in an HTTP/1 line */
+        goto cleanup;
+    }
+    if (!self->has_host && PyUnicode_CompareWithASCIIString(version, "1.1") == 0) {
+        refuse(400, "HTTP/1.1 request without a Host header"); /* RFC 9112 3.2 */
+        goto cleanup;
+    }
+    method = method_name(PyObject_CallMethodNoArgs(parser, state.str_get_method));
+    if (method == NULL || split_target(self, &path, &query) < 0)
+        goto cleanup;
+    items = self->items != NULL ? Py_NewRef(self->items) : PyList_New(0);
+    map = self->map != NULL ? Py_NewRef(self->map) : PyDict_New();
+    if (items == NULL || map == NULL)
+        goto cleanup;
+    request = catzilla_make_request(cls, method, path, query, items, map, body, client, version);
+    if (request == NULL)
+        goto cleanup;
+    result = PyTuple_Pack(3, request, keep_alive ? Py_True : Py_False, self->forwarded ? Py_True : Py_False);
+cleanup:
+    Py_XDECREF(keep);
+    Py_XDECREF(version);
+    Py_XDECREF(method);
+    Py_XDECREF(path);
+    Py_XDECREF(query);
+    Py_XDECREF(items);
+    Py_XDECREF(map);
+    Py_XDECREF(request);
     collector_clear_head(self);
     return result;
 }
@@ -576,10 +729,14 @@ collector_take_trailers(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
     return trailers;
 }
 
+/* The client announced Expect: 100-continue and a body, its head is complete, and it has
+ * not been answered 100 yet (RFC 9110 10.1.1). */
 static PyObject *
 collector_on_headers_complete(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
 {
     self->headers_complete = 1;
+    int due = self->expect_continue && !self->continue_answered && self->content_length != 0;
+    Py_SETREF(self->awaiting_continue, Py_NewRef(due ? Py_True : Py_False));
     Py_RETURN_NONE;
 }
 
@@ -587,6 +744,7 @@ static PyObject *
 collector_answer_continue(HeaderCollector *self, PyObject *Py_UNUSED(ignored))
 {
     self->continue_answered = 1;
+    Py_SETREF(self->awaiting_continue, Py_NewRef(Py_False));
     Py_RETURN_NONE;
 }
 
@@ -615,15 +773,6 @@ collector_get_headers_complete(HeaderCollector *self, void *closure)
     return PyBool_FromLong(self->headers_complete);
 }
 
-/* The client announced Expect: 100-continue and a body, its head is complete, and it has
- * not been answered 100 yet (RFC 9110 10.1.1). */
-static PyObject *
-collector_get_awaiting_continue(HeaderCollector *self, void *closure)
-{
-    return PyBool_FromLong(self->expect_continue && self->headers_complete
-                           && !self->continue_answered && self->content_length != 0);
-}
-
 static PyObject *
 collector_get_content_length(HeaderCollector *self, void *closure)
 {
@@ -643,6 +792,9 @@ static PyMethodDef collector_methods[] = {
      "on_header(name: bytes, value: bytes): one header field (httptools callback)."},
     {"take", (PyCFunction)collector_take, METH_NOARGS,
      "take() -> (path | None, query, items, map), and reset for the next request."},
+    {"take_request", (PyCFunction)(void (*)(void))collector_take_request, METH_FASTCALL,
+     "take_request(parser, body, client) -> (request, keep_alive, forwarded), or None for an "
+     "unusual head (then take()); resets for the next request."},
     {"take_trailers", (PyCFunction)collector_take_trailers, METH_NOARGS,
      "take_trailers() -> [(name, value), ...] after a chunked body, or None."},
     {"on_headers_complete", (PyCFunction)collector_on_headers_complete, METH_NOARGS,
@@ -662,8 +814,12 @@ static PyGetSetDef collector_getset[] = {
     {"size", (getter)collector_get_size, NULL, "Bytes of the head counted so far.", NULL},
     {"headers_complete", (getter)collector_get_headers_complete, NULL,
      "True once the head is complete (until take()).", NULL},
-    {"awaiting_continue", (getter)collector_get_awaiting_continue, NULL,
-     "True when a 100 Continue is due and not sent yet.", NULL},
+    {NULL},
+};
+
+static PyMemberDef collector_members[] = {
+    {"awaiting_continue", T_OBJECT_EX, offsetof(HeaderCollector, awaiting_continue), READONLY,
+     "True when a 100 Continue is due and not sent yet."},
     {NULL},
 };
 
@@ -681,6 +837,7 @@ static PyTypeObject HeaderCollectorType = {
     .tp_clear = (inquiry)collector_clear,
     .tp_methods = collector_methods,
     .tp_getset = collector_getset,
+    .tp_members = collector_members,
 };
 
 /* ---- parse_query ------------------------------------------------------------------------ */
@@ -1020,7 +1177,26 @@ catzilla_headers_init(PyObject *module)
             state.name_host = state.known[k];
         else if (strcmp(KNOWN_NAMES[k], "upgrade") == 0)
             state.name_upgrade = state.known[k];
+        else if (strcmp(KNOWN_NAMES[k], "connection") == 0)
+            state.name_connection = state.known[k];
+        else if (strcmp(KNOWN_NAMES[k], "forwarded") == 0)
+            state.name_forwarded = state.known[k];
+        else if (strcmp(KNOWN_NAMES[k], "x-forwarded-for") == 0)
+            state.name_x_forwarded_for = state.known[k];
+        else if (strcmp(KNOWN_NAMES[k], "x-forwarded-proto") == 0)
+            state.name_x_forwarded_proto = state.known[k];
     }
+    for (size_t k = 0; k < NMETHODS; k++) {
+        if ((state.methods[k] = PyUnicode_InternFromString(METHOD_NAMES[k])) == NULL)
+            return -1;
+    }
+    state.str_should_keep_alive = PyUnicode_InternFromString("should_keep_alive");
+    state.str_get_http_version = PyUnicode_InternFromString("get_http_version");
+    state.str_get_method = PyUnicode_InternFromString("get_method");
+    state.version_11 = PyUnicode_InternFromString("1.1");
+    if (state.str_should_keep_alive == NULL || state.str_get_http_version == NULL
+        || state.str_get_method == NULL || state.version_11 == NULL)
+        return -1;
     state.comma = PyUnicode_InternFromString(", ");
     state.semicolon = PyUnicode_InternFromString("; ");
     if (state.comma == NULL || state.semicolon == NULL)

@@ -13,6 +13,8 @@ PyInit__native(void)
     PyObject *module = PyModule_Create(&native_module);
     if (module == NULL)
         return NULL;
+    if (catzilla_request_init(module) < 0)
+        goto error;
     if (catzilla_headers_init(module) < 0)
         goto error;
     if (catzilla_stats_init(module) < 0)

@@ -8,6 +8,7 @@
  *   exchange.c the record of one request in flight (catzilla/worker/exchange.py), and
  *              driving a coroutine that cannot suspend
  *   responses.c a response's bytes in one buffer
+ *   request.c  the fields of a Request, made in one call by the header collector
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -19,5 +20,12 @@ int catzilla_headers_init(PyObject *module);
 int catzilla_stats_init(PyObject *module);
 int catzilla_exchange_init(PyObject *module);
 int catzilla_responses_init(PyObject *module);
+int catzilla_request_init(PyObject *module);
+
+/* request.c: the Request class (set by catzilla.request), and one request made of it. */
+PyTypeObject *catzilla_request_class(void);
+PyObject *catzilla_make_request(PyTypeObject *type, PyObject *method, PyObject *path, PyObject *query,
+                                PyObject *header_items, PyObject *header_map, PyObject *body,
+                                PyObject *client, PyObject *version);
 
 #endif

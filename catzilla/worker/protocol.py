@@ -172,6 +172,18 @@ def _reset(transport: asyncio.Transport) -> None:
 
 
 class HttpProtocol(BodyReception, asyncio.Protocol):
+    # Slots: with more attributes than an instance dict shares keys for (30), every
+    # attribute and method access on the connection went through a materialized dict.
+    __slots__ = (
+        "body", "body_limit", "body_size", "body_watch", "busy", "bytes_in", "client",
+        "client_text", "clock", "collector", "draining_pipeline", "edge", "exchange",
+        "executor", "head_started", "keep_alive", "last_activity", "max_body_size", "on_header",
+        "on_headers_complete", "on_url", "parser", "pipeline", "reading_paused", "receiver",
+        "receiving", "reception", "rejection", "resolve", "router", "stats_slot", "streamed",
+        "tls", "transport", "trusted", "unmatched", "unsent", "unsent_since", "upgrade_rest",
+        "worker", "write_resumed", "writing_paused"
+    )
+
     def __init__(self, worker: WorkerInterface) -> None:
         self.worker = worker
         config = worker.config
@@ -244,14 +256,15 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             self.client = Address(peer[0], peer[1])
             self.client_text = f"{peer[0]}:{peer[1]}"
         self.worker.connections.add(self)
-        # Decided once per connection: whether requests need _at_edge (TLS, a trusted proxy's
-        # headers, a root path), so that a plain connection pays one test per request.
+        # Decided once per connection: whether every request needs _at_edge (TLS, a root
+        # path), or only one with a proxy's forwarding fields from a trusted peer (the
+        # collector notes those), so that a plain connection pays a test or two per request.
         worker = self.worker
         self.tls = transport.get_extra_info("sslcontext") is not None
         proxies = worker.proxies
         # A Unix socket's peer (no address) can only be a process on this host.
         self.trusted = proxies is not None and (self.client is None or self.client.host in proxies)
-        self.edge = self.tls or self.trusted or bool(worker.root_path)
+        self.edge = self.tls or bool(worker.root_path)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.worker.connections.discard(self)
@@ -340,10 +353,18 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             self.reception = IDLE
             self._received()
             return
-        path, query, header_items, header_map = self.collector.take()
         body = self.body
-        request, keep_alive, unusual = self._new_request(
-            path, query, header_items, header_map, (body[0] if len(body) == 1 else b"".join(body)) if body else b"")
+        data = (body[0] if len(body) == 1 else b"".join(body)) if body else b""
+        # The usual head is handed over as a Request in one C call (ext/headers.c); anything
+        # else (another target form, an Upgrade, trailers) goes the longer way.
+        taken = self.collector.take_request(self.parser, data, self.client)
+        if taken is None:
+            request, keep_alive, unusual = self._new_request(*self.collector.take(), data)
+        else:
+            request, keep_alive, forwarded = taken
+            unusual = None
+            if self.edge or (forwarded and self.trusted):
+                self._at_edge(request, request._header_map)
         self.reception = IDLE
         if body:
             self.body = []
@@ -362,8 +383,9 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
     def _new_request(self, path: str | None, query: str, header_items: list[tuple[str, str]],
                      header_map: dict[str, str],
                      body: bytes) -> tuple[Request, bool, list[tuple[str, str]] | None]:
-        """The request of the head the collector handed over, whether to keep the
-        connection alive after it, and its trailers (None on the usual path)."""
+        """The request of a head the collector handed over with take(), whether to keep the
+        connection alive after it, and its trailers (None on the usual path). The usual
+        head takes the shorter way: HeaderCollector.take_request, which checks the same."""
         parser = self.parser
         unusual = None
         if path is None:  # not a plain origin-form request: see _unusual_head
@@ -383,7 +405,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         method = parser.get_method()
         request = Request(METHODS.get(method) or method.decode("latin-1"), path, query, header_items,
                           body, self.client, version, header_map)
-        if self.edge:
+        if self.edge or self.trusted:
             self._at_edge(request, header_map)
         return request, keep_alive, unusual
 

@@ -30,6 +30,8 @@ _BODILESS = frozenset((b"GET", b"HEAD"))  # without a Content-Length: no body (s
 class BodyReception:
     """Mixed into HttpProtocol (catzilla.worker.protocol), whose state it shares."""
 
+    __slots__ = ()  # the state is HttpProtocol's slots
+
     # HttpProtocol's, read and set here.
     worker: typing.Any
     collector: typing.Any
