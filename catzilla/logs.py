@@ -43,8 +43,11 @@ def configure_logging(level: str = "info", log_format: str = "text", log_file: s
         handler = logging.FileHandler(log_file, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
-    handler.catzilla_format = log_format  # type: ignore[attr-defined]  # see worker/access_log.py
+    formatter = JSONFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(formatter)
+    # worker/access_log.py writes the lines itself while these are the handler's: it checks.
+    handler.catzilla_format = log_format  # type: ignore[attr-defined]
+    handler.catzilla_formatter = formatter  # type: ignore[attr-defined]
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

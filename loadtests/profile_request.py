@@ -9,6 +9,11 @@ optimising (the machine's noise hardly matters: the numbers are CPU time of one 
     python loadtests/profile_request.py --no-stats      # the same without the stats slot
     python loadtests/profile_request.py --profile /json # cProfile of one route
     python loadtests/profile_request.py -H "Origin: https://example.com" /json
+
+    python loadtests/profile_request.py --access-log text /json  # with the access log on
+    ACCESS_LOG=json bash loadtests/instr_profile.sh /json         # (the same, under callgrind)
+(with the access log on, the lines are written when the loop next runs, here once per run:
+what is counted is the cost of a line, not that of one write per burst.)
     valgrind --tool=callgrind python loadtests/profile_request.py --count 2000 /json
 """
 from __future__ import annotations
@@ -30,6 +35,7 @@ import importlib, os  # noqa: E402
 app = importlib.import_module(os.environ.get("BENCH_APP", "bench_app")).app  # noqa: E402
 
 from catzilla.config import Config  # noqa: E402
+from catzilla.logs import configure_logging  # noqa: E402
 from catzilla.worker.protocol import HttpProtocol  # noqa: E402
 from catzilla.worker.server import Worker  # noqa: E402
 
@@ -80,7 +86,9 @@ async def drive(worker: Worker, target: bytes, count: int, extra: bytes = b"") -
 
 
 async def main(args: argparse.Namespace) -> None:
-    config = Config(stats=args.stats, access_log=False, loop_block_threshold=0)
+    if args.access_log:  # lines written as a server writes them, to a file that keeps none
+        configure_logging("info", args.access_log, os.devnull)
+    config = Config(stats=args.stats, access_log=bool(args.access_log), loop_block_threshold=0)
     worker = Worker(app, config, [])  # driven without sockets
     worker.build(asyncio.get_running_loop())
     worker._tick()
@@ -111,4 +119,7 @@ if __name__ == "__main__":
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("-H", "--header", action="append", default=[],
                         help='a request header field to send, e.g. "Origin: https://example.com"')
+
+    parser.add_argument("--access-log", choices=["text", "json"], default=os.environ.get("ACCESS_LOG") or None,
+                        help="log each request in this format (default: $ACCESS_LOG, else no access log)")
     uvloop.run(main(parser.parse_args()))

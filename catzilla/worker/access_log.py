@@ -3,11 +3,17 @@ chose, without a logging record per request.
 
 A `logging` call costs a record, a formatter pass and a write with a lock: measured, that was
 over twice the rest of a small request's Python work. When the lines go exactly where
-`configure_logging` sends them (its one handler on the root logger, nothing else attached to
-`catzilla.access`), they are formatted here, as that handler's formatter would (text or
-JSON), gathered while the loop runs, and written once per loop iteration. Anything else (a
-handler or filter of the user's on `catzilla.access`, another root handler) gets ordinary
-records, decided once when the worker starts.
+`configure_logging` sends them (its one handler on the root logger, with its formatter,
+nothing else attached to `catzilla.access`), each line is one `%` of a format built once a
+second (the date, the pid and the constant fields already in it), exactly as that handler's
+formatter would write it (text or JSON); the lines of a loop iteration are gathered and
+written with one write, by a callback scheduled once per burst, and whatever is gathered is
+written before the worker exits. Anything else (a handler, filter or formatter of the user's,
+another root handler) gets ordinary records, decided once when the worker starts and again
+after the app's startup hooks.
+
+A burst is bounded by what one loop iteration handles (the requests of the reads it
+dispatched), so the buffer needs no limit of its own.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import asyncio
 import logging
 import os
 import time
+import typing
 
 import orjson
 
@@ -22,74 +29,122 @@ from ..logs import access_logger
 
 __all__ = ["AccessLog"]
 
+# The message of a line, as the records carry it (logging's %-style arguments).
+MESSAGE = '%s - "%s %s HTTP/%s" %d %s %.1fms'
+
 
 class AccessLog:
+    log: typing.Callable[[str, str, str, str, int, "int | None", float], None]
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.decide()
         self.pid = os.getpid()
         self.lines: list[str] = []
-        self._second = -1
-        self._text_format = ""
+        self.handler: logging.Handler | None = None
+        self._call_soon = loop.call_soon
+        self._flush = self.flush
+        # The second the cached format is for: [_start, _start + 1).
+        self._start = 0.0
+        self._format = ""
+        self._time = ""  # JSON: the date and time of that second, for a line orjson writes
+        self.decide()
 
     def decide(self) -> None:
         """Direct lines or records; again once the app's startup hooks (which may set up
         logging of their own) have run."""
-        self.handler = _direct_handler()
-        self.json = self.handler is not None and self.handler.catzilla_format == "json"  # type: ignore[attr-defined]
-
-    def log(self, client: str, method: str, path: str, version: str, status: int,
-            size: int | None, duration_ms: float) -> None:
-        if self.handler is None:
-            access_logger.info(
-                '%s - "%s %s HTTP/%s" %d %s %.1fms', client, method, path, version, status,
-                "-" if size is None else size, duration_ms,
-                extra={"client": client, "method": method, "path": path, "status": status,
-                       "duration_ms": round(duration_ms, 3)})
-            return
-        now = time.time()
-        if not self.json:
-            second = int(now)
-            if second != self._second:  # logging's asctime, up to the second, once a second
-                self._second = second
-                self._text_format = time.strftime("[%Y-%m-%d %H:%M:%S", time.localtime(second)) \
-                    + ",%03d] [" + str(self.pid) + '] [INFO] catzilla.access: %s - "%s %s HTTP/%s" %d %s %.1fms'
-            line = self._text_format % (now % 1 * 1000, client, method, path, version, status,
-                                        "-" if size is None else size, duration_ms)
+        self.flush()  # lines gathered so far go where they were meant to
+        self.handler = handler = _direct_handler()
+        self._start = 0.0  # the next line builds the format of its second
+        if handler is None:
+            self.log = self._record
+        elif handler.catzilla_format == "json":  # type: ignore[attr-defined]
+            self.log = self._json
         else:
-            message = '%s - "%s %s HTTP/%s" %d %s %.1fms' % (
-                client, method, path, version, status, "-" if size is None else size, duration_ms)
-            line = orjson.dumps({
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (now % 1 * 1000),
-                "level": "info", "logger": "catzilla.access", "pid": self.pid, "message": message,
+            self.log = self._text
+
+    def _record(self, client: str, method: str, path: str, version: str, status: int,
+                size: int | None, duration_ms: float) -> None:
+        access_logger.info(
+            MESSAGE, client, method, path, version, status, "-" if size is None else size, duration_ms,
+            extra={"client": client, "method": method, "path": path, "status": status,
+                   "duration_ms": round(duration_ms, 3)})
+
+    def _text(self, client: str, method: str, path: str, version: str, status: int,
+              size: int | None, duration_ms: float) -> None:
+        now = time.time()
+        fraction = now - self._start
+        if not 0.0 <= fraction < 1.0:  # a new second (or the clock was set back)
+            fraction = self._new_second(now)
+        lines = self.lines
+        if not lines:
+            self._call_soon(self._flush)
+        # logging's asctime with its msecs: int of the fraction's milliseconds (%d truncates)
+        lines.append(self._format % (fraction * 1000.0, client, method, path, version, status,
+                                     "-" if size is None else size, duration_ms))
+
+    def _json(self, client: str, method: str, path: str, version: str, status: int,
+              size: int | None, duration_ms: float) -> None:
+        now = time.time()
+        fraction = now - self._start
+        if not 0.0 <= fraction < 1.0:
+            fraction = self._new_second(now)
+        lines = self.lines
+        if not lines:
+            self._call_soon(self._flush)
+        # orjson escapes '"', '\\' and U+0000-U+001F; isprintable() is false for those
+        # control characters (and for more, which orjson then writes as they are).
+        if path.isprintable() and '"' not in path and "\\" not in path:
+            lines.append(self._format % (fraction * 1000.0, client, method, path, version, status,
+                                         "-" if size is None else size, duration_ms,
+                                         client, method, path, status, round(duration_ms, 3)))
+        else:  # a path JSON must escape: orjson writes it (rare; the rest is the same line)
+            lines.append(orjson.dumps({
+                "time": self._time + ".%03dZ" % (fraction * 1000.0),
+                "level": "info", "logger": "catzilla.access", "pid": self.pid,
+                "message": MESSAGE % (client, method, path, version, status,
+                                      "-" if size is None else size, duration_ms),
                 "client": client, "method": method, "path": path, "status": status,
-                "duration_ms": round(duration_ms, 3)}).decode()
-        if not self.lines:
-            self.loop.call_soon(self.flush)
-        self.lines.append(line)
+                "duration_ms": round(duration_ms, 3)}).decode())
+
+    def _new_second(self, now: float) -> float:
+        """The format of the lines of this second; the fraction of it `now` is."""
+        second = int(now)
+        self._start = start = float(second)
+        pid = str(self.pid)
+        if self.handler.catzilla_format == "text":  # type: ignore[union-attr]
+            # logging.Formatter's asctime: local time, ",msecs"
+            self._format = (time.strftime("[%Y-%m-%d %H:%M:%S", time.localtime(second))
+                            + ",%03d] [" + pid + "] [INFO] catzilla.access: " + MESSAGE)
+        else:  # JSONFormatter's fields, in its order; message quotes escaped for JSON
+            self._time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._format = ('{"time":"' + self._time + '.%03dZ","level":"info","logger":"catzilla.access",'
+                            '"pid":' + pid + ',"message":"' + MESSAGE.replace('"', '\\"') + '",'
+                            '"client":"%s","method":"%s","path":"%s","status":%d,"duration_ms":%r}')
+        return now - start
 
     def flush(self) -> None:
         """Every line gathered in this loop iteration, in one write."""
-        lines, self.lines = self.lines, []
+        lines = self.lines
         if not lines:
             return
+        self.lines = []
+        lines.append("")  # the last line's end
         handler = self.handler
         assert handler is not None
-        handler.acquire()
-        try:
-            stream = handler.stream  # type: ignore[attr-defined]
-            if stream is None:  # a FileHandler closed by a SIGUSR1 reopen
-                stream = handler.stream = handler._open()  # type: ignore[attr-defined]
-            stream.write("\n".join(lines) + "\n")
-            stream.flush()
-        except Exception:
-            handler.handleError(logging.makeLogRecord({"msg": "access log write failed"}))
-        finally:
-            handler.release()
+        with handler.lock:  # type: ignore[union-attr]  # a pool thread may log through it too
+            try:
+                stream = handler.stream  # type: ignore[attr-defined]
+                if stream is None:  # a FileHandler closed by a SIGUSR1 reopen
+                    stream = handler.stream = handler._open()  # type: ignore[attr-defined]
+                stream.write("\n".join(lines))
+                stream.flush()
+            except Exception:
+                handler.handleError(logging.makeLogRecord({"msg": "access log write failed"}))
 
 
 def _direct_handler() -> logging.Handler | None:
-    """configure_logging's handler, if the access lines would reach it and only it."""
+    """configure_logging's handler, if the access lines would reach it and only it, through
+    its own formatter."""
     logger = access_logger
     if logger.handlers or logger.filters or not logger.propagate or logger.disabled:
         return None
@@ -99,7 +154,8 @@ def _direct_handler() -> logging.Handler | None:
     if len(root.handlers) != 1 or root.filters:
         return None
     handler = root.handlers[0]
-    if getattr(handler, "catzilla_format", None) is None or handler.filters or handler.level > logging.INFO \
-            or not hasattr(handler, "stream"):
+    if getattr(handler, "catzilla_format", None) not in ("text", "json") or handler.filters \
+            or handler.level > logging.INFO or not hasattr(handler, "stream") \
+            or handler.formatter is not getattr(handler, "catzilla_formatter", None):
         return None
     return handler

@@ -87,6 +87,7 @@ class Worker:
         self.now = 0.0
         self.common_keep_alive = self.common_close = self.common_keep_alive_10 = b""
         self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        self.access: AccessLog | None = None  # made with the loop (build)
         self.probes: dict[str, typing.Callable[[], Response]] = {}
         if config.health_path:
             self.probes[config.health_path] = lambda: JSONResponse({"status": "alive"})
@@ -118,6 +119,8 @@ class Worker:
             return loop.run_until_complete(self.serve())
         finally:
             loop.run_until_complete(loop.shutdown_asyncgens())
+            if self.access is not None:  # lines of a last iteration whose callback never ran
+                self.access.flush()
             asyncio.set_event_loop(None)
             loop.close()
 
@@ -345,4 +348,5 @@ class Worker:
         self.cpu_watch.stop()
         self.pool.shutdown(wait=False)
         stats_report.install(None)
+        self.access.flush()  # the last lines, before the line that says the worker stopped
         logger.info("worker %d stopped", os.getpid())
