@@ -9,12 +9,12 @@ optimising (the machine's noise hardly matters: the numbers are CPU time of one 
     python loadtests/profile_request.py --no-stats      # the same without the stats slot
     python loadtests/profile_request.py --profile /json # cProfile of one route
     python loadtests/profile_request.py -H "Origin: https://example.com" /json
-
     python loadtests/profile_request.py --access-log text /json  # with the access log on
     ACCESS_LOG=json bash loadtests/instr_profile.sh /json         # (the same, under callgrind)
-(with the access log on, the lines are written when the loop next runs, here once per run:
-what is counted is the cost of a line, not that of one write per burst.)
     valgrind --tool=callgrind python loadtests/profile_request.py --count 2000 /json
+
+With the access log on, the lines are written when the loop next runs, here once per run:
+what is counted is the cost of a line, not that of one write per burst.
 """
 from __future__ import annotations
 
