@@ -122,6 +122,8 @@ def test_direct_lines_are_what_the_handlers_formatter_writes(tmp_path, monkeypat
                 monkeypatch.setattr(time, "time", lambda: now)
                 access.log(*args)
                 client, method, target, version, status, size, duration = args
+                if log_format == "text" and not target.isprintable():  # no forged lines
+                    target = repr(target)[1:-1]
                 record = logging.LogRecord("catzilla.access", logging.INFO, __file__, 1, access_log.MESSAGE,
                                            (client, method, target, version, status, "-" if size is None else size,
                                             duration), None)
@@ -136,3 +138,21 @@ def test_direct_lines_are_what_the_handlers_formatter_writes(tmp_path, monkeypat
         for handler in root.handlers:
             handler.close()
         root.handlers[:], root.level = saved
+
+
+def test_a_decoded_line_break_in_a_path_cannot_forge_a_line(tmp_path):
+    # %0D%0A decodes to CR LF: written as they are, the text log would gain a line the
+    # client wrote ("... [INFO] catzilla.access: forged"). Both ways of writing are checked:
+    # direct lines, and records for a handler of the user's own.
+    forged = "/a%0D%0A[2026-01-01%2000:00:00,000]%20[1]%20[INFO]%20catzilla.access:%20forged"
+    target = tmp_path / "access.log"
+    for env in ({}, {"ACCESS_FILE": str(target)}):
+        with run_server("access_app:app", env=env) as s:
+            with s.connect() as sock:
+                sock.sendall(f"GET {forged} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                assert sock.recv(65536).startswith(b"HTTP/1.1 404")
+            wait_for(lambda: "forged" in s.logs(), 5, message="the access line")
+            time.sleep(0.2)
+            text = s.logs() + (target.read_text() if env else "")
+            assert not any(line.startswith("[2026-01-01") for line in text.splitlines()), text
+            assert "/a\\r\\n[2026-01-01" in text

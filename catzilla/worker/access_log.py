@@ -64,6 +64,8 @@ class AccessLog:
 
     def _record(self, client: str, method: str, path: str, version: str, status: int,
                 size: int | None, duration_ms: float) -> None:
+        if not path.isprintable():
+            path = _escaped(path)
         access_logger.info(
             MESSAGE, client, method, path, version, status, "-" if size is None else size, duration_ms,
             extra={"client": client, "method": method, "path": path, "status": status,
@@ -75,6 +77,8 @@ class AccessLog:
         fraction = now - self._start
         if not 0.0 <= fraction < 1.0:  # a new second (or the clock was set back)
             fraction = self._new_second(now)
+        if not path.isprintable():
+            path = _escaped(path)
         lines = self.lines
         if not lines:
             self._call_soon(self._flush)
@@ -140,6 +144,12 @@ class AccessLog:
                 stream.flush()
             except Exception:
                 handler.handleError(logging.makeLogRecord({"msg": "access log write failed"}))
+
+
+def _escaped(path: str) -> str:
+    """A decoded path with its control characters escaped: a %0D%0A from a client must not
+    start a line of its own in a text log (log injection)."""
+    return repr(path)[1:-1]
 
 
 def _direct_handler() -> logging.Handler | None:
