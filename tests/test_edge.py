@@ -15,7 +15,7 @@ import httpx
 import pytest
 import websockets
 
-from conftest import ROOT, read_response, run_server
+from conftest import ROOT, read_response, run_server, wait_for
 
 
 def ask(server, path: str = "/where", headers: dict[str, str] | None = None) -> dict:
@@ -45,6 +45,15 @@ def test_a_trusted_peer_sets_the_client_and_the_scheme(trusting):
     answer = ask(trusting, headers=FORGED)
     assert answer["client"] == ["203.0.113.7", 0]
     assert answer["scheme"] == "https" and answer["url"] == "https://example.org/where"
+
+
+def test_the_access_log_names_the_client_a_trusted_proxy_named(trusting):
+    ask(trusting, headers={"X-Forwarded-For": "203.0.113.99"})
+    wait_for(lambda: 'catzilla.access: 203.0.113.99 - "GET /where HTTP/1.1" 200' in trusting.logs(), 5,
+             message="the forwarded client in the access log")
+    answer = ask(trusting)  # and the peer itself, host:port, without them
+    wait_for(lambda: f'catzilla.access: 127.0.0.1:{answer["own_port"]} - "GET /where' in trusting.logs(), 5,
+             message="the peer in the access log")
 
 
 def test_without_proxy_headers_the_peer_is_the_client(trusting):

@@ -607,9 +607,17 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
 
     def _log_access(self, exchange: Exchange, response: Response, data: bytes | None) -> None:
         request = exchange.request
-        self.worker.access.log(self.client_text, request.method, request.path, request.http_version,
+        self.worker.access.log(self._client_text(request), request.method, request.path, request.http_version,
                                response.status_code, None if data is None else len(data),
                                (perf_counter() - exchange.started) * 1000.0)
+
+    def _client_text(self, request: Request) -> str:
+        """The client as the access log names it: the peer, or the one a trusted proxy named
+        (as uvicorn logs it)."""
+        client = request.client
+        if client is self.client or client is None:
+            return self.client_text
+        return f"{client.host}:{client.port}" if client.port else client.host
 
     def _after_response(self) -> None:
         exchange = self.exchange
@@ -744,7 +752,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         if self.stats_slot is not None:
             self._count(exchange, status, sent)
         if worker.access_log:  # with the status and bytes actually sent (206, 304, ...)
-            worker.access.log(self.client_text, request.method, request.path, request.http_version,
+            worker.access.log(self._client_text(request), request.method, request.path, request.http_version,
                               status, sent, (perf_counter() - exchange.started) * 1000.0)
         self._after_response()
 
