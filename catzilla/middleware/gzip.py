@@ -73,7 +73,7 @@ class GZipMiddleware(PhasedMiddleware):
 
     def on_request(self, request: Request) -> bool:
         """Whether the client takes gzip."""
-        return accepts_gzip(request.headers.get("accept-encoding"))
+        return accepts_gzip(request.get_header("accept-encoding"))
 
     def on_response(self, request: Request, response: Response, accepted: bool) -> Response:
         if not accepted or not self._compressible(response):

@@ -56,7 +56,7 @@ class TrustedHostMiddleware(PhasedMiddleware):
         """None for an allowed host (the rest of the chain runs), else the refusal."""
         if self.allow_any:
             return None
-        authority = request.headers.get("host", "")
+        authority = request.get_header("host", "")
         host = host_of(authority)
         found_www_redirect = False
         for pattern in self.allowed_hosts:
