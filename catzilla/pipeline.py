@@ -295,9 +295,12 @@ class Pipeline:
                 break
         else:
             result = call_handler(self.route, request)
-            if inspect.isawaitable(result):
+            if isinstance(result, Response):  # first: the Awaitable ABC's check is a Python call
+                response = result
+            elif inspect.isawaitable(result):
                 return result  # awaited on the loop; the def after-hooks run there after it
-            response = result if isinstance(result, Response) else to_response(result)
+            else:
+                response = to_response(result)
         return self._job_after(request, response)
 
     def _job_after(self, request: Request, response: Response) -> Response:
