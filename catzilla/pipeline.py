@@ -67,6 +67,35 @@ PoolRun = typing.Callable[..., typing.Awaitable[typing.Any]]
 refusal: contextvars.ContextVar[HTTPException] = contextvars.ContextVar("catzilla_refusal")
 
 
+_UNSET = object()
+
+
+def adopt(context: contextvars.Context) -> None:
+    """Take into the current context what a pool job set in `context`, the copy of it the
+    job ran in, as if the job had run here: middleware sees after `call_next` what a def
+    handler or hook set, as it does for async ones. One comparison when the job set
+    nothing (a copy shares its variables' map until a variable is set). A variable the job
+    reset to no value keeps its value here (a context cannot unset without the token)."""
+    if context == contextvars.copy_context():
+        return
+    for var, value in context.items():
+        if var.get(_UNSET) is not value:
+            var.set(value)
+
+
+async def in_pool(pool_run: PoolRun, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> typing.Any:
+    """`fn(*args)` in the pool, in a copy of the current context, then `adopt`ed back (also
+    when it raised; not when the wait was cancelled: the job may still be running)."""
+    context = contextvars.copy_context()
+    try:
+        result = await pool_run(context.run, fn, *args)
+    except Exception:
+        adopt(context)
+        raise
+    adopt(context)
+    return result
+
+
 def router_refusal(allow: str | None) -> HTTPException:
     """What the router's answer to a request no route takes becomes: 404, or 405 with the
     methods there are (`allow`, from Router.resolve)."""
@@ -290,14 +319,20 @@ class Pipeline:
                 if result is not None:
                     response = result if isinstance(result, Response) else to_response(result)
                     if self.job_after:  # the def after-hooks still run, in the pool
-                        response = await self.pool_run(contextvars.copy_context().run, self._job_after,
-                                                       request, response)
+                        response = await in_pool(self.pool_run, self._job_after, request, response)
                     break
             else:
                 if route is None:  # no route: the 404 or 405 the router decided
                     raise refusal.get()
                 if self.sync_route:
-                    response = await self.pool_run(contextvars.copy_context().run, self._job, request)
+                    # in_pool's steps, inline on the path of every request to a def route
+                    context = contextvars.copy_context()
+                    try:
+                        response = await self.pool_run(context.run, self._job, request)
+                    except Exception:
+                        adopt(context)
+                        raise
+                    adopt(context)
                     if not isinstance(response, Response):  # a def handler returned an awaitable
                         response = self._job_after(request, to_response(await response))
                 else:
@@ -323,9 +358,12 @@ class Pipeline:
                 break
         else:
             result = call_handler(self.route, request)
-            if inspect.isawaitable(result):
+            if isinstance(result, Response):  # first: the Awaitable ABC's check is a Python call
+                response = result
+            elif inspect.isawaitable(result):
                 return result  # awaited on the loop; the def after-hooks run there after it
-            response = result if isinstance(result, Response) else to_response(result)
+            else:
+                response = to_response(result)
         return self._job_after(request, response)
 
     def _job_after(self, request: Request, response: Response) -> Response:
@@ -352,7 +390,7 @@ class Pipeline:
             if is_async_callable(handler):
                 result = await handler(request, exc)
             else:
-                result = await self.pool_run(contextvars.copy_context().run, handler, request, exc)
+                result = await in_pool(self.pool_run, handler, request, exc)
             return to_response(result)
         except Exception as failure:
             logger.error("exception handler %r failed on %r", handler, exc,

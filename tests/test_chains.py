@@ -42,6 +42,24 @@ def test_context_variables_stay_with_their_request(client):
     assert client.get("/read").text == "unset"
 
 
+@pytest.mark.parametrize("kind", ["def", "async"])
+def test_middleware_sees_the_context_variables_its_handler_set(server, kind):
+    # issue 8: what a def handler (or a def hook in its pool job) sets is seen after
+    # call_next, as it is for an async def handler; and it stays with its request.
+    r = get(server, f"/sets/{kind}")
+    assert r.text == "set"
+    assert r.headers["x-var"] == f"from-{kind}"
+    assert r.headers["x-hook-var"] == "from-hook"
+    assert get(server, "/read").text == "unset"
+
+
+def test_context_variables_set_before_a_def_handler_failed_are_seen_too(server):
+    r = get(server, "/sets/def-fails")
+    assert r.status_code == 418
+    assert r.headers["x-var"] == "from-failed-def"
+    assert get(server, "/read").text == "unset"
+
+
 def test_a_short_circuit_on_a_sync_route_still_runs_every_after_hook(client):
     r = client.get("/sync", params={"short": "1"})
     assert r.text == "short-circuited"

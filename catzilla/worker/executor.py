@@ -425,12 +425,17 @@ def _run_sync(exchange: Exchange, kwargs: dict[str, typing.Any] | None) -> Excha
         return exchange
     request = exchange.request
     current_request.set(request)
+    route: Route = exchange.route  # type: ignore[assignment]
     try:
-        result = invoke(exchange.route, request, kwargs)  # type: ignore[arg-type]
-        if inspect.isawaitable(result):
-            exchange.response = result  # awaited on the loop (see Executor._await_returned)
-            return exchange
+        if kwargs is None and route.binding.pass_request:  # the usual `(request)`: no frame more
+            result = route.endpoint(request)
+        else:
+            result = invoke(route, request, kwargs)
+        # A Response first: the Awaitable ABC's check costs a Python frame of its own.
         if not isinstance(result, Response):
+            if inspect.isawaitable(result):
+                exchange.response = result  # awaited on the loop (see Executor._await_returned)
+                return exchange
             result = to_response(result)
         exchange.data = None if result.streaming else result.encode(exchange.common, exchange.head_only)
         exchange.response = result

@@ -6,10 +6,12 @@ import asyncio
 import contextvars
 import time
 
-from catzilla import Catzilla
+from catzilla import Catzilla, HTTPException
 
 app = Catzilla()
 VAR = contextvars.ContextVar("var", default="unset")
+# Set by a def before-hook in the pool job of /sets/def (issue 8: seen by middleware after).
+HOOK_VAR = contextvars.ContextVar("hook_var", default="unset")
 
 
 @app.middleware("http")
@@ -22,6 +24,11 @@ async def context_user(request, call_next):
             return await call_next(request)
         finally:
             VAR.reset(token)
+    if request.path.startswith("/sets/"):  # what the handler's side set, seen from here
+        response = await call_next(request)
+        response.headers["x-var"] = VAR.get()
+        response.headers["x-hook-var"] = HOOK_VAR.get()
+        return response
     if request.path == "/mw-timeout":
         async with asyncio.timeout(5):  # needs a current Task
             return await call_next(request)
@@ -32,6 +39,12 @@ async def context_user(request, call_next):
 async def short(request):
     if request.query_params.get("short"):
         return "short-circuited"
+
+
+@app.before_request
+def def_before(request):
+    if request.path.startswith("/sets/"):
+        HOOK_VAR.set("from-hook")
 
 
 @app.after_request
@@ -96,3 +109,21 @@ def returns_coroutine(request):
         await asyncio.sleep(0.01)
         return "from coroutine"
     return inner()
+
+
+@app.get("/sets/def")
+def sets_def(request):
+    VAR.set("from-def")
+    return "set"
+
+
+@app.get("/sets/async")
+async def sets_async(request):
+    VAR.set("from-async")
+    return "set"
+
+
+@app.get("/sets/def-fails")
+def sets_def_fails(request):
+    VAR.set("from-failed-def")
+    raise HTTPException(418, "after setting VAR")
