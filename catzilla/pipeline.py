@@ -315,7 +315,7 @@ class Pipeline:
         try:
             for hook, awaited in self.loop_before:
                 result = (await hook(request)) if awaited else \
-                    (await self.pool_run(contextvars.copy_context().run, hook, request))
+                    (await in_pool(self.pool_run, hook, request))
                 if result is not None:
                     response = result if isinstance(result, Response) else to_response(result)
                     if self.job_after:  # the def after-hooks still run, in the pool
@@ -340,7 +340,7 @@ class Pipeline:
                     response = result if isinstance(result, Response) else to_response(result)
             for hook, awaited in self.loop_after:
                 result = (await hook(request, response)) if awaited else \
-                    (await self.pool_run(contextvars.copy_context().run, hook, request, response))
+                    (await in_pool(self.pool_run, hook, request, response))
                 response = result if isinstance(result, Response) else _checked(hook, result, response)
             return response
         except Exception as exc:
