@@ -118,17 +118,22 @@ def test_direct_lines_are_what_the_handlers_formatter_writes(tmp_path, monkeypat
                 duration = rnd.choice([rnd.random() * 10, rnd.random() * 1e5, 0.0, 0.0004, 0.0005, 123.4565])
                 args = (rnd.choice(["127.0.0.1:4000", "-", "::1:80"]), rnd.choice(["GET", "POST"]),
                         rnd.choice(["/json", "/a b", '/q"x', "/b\\s", "/nl\nx", "/é", "/\u2028", "/\x7f"]),
-                        rnd.choice(["1.1", "1.0"]), rnd.choice([200, 404]), rnd.choice([None, 0, 27]), duration)
+                        rnd.choice(["1.1", "1.0"]), rnd.choice([200, 404]), rnd.choice([None, 0, 27]), duration,
+                        rnd.choice([None, None, "5f0c2a", 'q"x', 42]))
                 monkeypatch.setattr(time, "time", lambda: now)
                 access.log(*args)
-                client, method, target, version, status, size, duration = args
+                client, method, target, version, status, size, duration, request_id = args
                 if log_format == "text" and not target.isprintable():  # no forged lines
                     target = repr(target)[1:-1]
-                record = logging.LogRecord("catzilla.access", logging.INFO, __file__, 1, access_log.MESSAGE,
-                                           (client, method, target, version, status, "-" if size is None else size,
-                                            duration), None)
+                message, values = access_log.MESSAGE, (client, method, target, version, status,
+                                                       "-" if size is None else size, duration)
+                if request_id is not None:  # RequestIDMiddleware's id, at the end of the line
+                    message, values = message + access_log.REQUEST_ID, values + (str(request_id),)
+                record = logging.LogRecord("catzilla.access", logging.INFO, __file__, 1, message, values, None)
                 record.__dict__.update(client=client, method=method, path=target, status=status,
                                        duration_ms=round(duration, 3))
+                if request_id is not None:
+                    record.request_id = str(request_id)
                 expected.append(handler.format(record))
             monkeypatch.undo()
             access.flush()
@@ -156,3 +161,20 @@ def test_a_decoded_line_break_in_a_path_cannot_forge_a_line(tmp_path):
             text = s.logs() + (target.read_text() if env else "")
             assert not any(line.startswith("[2026-01-01") for line in text.splitlines()), text
             assert "/a\\r\\n[2026-01-01" in text
+
+
+def test_the_request_id_is_in_the_access_line(tmp_path):
+    # RequestIDMiddleware's id (issue 8): at the end of a text line, a field of a JSON one.
+    for log_format in ("text", "json"):
+        with run_server("mw_builtin_app:app", "--log-format", log_format) as s:
+            r = httpx.get(s.url + "/async", headers={"X-Request-ID": "req-7f3a"})
+            assert r.headers["x-request-id"] == "req-7f3a"
+            made = httpx.get(s.url + "/async").headers["x-request-id"]
+            wait_for(lambda: made in s.logs(), 5, message="the made id in the access line")
+            lines = [line for line in s.logs().splitlines() if "catzilla.access" in line and "/async" in line]
+            if log_format == "text":
+                assert lines[0].endswith(' request_id=req-7f3a') and lines[1].endswith(f" request_id={made}")
+            else:
+                entries = [json.loads(line) for line in lines]
+                assert [e["request_id"] for e in entries] == ["req-7f3a", made]
+                assert entries[0]["message"].endswith(" request_id=req-7f3a") and entries[0]["status"] == 200

@@ -31,10 +31,12 @@ __all__ = ["AccessLog"]
 
 # The message of a line, as the records carry it (logging's %-style arguments).
 MESSAGE = '%s - "%s %s HTTP/%s" %d %s %.1fms'
+# What a line gains when the request has an id (RequestIDMiddleware's request.state.request_id).
+REQUEST_ID = " request_id=%s"
 
 
 class AccessLog:
-    log: typing.Callable[[str, str, str, str, int, "int | None", float], None]
+    log: typing.Callable[[str, str, str, str, int, "int | None", float, "str | None"], None]
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -63,16 +65,24 @@ class AccessLog:
             self.log = self._text
 
     def _record(self, client: str, method: str, path: str, version: str, status: int,
-                size: int | None, duration_ms: float) -> None:
+                size: int | None, duration_ms: float, request_id: str | None = None) -> None:
         if not path.isprintable():
             path = _escaped(path)
-        access_logger.info(
-            MESSAGE, client, method, path, version, status, "-" if size is None else size, duration_ms,
-            extra={"client": client, "method": method, "path": path, "status": status,
-                   "duration_ms": round(duration_ms, 3)})
+        extra = {"client": client, "method": method, "path": path, "status": status,
+                 "duration_ms": round(duration_ms, 3)}
+        if request_id is None:
+            access_logger.info(MESSAGE, client, method, path, version, status, "-" if size is None else size,
+                               duration_ms, extra=extra)
+            return
+        request_id = str(request_id)  # whatever the app put in request.state.request_id
+        if not request_id.isprintable():
+            request_id = _escaped(request_id)
+        extra["request_id"] = request_id
+        access_logger.info(MESSAGE + REQUEST_ID, client, method, path, version, status,
+                           "-" if size is None else size, duration_ms, request_id, extra=extra)
 
     def _text(self, client: str, method: str, path: str, version: str, status: int,
-              size: int | None, duration_ms: float) -> None:
+              size: int | None, duration_ms: float, request_id: str | None = None) -> None:
         now = time.time()
         fraction = now - self._start
         if not 0.0 <= fraction < 1.0:  # a new second (or the clock was set back)
@@ -83,11 +93,15 @@ class AccessLog:
         if not lines:
             self._call_soon(self._flush)
         # logging's asctime with its msecs: int of the fraction's milliseconds (%d truncates)
-        lines.append(self._format % (fraction * 1000.0, client, method, path, version, status,
-                                     "-" if size is None else size, duration_ms))
+        line = self._format % (fraction * 1000.0, client, method, path, version, status,
+                               "-" if size is None else size, duration_ms)
+        if request_id is not None:
+            request_id = str(request_id)
+            line += REQUEST_ID % (request_id if request_id.isprintable() else _escaped(request_id))
+        lines.append(line)
 
     def _json(self, client: str, method: str, path: str, version: str, status: int,
-              size: int | None, duration_ms: float) -> None:
+              size: int | None, duration_ms: float, request_id: str | None = None) -> None:
         now = time.time()
         fraction = now - self._start
         if not 0.0 <= fraction < 1.0:
@@ -97,18 +111,21 @@ class AccessLog:
             self._call_soon(self._flush)
         # orjson escapes '"', '\\' and U+0000-U+001F; isprintable() is false for those
         # control characters (and for more, which orjson then writes as they are).
-        if path.isprintable() and '"' not in path and "\\" not in path:
+        if request_id is None and path.isprintable() and '"' not in path and "\\" not in path:
             lines.append(self._format % (fraction * 1000.0, client, method, path, version, status,
                                          "-" if size is None else size, duration_ms,
                                          client, method, path, status, round(duration_ms, 3)))
-        else:  # a path JSON must escape: orjson writes it (rare; the rest is the same line)
-            lines.append(orjson.dumps({
-                "time": self._time + ".%03dZ" % (fraction * 1000.0),
-                "level": "info", "logger": "catzilla.access", "pid": self.pid,
-                "message": MESSAGE % (client, method, path, version, status,
-                                      "-" if size is None else size, duration_ms),
-                "client": client, "method": method, "path": path, "status": status,
-                "duration_ms": round(duration_ms, 3)}).decode())
+        else:  # a path JSON must escape, or a request id: orjson writes the line
+            message = MESSAGE % (client, method, path, version, status, "-" if size is None else size,
+                                 duration_ms)
+            entry = {"time": self._time + ".%03dZ" % (fraction * 1000.0),
+                     "level": "info", "logger": "catzilla.access", "pid": self.pid,
+                     "message": message if request_id is None else message + REQUEST_ID % (request_id,),
+                     "client": client, "method": method, "path": path, "status": status,
+                     "duration_ms": round(duration_ms, 3)}
+            if request_id is not None:
+                entry["request_id"] = str(request_id)
+            lines.append(orjson.dumps(entry).decode())
 
     def _new_second(self, now: float) -> float:
         """The format of the lines of this second; the fraction of it `now` is."""

@@ -607,9 +607,11 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
 
     def _log_access(self, exchange: Exchange, response: Response, data: bytes | None) -> None:
         request = exchange.request
+        state = request._state
         self.worker.access.log(self._client_text(request), request.method, request.path, request.http_version,
                                response.status_code, None if data is None else len(data),
-                               (perf_counter() - exchange.started) * 1000.0)
+                               (perf_counter() - exchange.started) * 1000.0,
+                               None if state is None else state._data.get("request_id"))
 
     def _client_text(self, request: Request) -> str:
         """The client as the access log names it: the peer, or the one a trusted proxy named
@@ -752,8 +754,10 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         if self.stats_slot is not None:
             self._count(exchange, status, sent)
         if worker.access_log:  # with the status and bytes actually sent (206, 304, ...)
+            state = request._state
             worker.access.log(self._client_text(request), request.method, request.path, request.http_version,
-                              status, sent, (perf_counter() - exchange.started) * 1000.0)
+                              status, sent, (perf_counter() - exchange.started) * 1000.0,
+                              None if state is None else state._data.get("request_id"))
         self._after_response()
 
     async def _write_chunk(self, response: Response, chunk: typing.Any, chunked: bool) -> None:
