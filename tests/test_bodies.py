@@ -97,7 +97,9 @@ def test_uploads_leave_no_open_files(client):
     before = len(os.listdir(f"/proc/{pid}/fd"))
     for _ in range(5):
         assert client.post("/upload", files={"file": ("f.bin", os.urandom(2 * MiB))}).status_code == 200
-    assert len(os.listdir(f"/proc/{pid}/fd")) <= before
+    # Uploads are closed once the response is sent (as Starlette closes a request's form):
+    # a moment after the client has read it.
+    wait_for(lambda: len(os.listdir(f"/proc/{pid}/fd")) <= before, 5, message="the uploads' files closed")
 
 
 def test_expect_continue_on_an_upload_route(server):
