@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import threading
 import time
 import typing
 
@@ -24,8 +25,13 @@ class StatsReader:
     """The current process's view of the board, with a short history for rates."""
 
     def __init__(self, board: StatsBoard) -> None:
-        # Every read of ours runs on the worker's event loop: none may wait on shared memory.
+        # Reads on the worker's event loop (made on its thread) must not wait on shared
+        # memory: they get the loop's patience. A read from a pool thread (a `def` stats
+        # route) can wait out a fold, and must: the loop's fallback is the last values read,
+        # however old.
         self.board = board.on_event_loop()
+        self.patient_board = board
+        self.loop_thread = threading.get_ident()
         self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=RATE_WINDOW + 1)
         self.skipping = False  # samples are being skipped: the block stays mid-update
 
@@ -66,7 +72,9 @@ def install(reader: StatsReader | None, enabled: bool = True) -> None:
 def _snapshot() -> dict[str, typing.Any]:
     if _reader is None:
         return empty_snapshot()
-    return _reader.board.snapshot()
+    if threading.get_ident() == _reader.loop_thread:
+        return _reader.board.snapshot()
+    return _reader.patient_board.snapshot()
 
 
 def handler_stats(snapshot: dict[str, typing.Any]) -> dict[str, typing.Any]:

@@ -1093,3 +1093,32 @@ def test_readers_during_retire_folds_wait_instead_of_failing(tmp_path):
     assert backwards == 0, f"{backwards} reads saw a sum go down"
     assert errors == 0, (f"{errors} of {reads + errors} reads raised RuntimeError('stats block kept "
                          f"changing while being read') while a retire() fold was in progress")
+
+
+def test_a_stats_read_off_the_loop_waits_out_a_fold_instead_of_serving_old_values():
+    # A `def` stats route runs in the pool, which can afford to wait the few microseconds a
+    # fold takes; with the loop's patience it fell back to the last values this worker had
+    # read, however old (a killed worker's fold under load: totals seen going backwards).
+    import struct
+    import threading
+
+    from catzilla import stats_report
+    from catzilla.stats import StatsBoard
+
+    board = StatsBoard.create(2, 4)
+    slot = board.attach(0, 1, [("GET /x", False)])
+    stats_report.install(stats_report.StatsReader(board))  # made on this thread: the "loop"
+    try:
+        assert stats_report.get_handler_stats()["requests"] == 0  # remembered as the last read
+        for _ in range(5):
+            slot.end(0, slot.begin(0), 200, 10, 10)
+        sequence = struct.unpack_from("<Q", board._mapping, 32)[0]
+        struct.pack_into("<Q", board._mapping, 32, sequence + 1)  # a fold in progress...
+        threading.Timer(0.05, lambda: struct.pack_into("<Q", board._mapping, 32, sequence + 2)).start()
+        seen = []
+        reader = threading.Thread(target=lambda: seen.append(stats_report.get_handler_stats()["requests"]))
+        reader.start()  # ...while a pool thread reads
+        reader.join(5)
+        assert seen == [5]
+    finally:
+        stats_report.install(None)
