@@ -12,6 +12,19 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def _histogram(lines: list[str], name: str, labels: str, counts: typing.Sequence[int], count: int,
+               sum_us: int) -> None:
+    """One series of a histogram family. Every bucket, always: series that share their `le`
+    values can be summed and fed to histogram_quantile()."""
+    cumulative = 0
+    for bucket, hits in enumerate(counts):
+        cumulative += hits
+        lines.append(f'{name}_bucket{{{labels},le="{_bound(bucket)}"}} {cumulative}')
+    lines.append(f'{name}_bucket{{{labels},le="+Inf"}} {count}')
+    lines.append(f"{name}_sum{{{labels}}} {sum_us / 1e6}")
+    lines.append(f"{name}_count{{{labels}}} {count}")
+
+
 def _bound(bucket: int) -> str:
     return repr((1 << bucket) / 1_000_000)  # bucket b holds latencies below 2**b µs
 
@@ -44,27 +57,15 @@ def render_prometheus(snapshot: dict[str, typing.Any]) -> str:
         lines.append(f"catzilla_loop_blocked_total{{{labels[key]}}} {totals.blocked}")
     family("catzilla_request_duration_seconds", "histogram", "Time from request to response.")
     for key, totals in routes.items():
-        cumulative = 0
-        # Every bucket, always: series that share their `le` values can be summed and fed to
-        # histogram_quantile().
-        for bucket in range(len(totals.histogram)):
-            cumulative += totals.histogram[bucket]
-            lines.append(f'catzilla_request_duration_seconds_bucket{{{labels[key]},le="{_bound(bucket)}"}} {cumulative}')
-        lines.append(f'catzilla_request_duration_seconds_bucket{{{labels[key]},le="+Inf"}} {totals.requests}')
-        lines.append(f"catzilla_request_duration_seconds_sum{{{labels[key]}}} {totals.duration_us / 1e6}")
-        lines.append(f"catzilla_request_duration_seconds_count{{{labels[key]}}} {totals.requests}")
+        _histogram(lines, "catzilla_request_duration_seconds", labels[key], totals.histogram,
+                   totals.requests, totals.duration_us)
 
     measured = {key: totals for key, totals in routes.items() if totals.kind in ("sync", "cpu_lane")}
     family("catzilla_handler_cpu_seconds", "histogram",
            "CPU time of the handler's own thread per call (sync and CPU-lane routes).")
     for key, totals in measured.items():
-        cumulative = 0
-        for bucket in range(len(totals.cpu_histogram)):
-            cumulative += totals.cpu_histogram[bucket]
-            lines.append(f'catzilla_handler_cpu_seconds_bucket{{{labels[key]},le="{_bound(bucket)}"}} {cumulative}')
-        lines.append(f'catzilla_handler_cpu_seconds_bucket{{{labels[key]},le="+Inf"}} {totals.cpu_calls}')
-        lines.append(f"catzilla_handler_cpu_seconds_sum{{{labels[key]}}} {totals.cpu_us / 1e6}")
-        lines.append(f"catzilla_handler_cpu_seconds_count{{{labels[key]}}} {totals.cpu_calls}")
+        _histogram(lines, "catzilla_handler_cpu_seconds", labels[key], totals.cpu_histogram,
+                   totals.cpu_calls, totals.cpu_us)
     family("catzilla_handler_wall_seconds_total", "counter",
            "Wall time of the handler calls measured for CPU time (their ratio is the CPU share).")
     for key, totals in measured.items():
