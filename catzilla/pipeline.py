@@ -278,8 +278,8 @@ class Pipeline:
                 states.append(state)
             else:
                 try:
-                    for hook, awaited in self.loop_before:
-                        result = drive(hook(request)) if awaited else hook(request)
+                    for hook, _ in self.loop_before:  # all awaited: else may_suspend
+                        result = drive(hook(request))
                         if result is not None:
                             response = result if isinstance(result, Response) else to_response(result)
                             break
@@ -289,8 +289,8 @@ class Pipeline:
                             raise refusal.get()
                         result = drive(call_handler(route, request, self.pool_run))
                         response = result if isinstance(result, Response) else to_response(result)
-                    for hook, awaited in self.loop_after:
-                        result = drive(hook(request, response)) if awaited else hook(request, response)
+                    for hook, _ in self.loop_after:
+                        result = drive(hook(request, response))
                         response = result if isinstance(result, Response) else _checked(hook, result, response)
                 except Exception as exc:
                     response = drive(self._answer(request, exc))
