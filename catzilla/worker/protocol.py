@@ -581,7 +581,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             stats_slot.end(exchange.row, exchange.started, response.status_code, self.bytes_in, len(data))
             self.bytes_in = 0
         if worker.access_log and not response.sends_file:  # a file's status is known later
-            self._log_access(exchange, response, data)
+            self._log_access(exchange, response.status_code, None if data is None else len(data))
         transport = self.transport
         if transport is None:  # the client went away while the handler ran
             self._after_response()
@@ -605,12 +605,11 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         self.stats_slot.end(exchange.row, exchange.started, status, self.bytes_in, bytes_out)
         self.bytes_in = 0
 
-    def _log_access(self, exchange: Exchange, response: Response, data: bytes | None) -> None:
+    def _log_access(self, exchange: Exchange, status: int, size: int | None) -> None:
         request = exchange.request
         state = request._state
         self.worker.access.log(self._client_text(request), request.method, request.path, request.http_version,
-                               response.status_code, None if data is None else len(data),
-                               (perf_counter() - exchange.started) * 1000.0,
+                               status, size, (perf_counter() - exchange.started) * 1000.0,
                                None if state is None else state._data.get("request_id"))
 
     def _client_text(self, request: Request) -> str:
@@ -754,10 +753,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         if self.stats_slot is not None:
             self._count(exchange, status, sent)
         if worker.access_log:  # with the status and bytes actually sent (206, 304, ...)
-            state = request._state
-            worker.access.log(self._client_text(request), request.method, request.path, request.http_version,
-                              status, sent, (perf_counter() - exchange.started) * 1000.0,
-                              None if state is None else state._data.get("request_id"))
+            self._log_access(exchange, status, sent)
         self._after_response()
 
     async def _write_chunk(self, response: Response, chunk: typing.Any, chunked: bool) -> None:
