@@ -3,7 +3,7 @@
 Cheaper than `loop.run_in_executor` on purpose: a job is one tuple on a C `SimpleQueue`; a
 finished job is one tuple on a deque, and the loop is woken (one self-pipe write) only when
 that deque goes from empty to non-empty, so a burst of results costs one wake-up. No
-concurrent.futures.Future, no asyncio.Future, no per-job lock.
+concurrent.futures.Future, no asyncio.Future, no lock.
 
 Overload: `admit` refuses a job at once when `max_queue` jobs already wait for a thread (the
 check is arithmetic under the lock `submit` takes anyway), and a job that has to wait is
@@ -12,6 +12,12 @@ timed, so that one picked up after `queue_timeout` is not run: `done` gets a Que
 (its request timed out) may keep its thread for ever: `abandon` lets the pool start one more
 thread per abandoned job, up to `size` more, and the surplus leaves once they return. A
 hung pool (every thread stuck on one job) is told once a tick by `stuck`.
+
+No lock on a job's way either: every count a job changes has one writer. The loop alone
+counts the jobs it submits and the results it delivers, and a pool thread's only mark is
+its result on the deque, so the jobs not finished are `submitted - delivered -
+len(deque)`, read on the loop; the ones not yet taken are the queue's length. The lock
+guards only what changes rarely (threads starting and ending, the limit).
 """
 from __future__ import annotations
 
@@ -59,44 +65,61 @@ class ThreadPool:
         self._wakeup_pending = False
         self._threads: list[threading.Thread] = []
         self._named = 0  # threads started so far, for their names
-        self._idle = 0  # threads blocked waiting for a job
-        self.busy = 0  # jobs being run right now
-        self.queued = 0  # jobs submitted and not yet picked up
-        self.completed = 0  # jobs finished, for telling a hung pool (see stuck)
+        # Written on the loop's thread only (see the module's docstring): jobs submitted, and
+        # finished jobs handed to their `done`.
+        self._submitted = 0
+        self._delivered = 0
         self.abandoned = 0  # jobs still running whose callers gave up on them
         self.limit = size  # threads that may run: size, plus one per abandoned job (<= 2 x size)
         self._stopping = 0  # _STOPs queued to end surplus threads, not yet taken
         # Jobs that may wait for a thread before `admit` refuses one; None: no bound.
         self.max_queue = sys.maxsize if max_queue is None else max_queue
         self.queue_timeout = queue_timeout  # seconds an admitted job may wait; 0: no limit
-        # Jobs run or waiting beyond which `admit` refuses: since threads = busy + idle, the
-        # jobs waiting with no thread to take them are queued + busy - limit.
+        # Jobs run or waiting beyond which `admit` refuses: a thread each for `limit` of them,
+        # and `max_queue` waiting with no thread to take them.
         self._capacity = self.limit + self.max_queue
-        self._lock = threading.Lock()  # guards the counters above, off the loop's hot path
+        self._lock = threading.Lock()  # guards _threads and _stopping, off the hot path
         self._saturated: tuple[int, float] | None = None  # see stuck
+
+    @property
+    def pending(self) -> int:
+        """Jobs submitted and not finished: running, or waiting for a thread."""
+        return self._submitted - self._delivered - len(self._finished)
+
+    @property
+    def queued(self) -> int:
+        """Jobs submitted and not yet picked up by a thread."""
+        return max(0, self._jobs.qsize() - self._stopping)
+
+    @property
+    def busy(self) -> int:
+        """Jobs being run right now (abandoned ones too)."""
+        return max(0, self.pending - self.queued)
+
+    @property
+    def completed(self) -> int:
+        """Jobs finished so far, for telling a hung pool (see stuck)."""
+        return self._delivered + len(self._finished)
 
     def submit(self, done: Done, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> None:
         """Run `fn(*args)` in a pool thread, then `done(result, error)` on the loop."""
-        with self._lock:
-            self.queued += 1
-            start_thread = self._idle < self.queued and len(self._threads) < self.limit
+        ahead = self._submitted - self._delivered - len(self._finished)
+        self._submitted += 1
         self._jobs.put((done, fn, args))
-        if start_thread:
+        if len(self._threads) <= ahead and len(self._threads) < self.limit:  # none free for it
             self._start_thread()
 
     def admit(self, done: Done, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> bool:
         """`submit`, unless `max_queue` jobs already wait for a thread: then False, at once."""
-        with self._lock:
-            ahead = self.queued + self.busy  # a thread each, or waiting
-            if ahead >= self._capacity:
-                return False
-            self.queued += 1
-            start_thread = self._idle < self.queued and len(self._threads) < self.limit
+        ahead = self._submitted - self._delivered - len(self._finished)  # a thread each, or waiting
+        if ahead >= self._capacity:
+            return False
+        self._submitted += 1
         if ahead < self.limit or not self.queue_timeout:  # a thread is free for it: no wait
             self._jobs.put((done, fn, args))
         else:
             self._jobs.put((done, self._unless_stale, (time.monotonic(), fn, args)))
-        if start_thread:
+        if len(self._threads) <= ahead and len(self._threads) < self.limit:  # none free for it
             self._start_thread()
         return True
 
@@ -110,11 +133,9 @@ class ThreadPool:
     def abandon(self) -> None:
         """A job's caller stopped waiting for it, and its thread may never come back: allow
         one more thread (up to `size` more in all), so that queued work still finds one."""
-        with self._lock:
-            self.abandoned += 1
-            self._set_limit()
-            start_thread = self._idle < self.queued and len(self._threads) < self.limit
-        if start_thread:
+        self.abandoned += 1
+        self._set_limit()
+        if len(self._threads) < min(self.pending, self.limit):
             self._start_thread()
 
     def reclaim(self) -> None:
@@ -138,9 +159,9 @@ class ThreadPool:
         busy and no job has finished since they were first seen so, each has been on its
         job since then."""
         now = time.monotonic()
+        saturated = self.busy >= self.limit
+        completed = self.completed
         with self._lock:
-            saturated = self.busy >= self.limit
-            completed = self.completed
             idents = [thread.ident for thread in self._threads]
         if not saturated:
             self._saturated = None
@@ -183,36 +204,29 @@ class ThreadPool:
 
     def _start_thread(self) -> None:
         with self._lock:
-            self._idle += 1  # it is about to wait for a job; _work counts it idle after each one
             thread = threading.Thread(target=self._work, name=f"{self._name}-{self._named}", daemon=True)
             self._named += 1
             self._threads.append(thread)
         thread.start()
 
     def _work(self) -> None:
-        jobs, finished, lock = self._jobs, self._finished, self._lock
+        get, finished = self._jobs.get, self._finished
+        wake, deliver = self._loop.call_soon_threadsafe, self._deliver
         while True:
-            job = jobs.get()
-            with lock:
-                self._idle -= 1
-                if job is _STOP:
+            job = get()
+            if job is _STOP:
+                with self._lock:
                     self._stopping = max(0, self._stopping - 1)
                     thread = threading.current_thread()
                     if thread in self._threads:  # not after shutdown() has let go of them
                         self._threads.remove(thread)
-                    return
-                self.queued -= 1
-                self.busy += 1
+                return
             done, fn, args = job
             try:
                 result, error = fn(*args), None
             except BaseException as exc:  # handed to `done`, which decides what it means
                 result, error = None, exc
-            with lock:
-                self.busy -= 1
-                self.completed += 1
-                self._idle += 1
-            finished.append((done, result, error))
+            finished.append((done, result, error))  # the job is no longer pending from here
             # Drop this thread's references: an idle thread must not keep its last response
             # (megabytes, for a large one) alive until its next job.
             job = args = result = error = None
@@ -220,7 +234,7 @@ class ThreadPool:
             if not self._wakeup_pending:
                 self._wakeup_pending = True
                 try:
-                    self._loop.call_soon_threadsafe(self._deliver)
+                    wake(deliver)
                 except RuntimeError:  # the loop has closed: nobody is waiting any more
                     return
 
@@ -231,6 +245,7 @@ class ThreadPool:
         finished = self._finished
         while finished:
             done, result, error = finished.popleft()
+            self._delivered += 1  # with the pop, before `done` may submit (see `pending`)
             try:
                 done(result, error)
             except Exception:
