@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from contextvars import copy_context
 import threading
 import inspect
 import logging
@@ -52,6 +53,8 @@ _RETRY_HEADERS = {"retry-after": str(RETRY_AFTER)}
 # What a handler may raise and still get an answer (a 500): SystemExit too, which must not
 # end the worker. Task cancellation (BaseException) still propagates.
 HANDLER_ERRORS = (Exception, SystemExit)
+
+run_in = contextvars.Context.run  # run_in(context, fn, *args)
 
 SYNC = HandlerKind.SYNC
 ASYNC_INLINE = HandlerKind.ASYNC_INLINE
@@ -166,7 +169,8 @@ class Executor:
         kind = route.kind
         if kind is SYNC:
             exchange.owed = True  # before the job exists: its thread checks it
-            if not self.pool.admit(self._sync_done, contextvars.copy_context().run, _run_sync, exchange, kwargs):
+            # Context.run unbound, the copy its first argument: no bound method made per job.
+            if not self.pool.admit(self._sync_done, run_in, copy_context(), _run_sync, exchange, kwargs):
                 exchange.owed = False
                 self._refuse(exchange, "max-queue")
         elif kind is ASYNC_INLINE:
@@ -319,14 +323,14 @@ class Executor:
         if not exchange.owed:  # answered 504 meanwhile: the late result is dropped
             self._dropped(exchange)
             return
-        response = exchange.response
-        if exchange.data is None and not isinstance(response, Response):
+        response, data = exchange.response, exchange.data
+        if data is None and not isinstance(response, Response):
             self._await_returned(exchange, response)
             return
         exchange.owed = False
-        exchange.connection.complete(exchange, response, exchange.data)
+        exchange.connection.complete(exchange, response, data)
 
-    def _stale(self, run: typing.Any, exchange: Exchange, kwargs: typing.Any) -> None:
+    def _stale(self, context: typing.Any, run: typing.Any, exchange: Exchange, kwargs: typing.Any) -> None:
         """A job (the arguments `start` gave it) waited past --queue-timeout and was not
         run: answered 503, unless its request timed out meanwhile."""
         if exchange.owed:
