@@ -102,7 +102,8 @@ class ThreadPool:
         return self._delivered + len(self._finished)
 
     def submit(self, done: Done, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> None:
-        """Run `fn(*args)` in a pool thread, then `done(result, error)` on the loop."""
+        """Run `fn(*args)` in a pool thread, then `done(result, error)` on the loop. Called on
+        the loop's thread, as `admit`, `abandon` and `reclaim` are (the counts' one writer)."""
         ahead = self._submitted - self._delivered - len(self._finished)
         self._submitted += 1
         self._jobs.put((done, fn, args))
