@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from contextvars import copy_context
 import threading
 import inspect
 import logging
 import time
 import types
 import typing
+from contextvars import copy_context
 
 from ..background_tasks import current_request, inline
 from ..binding import BadRequest

@@ -6,7 +6,7 @@ that deque goes from empty to non-empty, so a burst of results costs one wake-up
 concurrent.futures.Future, no asyncio.Future, no lock.
 
 Overload: `admit` refuses a job at once when `max_queue` jobs already wait for a thread (the
-check is arithmetic under the lock `submit` takes anyway), and a job that has to wait is
+check is arithmetic on counts the pool keeps anyway), and a job that has to wait is
 timed, so that one picked up after `queue_timeout` is not run: `done` gets a QueueTimeout
 (a job that finds a thread free costs no clock read). A job whose caller stopped waiting
 (its request timed out) may keep its thread for ever: `abandon` lets the pool start one more
