@@ -15,7 +15,7 @@ import typing
 
 import msgspec
 
-from ._native import parse_query
+from ._native import PlainBinder, parse_query
 from .datastructures import UploadFile
 from .errors import DefinitionError, RequestValidationError, describe_validation_error, json_invalid, missing
 from .forms import FileSizeError, FormError, MimeTypeError
@@ -513,16 +513,21 @@ _PLAIN_DEFAULTS = (type(None), int, str, float, bool)
 
 
 def _plain_binder(fields: list[Field], request_names: list[str], path_names: typing.Iterable[str],
-                  general: typing.Callable[[Request], dict[str, typing.Any]]) -> typing.Any:
+                  general: typing.Callable[[Request], dict[str, typing.Any]], native: bool = True) -> typing.Any:
     """For the commonest handlers, whose parameters are path segments and single query
-    values typed `int` or `str` (`Optional` with a default too): `bind` as a function
-    compiled for them, which takes what is plainly valid (a canonical decimal integer within
-    the bounds) straight and hands anything else to `general` (msgspec: the same values,
-    the same errors). None when some parameter needs more."""
+    values typed `int` or `str` (`Optional` with a default too): `bind` compiled for them,
+    which takes what is plainly valid (a canonical decimal integer within the bounds)
+    straight and hands anything else to `general` (msgspec: the same values, the same
+    errors). None when some parameter needs more.
+
+    It is ext/binding.c's PlainBinder, one C call that builds no dict of the query string;
+    this function's Python, compiled here, is its reference (`native=False`, what the tests
+    compare it with) and stands in for it where it cannot go (a key beyond ASCII, a bound
+    beyond 64 bits)."""
     lines = ["def bind(request):"]
     namespace: dict[str, typing.Any] = {"general": general, "parse_query": parse_query, "EMPTY": {}}
     path_names = set(path_names)
-    results, rewrites = [], []
+    results, rewrites, specs = [], [], []
     if any(f.source == "query" for f in fields):
         lines += ["    query = request.query_string",
                   "    query = dict(parse_query(query)) if query else EMPTY"]
@@ -539,6 +544,8 @@ def _plain_binder(fields: list[Field], request_names: list[str], path_names: typ
             return None
         value = f"v{i}"
         namespace[f"K{i}"], namespace[f"D{i}"] = field.key, field.default
+        specs.append((field.name, field.source == "path", field.key, base is int, field.required, field.default,
+                      tuple(bounds.items())))
         if field.source == "path":
             lines.append(f"    {value} = path_params[K{i}]")
             indent = "    "
@@ -567,6 +574,11 @@ def _plain_binder(fields: list[Field], request_names: list[str], path_names: typ
     results += [f"{name!r}: request" for name in request_names]
     lines += rewrites + ["    return {" + ", ".join(results) + "}"]
     exec("\n".join(lines), namespace)  # noqa: S102 -- built from names and numbers only
+    if native:
+        try:
+            return PlainBinder(tuple(specs), tuple(request_names), general)
+        except ValueError:
+            pass
     return namespace["bind"]
 
 
