@@ -15,7 +15,7 @@ import typing
 
 import msgspec
 
-from ._native import PlainBinder, parse_query
+from ._native import PlainBinder, PositionalCall, parse_query
 from .datastructures import UploadFile
 from .errors import DefinitionError, RequestValidationError, describe_validation_error, json_invalid, missing
 from .forms import FileSizeError, FormError, MimeTypeError
@@ -247,6 +247,11 @@ class Binding:
         except Exception as exc:
             raise DefinitionError(f"the body of {self.owner} cannot be validated: {exc}") from None
         self.trivial = not fields and not self.request_names
+        # `call(endpoint, request, kwargs)`: endpoint(request, **kwargs), the arguments
+        # passed positionally when they are exactly the function's own parameters.
+        names = _positional_names(endpoint) if self.pass_request else None
+        self.call: typing.Callable[[typing.Any, Request, dict[str, typing.Any] | None], typing.Any] = (
+            _call_with_keywords if names is None else PositionalCall(endpoint, names))
 
     def _field(self, name: str, annotation: typing.Any, default: typing.Any, marker: Param | None,
                path_names: set[str]) -> Field:
@@ -504,6 +509,20 @@ def _check_uploads(field: Field, uploads: list[UploadFile]) -> None:
                 not in marker.allowed_types:
             raise UploadTypeRefused(f"{field.key}: {upload.filename!r} is {upload.content_type}, not one of "
                                 f"{', '.join(sorted(marker.allowed_types))}")
+
+
+def _positional_names(endpoint: typing.Any) -> tuple[str, ...] | None:
+    """The parameters after the request of a plain function, read from its code (not from
+    a signature a decorator may have copied onto a wrapper that takes keywords only)."""
+    code = getattr(endpoint, "__code__", None)
+    if not inspect.isfunction(endpoint) or code is None or code.co_posonlyargcount > 1 \
+            or not 1 <= code.co_argcount <= 17:
+        return None
+    return tuple(code.co_varnames[1:code.co_argcount])
+
+
+def _call_with_keywords(endpoint: typing.Any, request: Request, kwargs: dict[str, typing.Any] | None) -> typing.Any:
+    return endpoint(request) if kwargs is None else endpoint(request, **kwargs)
 
 
 # What _plain_binder reads without msgspec: int (a constraint among these, with an int

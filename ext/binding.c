@@ -9,7 +9,9 @@
  * integer (no sign, no leading zero, fewer than 19 digits) within its bounds, any text --
  * and hands every other request to `general` (msgspec, through the long path: the same
  * values and the same errors). Its results are what the pure-Python binder gives
- * (_plain_python_binder, which tests/test_plain_binder.py compares it with).
+ * (_plain_binder's own Python, which tests/test_native_binding.py compares it with).
+ *
+ * PositionalCall then calls the handler with those arguments positionally.
  */
 #include "native.h"
 
@@ -397,6 +399,131 @@ static PyTypeObject PlainBinderType = {
     .tp_vectorcall_offset = offsetof(PlainBinder, vectorcall),
 };
 
+/* ---- PositionalCall ------------------------------------------------------------------ */
+
+/* `endpoint(request, **kwargs)` without the keywords: a call with a dict of keyword
+ * arguments builds a second dict, unpacks it into names and values, and matches each name
+ * with the handler's parameters, per request. When the arguments are exactly the
+ * parameters that follow the request, in the signature read at registration (`names`),
+ * the same values go positionally. Any other call -- another endpoint (a wrapper), other
+ * keys -- is made with the keywords, as before. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *endpoint;  /* the handler whose signature `names` was read from */
+    PyObject *names;     /* tuple of str: its parameters after the request, in order */
+} PositionalCall;
+
+static PyObject *
+call_with_keywords(PyObject *endpoint, PyObject *request, PyObject *kwargs)
+{
+    if (kwargs == Py_None)
+        return PyObject_CallOneArg(endpoint, request);
+    PyObject *args = PyTuple_Pack(1, request);
+    if (args == NULL)
+        return NULL;
+    PyObject *result = PyObject_Call(endpoint, args, kwargs);
+    Py_DECREF(args);
+    return result;
+}
+
+static PyObject *
+positional_vectorcall(PositionalCall *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PyObject *stack[MAX_FIELDS + 1];
+    if (PyVectorcall_NARGS(nargsf) != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "call(endpoint, request, kwargs), positionally");
+        return NULL;
+    }
+    PyObject *endpoint = args[0], *request = args[1], *kwargs = args[2];
+    if (kwargs != Py_None && !PyDict_Check(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "kwargs is a dict or None");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(self->names);
+    if (endpoint != self->endpoint || !PyDict_CheckExact(kwargs) || PyDict_GET_SIZE(kwargs) != n)
+        return call_with_keywords(endpoint, request, kwargs);
+    stack[0] = request;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *value = PyDict_GetItemWithError(kwargs, PyTuple_GET_ITEM(self->names, i));  /* borrowed */
+        if (value == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            return call_with_keywords(endpoint, request, kwargs);
+        }
+        stack[i + 1] = value;
+    }
+    /* The dict holds the values while the call runs: it is the caller's. */
+    return PyObject_Vectorcall(endpoint, stack, (size_t)(n + 1), NULL);
+}
+
+static int
+positional_clear(PositionalCall *self)
+{
+    Py_CLEAR(self->endpoint);
+    Py_CLEAR(self->names);
+    return 0;
+}
+
+static int
+positional_traverse(PositionalCall *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->endpoint);
+    Py_VISIT(self->names);
+    return 0;
+}
+
+static void
+positional_dealloc(PositionalCall *self)
+{
+    PyObject_GC_UnTrack(self);
+    positional_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+positional_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"endpoint", "names", NULL};
+    PyObject *endpoint, *names;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!:PositionalCall", keywords, &endpoint, &PyTuple_Type,
+                                     &names))
+        return NULL;
+    if (PyTuple_GET_SIZE(names) > MAX_FIELDS) {
+        PyErr_Format(PyExc_ValueError, "a positional call takes at most %d arguments after the request",
+                     MAX_FIELDS);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(names, i))) {
+            PyErr_SetString(PyExc_TypeError, "names are str");
+            return NULL;
+        }
+    }
+    PositionalCall *self = (PositionalCall *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = (vectorcallfunc)positional_vectorcall;
+    self->endpoint = Py_NewRef(endpoint);
+    self->names = Py_NewRef(names);
+    return (PyObject *)self;
+}
+
+static PyTypeObject PositionalCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "catzilla._native.PositionalCall",
+    .tp_doc = "PositionalCall(endpoint, names): call(endpoint, request, kwargs) is "
+              "endpoint(request, **kwargs), made positionally when kwargs are exactly `names`.",
+    .tp_basicsize = sizeof(PositionalCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = positional_new,
+    .tp_dealloc = (destructor)positional_dealloc,
+    .tp_traverse = (traverseproc)positional_traverse,
+    .tp_clear = (inquiry)positional_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(PositionalCall, vectorcall),
+};
+
 int
 catzilla_binding_init(PyObject *module)
 {
@@ -404,7 +531,9 @@ catzilla_binding_init(PyObject *module)
     str_path_params = PyUnicode_InternFromString("path_params");
     if (str_query_string == NULL || str_path_params == NULL)
         return -1;
-    if (PyType_Ready(&PlainBinderType) < 0)
+    if (PyType_Ready(&PlainBinderType) < 0 || PyType_Ready(&PositionalCallType) < 0)
         return -1;
-    return PyModule_AddObjectRef(module, "PlainBinder", (PyObject *)&PlainBinderType);
+    if (PyModule_AddObjectRef(module, "PlainBinder", (PyObject *)&PlainBinderType) < 0)
+        return -1;
+    return PyModule_AddObjectRef(module, "PositionalCall", (PyObject *)&PositionalCallType);
 }

@@ -4,13 +4,14 @@ native=False): for hostile query strings and path segments -- percent escapes go
 both give the same arguments, the same path_params, or the same 422 errors."""
 from __future__ import annotations
 
+import functools
 import random
 import typing
 
 import pytest
 
 from catzilla import Path, Query, Request
-from catzilla._native import PlainBinder
+from catzilla._native import PlainBinder, PositionalCall
 from catzilla.binding import Binding, _plain_binder
 from catzilla.errors import RequestValidationError
 
@@ -106,3 +107,62 @@ def test_refuses_descriptions_it_cannot_follow():
         binder(Request("GET", "/", "q=1"), extra=1)
     assert binder(Request("GET", "/", "q=1")) == {"q": 1}
     assert binder(Request("GET", "/", "q=0")) == {}  # not within its bounds: general's
+
+
+def test_a_positional_call_is_the_keyword_call():
+    """PositionalCall passes the arguments positionally only when they are exactly the
+    function's parameters after the request; otherwise it calls with the keywords."""
+    def handler(request, a, b=2, *rest, c=3, **more):
+        return request, a, b, rest, c, more
+
+    call = Binding(handler, []).call
+    assert isinstance(call, PositionalCall)
+    request = Request("GET", "/")
+    for kwargs in [None, {"a": 1, "b": 5}, {"b": 5, "a": 1}, {"a": 1}, {"a": 1, "c": 4}, {"a": 1, "b": 2, "z": 0},
+                   {"a": 1, "b": 2, "c": 9, "z": 0}]:
+        try:
+            expected = handler(request) if kwargs is None else handler(request, **kwargs)
+        except TypeError as exc:
+            expected = str(exc)
+        try:
+            assert call(handler, request, kwargs) == expected, kwargs
+        except TypeError as exc:
+            assert str(exc) == expected, kwargs
+
+    other = lambda request, **kwargs: ("other", kwargs)  # noqa: E731 -- not the endpoint it was made for
+    assert call(other, request, {"a": 1, "b": 2}) == ("other", {"a": 1, "b": 2})
+    with pytest.raises(TypeError):
+        call(handler, request, [1, 2])
+
+
+def test_a_decorated_handler_that_takes_keywords_is_called_with_keywords():
+    """functools.wraps copies the signature (item_id, q) onto a wrapper that takes **kwargs:
+    the call follows the wrapper's own code, not the signature."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(request, **kwargs):
+            return fn(request, **kwargs)
+        return wrapper
+
+    @decorate
+    def handler(request, item_id: int, q: int = 1):
+        return item_id, q
+
+    binding = Binding(handler, ["item_id"])
+    request = Request("GET", "/", "q=3")
+    request.path_params = {"item_id": "4"}
+    assert binding.call(handler, request, binding.bind(request)) == (4, 3)
+
+
+def test_only_plain_functions_are_called_positionally():
+    class Handler:
+        def __call__(self, request, q: int = 1):
+            return q
+
+    instance = Handler()
+    assert not isinstance(Binding(instance, []).call, PositionalCall)
+    assert Binding(instance, []).call(instance, Request("GET", "/"), {"q": 5}) == 5
+    with pytest.raises(ValueError):
+        PositionalCall(instance, ("a",) * 17)
+    with pytest.raises(TypeError):
+        PositionalCall(instance, (1,))
