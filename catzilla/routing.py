@@ -190,7 +190,7 @@ class Router:
         self.routes: list[Route] = []
         self._largest_body: tuple[tuple[int, int], int | None] | None = None  # see largest_body
         # match_template(method, path): resolve's answer for a path among the templates,
-        # compiled again whenever one is added (see _compile_templates).
+        # compiled at the first request after one was added (see _compile_templates).
         self.match_template: typing.Callable[[str, str], Resolved] = self.match_regex
 
     def add(self, path: str, methods: typing.Iterable[str], endpoint: typing.Callable[..., typing.Any],
@@ -204,7 +204,7 @@ class Router:
                 self.static[path] = table
             else:
                 self.dynamic.append((regex, table))
-                self.match_template = self._compile_templates()
+                self.match_template = self._compile_then_match
         added = []
         for method in methods:
             method = method.upper()
@@ -273,6 +273,11 @@ class Router:
         if route is None:
             return None, None, self.allowed(table)
         return route, None, None
+
+    def _compile_then_match(self, method: str, path: str) -> Resolved:
+        """Compiled once for all the templates added (not once per template added)."""
+        self.match_template = self._compile_templates()
+        return self.match_template(method, path)
 
     def _compile_templates(self) -> typing.Callable[[str, str], Resolved]:
         """The templates, in the order they were added, segment by segment in C

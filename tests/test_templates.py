@@ -24,6 +24,7 @@ def router_with(templates: list[str]) -> Router:
         def handler(request): ...
         handler.__name__ = f"h{i}"
         router.add(template, ["GET"] if i % 3 else ["GET", "POST"], handler)
+    router.resolve("GET", "/unknown/path/to/compile/them")
     return router
 
 
@@ -66,6 +67,16 @@ def test_a_template_only_a_regex_matches_keeps_every_template_on_the_regexes():
     assert not isinstance(router.match_template, TemplateMatcher)
     assert answers(router, "GET", "/files/a.txt") == ("/files/{name}.txt", {"name": "a"}, None)
     assert answers(router, "GET", "/items/1/2") == ("/items/{a}/{b}", {"a": "1", "b": "2"}, None)
+
+
+def test_compiled_at_the_first_request_after_a_template_was_added():
+    router = router_with(["/a/{x}"])
+    assert isinstance(router.match_template, TemplateMatcher)
+    router.add("/b/{y}", ["GET"], lambda request: None)
+    assert not isinstance(router.match_template, TemplateMatcher)
+    assert answers(router, "GET", "/b/1") == ("/b/{y}", {"y": "1"}, None)
+    assert isinstance(router.match_template, TemplateMatcher)
+    assert answers(router, "GET", "/a/1") == ("/a/{x}", {"x": "1"}, None)
 
 
 def test_the_first_template_added_wins():
