@@ -268,7 +268,10 @@ class Router:
         parameters is one dict look-up; templates are tried in the order they were added."""
         table = self.static.get(path)
         if table is None:
-            return self.match_template(method, path)
+            # Loaded, then called: `self.match_template(...)` would be a method look-up the
+            # interpreter cannot specialise (an instance attribute), per request.
+            match = self.match_template
+            return match(method, path)
         route = table.get(method)
         if route is None:
             return None, None, self.allowed(table)
