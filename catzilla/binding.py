@@ -15,7 +15,7 @@ import typing
 
 import msgspec
 
-from ._native import parse_query
+from ._native import PlainBinder, PositionalCall, parse_query
 from .datastructures import UploadFile
 from .errors import DefinitionError, RequestValidationError, describe_validation_error, json_invalid, missing
 from .forms import FileSizeError, FormError, MimeTypeError
@@ -247,6 +247,11 @@ class Binding:
         except Exception as exc:
             raise DefinitionError(f"the body of {self.owner} cannot be validated: {exc}") from None
         self.trivial = not fields and not self.request_names
+        # `call(endpoint, request, kwargs)`: endpoint(request, **kwargs), the arguments
+        # passed positionally when they are exactly the function's own parameters.
+        names = _positional_names(endpoint) if self.pass_request else None
+        self.call: typing.Callable[[typing.Any, Request, dict[str, typing.Any] | None], typing.Any] = (
+            _call_with_keywords if names is None else PositionalCall(endpoint, names))
 
     def _field(self, name: str, annotation: typing.Any, default: typing.Any, marker: Param | None,
                path_names: set[str]) -> Field:
@@ -506,6 +511,20 @@ def _check_uploads(field: Field, uploads: list[UploadFile]) -> None:
                                 f"{', '.join(sorted(marker.allowed_types))}")
 
 
+def _positional_names(endpoint: typing.Any) -> tuple[str, ...] | None:
+    """The parameters after the request of a plain function, read from its code (not from
+    a signature a decorator may have copied onto a wrapper that takes keywords only)."""
+    code = getattr(endpoint, "__code__", None)
+    if not inspect.isfunction(endpoint) or code is None or code.co_posonlyargcount > 1 \
+            or not 1 <= code.co_argcount <= 17:
+        return None
+    return tuple(code.co_varnames[1:code.co_argcount])
+
+
+def _call_with_keywords(endpoint: typing.Any, request: Request, kwargs: dict[str, typing.Any] | None) -> typing.Any:
+    return endpoint(request) if kwargs is None else endpoint(request, **kwargs)
+
+
 # What _plain_binder reads without msgspec: int (a constraint among these, with an int
 # bound) and str (none).
 _PLAIN_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
@@ -513,16 +532,21 @@ _PLAIN_DEFAULTS = (type(None), int, str, float, bool)
 
 
 def _plain_binder(fields: list[Field], request_names: list[str], path_names: typing.Iterable[str],
-                  general: typing.Callable[[Request], dict[str, typing.Any]]) -> typing.Any:
+                  general: typing.Callable[[Request], dict[str, typing.Any]], native: bool = True) -> typing.Any:
     """For the commonest handlers, whose parameters are path segments and single query
-    values typed `int` or `str` (`Optional` with a default too): `bind` as a function
-    compiled for them, which takes what is plainly valid (a canonical decimal integer within
-    the bounds) straight and hands anything else to `general` (msgspec: the same values,
-    the same errors). None when some parameter needs more."""
+    values typed `int` or `str` (`Optional` with a default too): `bind` compiled for them,
+    which takes what is plainly valid (a canonical decimal integer within the bounds)
+    straight and hands anything else to `general` (msgspec: the same values, the same
+    errors). None when some parameter needs more.
+
+    It is ext/binding.c's PlainBinder, one C call that builds no dict of the query string;
+    this function's Python, compiled here, is its reference (`native=False`, what the tests
+    compare it with) and stands in for it where it cannot go (a key beyond ASCII, a bound
+    beyond 64 bits)."""
     lines = ["def bind(request):"]
     namespace: dict[str, typing.Any] = {"general": general, "parse_query": parse_query, "EMPTY": {}}
     path_names = set(path_names)
-    results, rewrites = [], []
+    results, rewrites, specs = [], [], []
     if any(f.source == "query" for f in fields):
         lines += ["    query = request.query_string",
                   "    query = dict(parse_query(query)) if query else EMPTY"]
@@ -539,6 +563,8 @@ def _plain_binder(fields: list[Field], request_names: list[str], path_names: typ
             return None
         value = f"v{i}"
         namespace[f"K{i}"], namespace[f"D{i}"] = field.key, field.default
+        specs.append((field.name, field.source == "path", field.key, base is int, field.required, field.default,
+                      tuple(bounds.items())))
         if field.source == "path":
             lines.append(f"    {value} = path_params[K{i}]")
             indent = "    "
@@ -567,6 +593,11 @@ def _plain_binder(fields: list[Field], request_names: list[str], path_names: typ
     results += [f"{name!r}: request" for name in request_names]
     lines += rewrites + ["    return {" + ", ".join(results) + "}"]
     exec("\n".join(lines), namespace)  # noqa: S102 -- built from names and numbers only
+    if native:
+        try:
+            return PlainBinder(tuple(specs), tuple(request_names), general)
+        except ValueError:
+            pass
     return namespace["bind"]
 
 

@@ -6,6 +6,7 @@ import logging
 import re
 import typing
 
+from ._native import TemplateMatcher
 from .binding import Binding
 from .dependencies import Plan
 from .kinds import HandlerKind, classify
@@ -40,6 +41,27 @@ def compile_path(path: str) -> tuple[re.Pattern[str] | None, list[str]]:
     if not names:
         return None, []
     return re.compile(pattern + re.escape(path[position:]) + "$"), names
+
+
+# A segment that is a parameter and nothing else, which ext/templates.c matches itself.
+_WHOLE_SEGMENT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(str|int))?\}")
+_MAX_SEGMENTS = 64  # ext/templates.c's MAX_SEGMENTS
+
+
+def split_template(path: str) -> tuple[str | tuple[str, str], ...] | None:
+    """`/items/{item_id:int}` -> ("", "items", ("item_id", "int")): what TemplateMatcher
+    compares a path's segments with. None for a template only its regex can match (a
+    parameter inside a segment, a path or float converter, a literal beyond ASCII)."""
+    segments: list[str | tuple[str, str]] = []
+    for part in path.split("/"):
+        whole = _WHOLE_SEGMENT.fullmatch(part)
+        if whole is not None:
+            segments.append((whole.group(1), whole.group(2) or "str"))
+        elif "{" in part or not part.isascii():
+            return None
+        else:
+            segments.append(part)
+    return tuple(segments) if len(segments) <= _MAX_SEGMENTS else None
 
 
 # What a route may be declared with besides its path, methods and handler (FastAPI's
@@ -154,6 +176,8 @@ def _timeout(timeout: float | None) -> float | None:
 
 
 Methods = dict[str, Route]
+# Router.resolve's answer: (route, raw path parameters or None, the Allow header or None).
+Resolved = tuple[Route | None, dict[str, str] | None, str | None]
 # What "no limit" on a body's total size is to the header collector: its Content-Length.
 UNBOUNDED_BODY = 2 ** 62
 
@@ -165,6 +189,9 @@ class Router:
         self._templates: dict[str, Methods] = {}
         self.routes: list[Route] = []
         self._largest_body: tuple[tuple[int, int], int | None] | None = None  # see largest_body
+        # match_template(method, path): resolve's answer for a path among the templates,
+        # compiled at the first request after one was added (see _compile_templates).
+        self.match_template: typing.Callable[[str, str], Resolved] = self.match_regex
 
     def add(self, path: str, methods: typing.Iterable[str], endpoint: typing.Callable[..., typing.Any],
             name: str | None = None, timeout: float | None = None, **options: typing.Any) -> list[Route]:
@@ -177,6 +204,7 @@ class Router:
                 self.static[path] = table
             else:
                 self.dynamic.append((regex, table))
+                self.match_template = self._compile_then_match
         added = []
         for method in methods:
             method = method.upper()
@@ -233,25 +261,50 @@ class Router:
                 limits.append(default if route.max_body_size is None else route.max_body_size)
         return max(limits) if len(limits) > 1 else None
 
-    def resolve(self, method: str, path: str) -> tuple[Route | None, dict[str, str] | None, str | None]:
+    def resolve(self, method: str, path: str) -> Resolved:
         """Where a request goes, decided here only: (route, raw path parameters or None,
         None); no route: (None, None, None) when nothing has this path (404), (None, None,
         allow) when it has not this method (405 with `Allow: allow`). A path without
         parameters is one dict look-up; templates are tried in the order they were added."""
         table = self.static.get(path)
-        params = None
         if table is None:
-            for regex, candidate in self.dynamic:
-                match = regex.match(path)
-                if match is not None:
-                    table, params = candidate, match.groupdict()
-                    break
-            else:
-                return None, None, None
+            # Loaded, then called: `self.match_template(...)` would be a method look-up the
+            # interpreter cannot specialise (an instance attribute), per request.
+            match = self.match_template
+            return match(method, path)
         route = table.get(method)
         if route is None:
             return None, None, self.allowed(table)
-        return route, params, None
+        return route, None, None
+
+    def _compile_then_match(self, method: str, path: str) -> Resolved:
+        """Compiled once for all the templates added (not once per template added)."""
+        self.match_template = self._compile_templates()
+        return self.match_template(method, path)
+
+    def _compile_templates(self) -> typing.Callable[[str, str], Resolved]:
+        """The templates, in the order they were added, segment by segment in C
+        (ext/templates.c) when every one of them can be; else by their regexes."""
+        templates = []
+        for path, table in self._templates.items():
+            if path in self.static:
+                continue
+            segments = split_template(path)
+            if segments is None:
+                return self.match_regex
+            templates.append((segments, table))
+        return TemplateMatcher(tuple(templates), self.allowed, self.match_regex)
+
+    def match_regex(self, method: str, path: str) -> Resolved:
+        """resolve's answer for a path among the templates, by their regexes."""
+        for regex, table in self.dynamic:
+            match = regex.match(path)
+            if match is not None:
+                route = table.get(method)
+                if route is None:
+                    return None, None, self.allowed(table)
+                return route, match.groupdict(), None
+        return None, None, None
 
     @staticmethod
     def allowed(table: Methods) -> str:

@@ -104,7 +104,7 @@ hex_value(unsigned char c)
 
 /* Percent-decode `src` into `dst` (at least n bytes); with `plus`, '+' is a space. A '%'
  * that starts no valid escape is kept, as urllib.parse.unquote_to_bytes does. */
-static Py_ssize_t
+Py_ssize_t
 unescape(const char *src, Py_ssize_t n, char *dst, int plus)
 {
     Py_ssize_t out = 0;
@@ -126,7 +126,7 @@ unescape(const char *src, Py_ssize_t n, char *dst, int plus)
 
 /* A path or query component as text: percent-decoded bytes read as UTF-8 (invalid
  * sequences replaced). `scratch` holds at least n bytes. */
-static PyObject *
+PyObject *
 decode_component(const char *src, Py_ssize_t n, char *scratch, int plus)
 {
     if (memchr(src, '%', (size_t)n) == NULL && (!plus || memchr(src, '+', (size_t)n) == NULL))
@@ -844,7 +844,7 @@ static PyTypeObject HeaderCollectorType = {
 
 /* The bytes a query string stands for: a str from the server holds them as latin-1
  * (one byte per character); a str built by hand with wider characters means UTF-8. */
-static int
+int
 query_bytes(PyObject *query, const char **data, Py_ssize_t *n)
 {
     if (PyBytes_Check(query)) {

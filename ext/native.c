@@ -23,6 +23,10 @@ PyInit__native(void)
         goto error;
     if (catzilla_responses_init(module) < 0)
         goto error;
+    if (catzilla_binding_init(module) < 0)
+        goto error;
+    if (catzilla_templates_init(module) < 0)
+        goto error;
     return module;
 error:
     Py_DECREF(module);

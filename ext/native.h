@@ -9,6 +9,8 @@
  *              driving a coroutine that cannot suspend
  *   responses.c a response's bytes in one buffer
  *   request.c  the fields of a Request, made in one call by the header collector
+ *   binding.c  handler arguments from path segments and the query string, for plain handlers
+ *   templates.c path templates matched segment by segment
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -21,11 +23,19 @@ int catzilla_stats_init(PyObject *module);
 int catzilla_exchange_init(PyObject *module);
 int catzilla_responses_init(PyObject *module);
 int catzilla_request_init(PyObject *module);
+int catzilla_binding_init(PyObject *module);
+int catzilla_templates_init(PyObject *module);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);
 PyObject *catzilla_make_request(PyTypeObject *type, PyObject *method, PyObject *path, PyObject *query,
                                 PyObject *header_items, PyObject *header_map, PyObject *body,
                                 PyObject *client, PyObject *version);
+
+/* headers.c: percent-decoding (`plus`: '+' is a space) into `dst` of at least n bytes; the
+ * same as text (UTF-8, invalid bytes replaced); a query string's bytes (str or bytes). */
+Py_ssize_t unescape(const char *src, Py_ssize_t n, char *dst, int plus);
+PyObject *decode_component(const char *src, Py_ssize_t n, char *scratch, int plus);
+int query_bytes(PyObject *query, const char **data, Py_ssize_t *n);
 
 #endif

@@ -72,7 +72,7 @@ def invoke(route: Route, request: Request, kwargs: dict[str, typing.Any] | None)
     if kwargs is None:
         return route.endpoint(request) if route.binding.pass_request else route.endpoint()
     if route.binding.pass_request:
-        return route.endpoint(request, **kwargs)
+        return route.binding.call(route.endpoint, request, kwargs)
     return route.endpoint(**kwargs)
 
 
@@ -181,7 +181,7 @@ class Executor:
                 elif kwargs is None:  # the usual `(request)`
                     coroutine = route.endpoint(request)
                 else:
-                    coroutine = route.endpoint(request, **kwargs)
+                    coroutine = binding.call(route.endpoint, request, kwargs)
                 try:
                     response = drive(coroutine)
                 except Suspended:
