@@ -9,6 +9,7 @@
  *              driving a coroutine that cannot suspend
  *   responses.c a response's bytes in one buffer
  *   request.c  the fields of a Request, made in one call by the header collector
+ *   accesslog.c the access log's lines, formatted into one buffer
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -21,6 +22,7 @@ int catzilla_stats_init(PyObject *module);
 int catzilla_exchange_init(PyObject *module);
 int catzilla_responses_init(PyObject *module);
 int catzilla_request_init(PyObject *module);
+int catzilla_accesslog_init(PyObject *module);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);
