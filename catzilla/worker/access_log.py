@@ -12,6 +12,12 @@ written before the worker exits. Anything else (a handler, filter or formatter o
 another root handler) gets ordinary records, decided once when the worker starts and again
 after the app's startup hooks.
 
+The common line (ASCII fields, a printable path) is made in C (ext/accesslog.c, AccessLines):
+`exchange(exchange, status, size)`, HttpProtocol's one call per request, reads the fields and
+appends the line to a buffer of UTF-8; any other line is made by `_text_line`/`_json_line`
+here and copied in, and `AccessLog(loop, native=False)` makes every line here (the reference
+tests/test_access_log_native.py compares the C lines with).
+
 A burst is bounded by what one loop iteration handles (the requests of the reads it
 dispatched), so the buffer needs no limit of its own.
 """
