@@ -11,6 +11,7 @@
  *   request.c  the fields of a Request, made in one call by the header collector
  *   binding.c  handler arguments from path segments and the query string, for plain handlers
  *   templates.c path templates matched segment by segment
+ *   accesslog.c the access log's lines, formatted into one buffer
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -25,6 +26,7 @@ int catzilla_responses_init(PyObject *module);
 int catzilla_request_init(PyObject *module);
 int catzilla_binding_init(PyObject *module);
 int catzilla_templates_init(PyObject *module);
+int catzilla_accesslog_init(PyObject *module);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);

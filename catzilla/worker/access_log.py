@@ -12,6 +12,12 @@ written before the worker exits. Anything else (a handler, filter or formatter o
 another root handler) gets ordinary records, decided once when the worker starts and again
 after the app's startup hooks.
 
+The common line (ASCII fields, a printable path) is made in C (ext/accesslog.c, AccessLines):
+`exchange(exchange, status, size)`, HttpProtocol's one call per request, reads the fields and
+appends the line to a buffer of UTF-8; any other line is made by `_text_line`/`_json_line`
+here and copied in, and `AccessLog(loop, native=False)` makes every line here (the reference
+tests/test_access_log_native.py compares the C lines with).
+
 A burst is bounded by what one loop iteration handles (the requests of the reads it
 dispatched), so the buffer needs no limit of its own.
 """
@@ -25,6 +31,7 @@ import typing
 
 import orjson
 
+from .._native import AccessLines
 from ..logs import access_logger
 
 __all__ = ["AccessLog"]
@@ -36,12 +43,17 @@ REQUEST_ID = " request_id=%s"
 
 
 class AccessLog:
-    log: typing.Callable[[str, str, str, str, int, "int | None", float, "str | None"], None]
+    """The worker's access log. `log(client, method, path, version, status, size,
+    duration_ms, request_id=None)` logs one line; `exchange(exchange, status, size)` the line
+    of a finished Exchange (HttpProtocol's one call per request)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    log: typing.Callable[[str, str, str, str, int, "int | None", float, "str | None"], None]
+    exchange: typing.Callable[[typing.Any, int, "int | None"], None]
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, native: bool = True) -> None:
         self.loop = loop
         self.pid = os.getpid()
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # the Python lines (native=False)
         self.handler: logging.Handler | None = None
         self._call_soon = loop.call_soon
         self._flush = self.flush
@@ -49,6 +61,9 @@ class AccessLog:
         self._start = 0.0
         self._format = ""
         self._time = ""  # JSON: the date and time of that second, for a line orjson writes
+        # The lines made in C (ext/accesslog.c), the uncommon ones by _text_line/_json_line;
+        # native=False: every line made here (the reference the C lines are compared with).
+        self._native = AccessLines(time, self._new_second, self._call_soon, self._flush) if native else None
         self.decide()
 
     def decide(self) -> None:
@@ -57,12 +72,26 @@ class AccessLog:
         self.flush()  # lines gathered so far go where they were meant to
         self.handler = handler = _direct_handler()
         self._start = 0.0  # the next line builds the format of its second
+        native = self._native
         if handler is None:
             self.log = self._record
-        elif handler.catzilla_format == "json":  # type: ignore[attr-defined]
-            self.log = self._json
+            self.exchange = self._exchange
+            return
+        json = handler.catzilla_format == "json"  # type: ignore[attr-defined]
+        if native is not None:
+            native.reset(json, self._json_line if json else self._text_line)
+            self.log = native.log
+            self.exchange = native.exchange
         else:
-            self.log = self._text
+            self.log = self._json if json else self._text
+            self.exchange = self._exchange
+
+    def _exchange(self, exchange: typing.Any, status: int, size: int | None) -> None:
+        request = exchange.request
+        state = request._state
+        self.log(exchange.connection._client_text(request), request.method, request.path, request.http_version,
+                 status, size, (time.perf_counter() - exchange.started) * 1000.0,
+                 None if state is None else state._data.get("request_id"))
 
     def _record(self, client: str, method: str, path: str, version: str, status: int,
                 size: int | None, duration_ms: float, request_id: str | None = None) -> None:
@@ -81,51 +110,62 @@ class AccessLog:
         access_logger.info(MESSAGE + REQUEST_ID, client, method, path, version, status,
                            "-" if size is None else size, duration_ms, request_id, extra=extra)
 
-    def _text(self, client: str, method: str, path: str, version: str, status: int,
-              size: int | None, duration_ms: float, request_id: str | None = None) -> None:
+    def _fraction(self) -> float:
+        """The part of its second this moment is; the burst's write scheduled with its
+        first line."""
         now = time.time()
         fraction = now - self._start
         if not 0.0 <= fraction < 1.0:  # a new second (or the clock was set back)
             fraction = self._new_second(now)
+        if not self.lines:
+            self._call_soon(self._flush)
+        return fraction
+
+    def _text(self, client: str, method: str, path: str, version: str, status: int,
+              size: int | None, duration_ms: float, request_id: str | None = None) -> None:
+        fraction = self._fraction()
+        self.lines.append(self._text_line(fraction, client, method, path, version, status, size, duration_ms,
+                                          request_id))
+
+    def _json(self, client: str, method: str, path: str, version: str, status: int,
+              size: int | None, duration_ms: float, request_id: str | None = None) -> None:
+        fraction = self._fraction()
+        self.lines.append(self._json_line(fraction, client, method, path, version, status, size, duration_ms,
+                                          request_id))
+
+    def _text_line(self, fraction: float, client: str, method: str, path: str, version: str, status: int,
+                   size: int | None, duration_ms: float, request_id: str | None = None) -> str:
+        """A text line, `fraction` into the second of the current format."""
         if not path.isprintable():
             path = _escaped(path)
-        lines = self.lines
-        if not lines:
-            self._call_soon(self._flush)
         # logging's asctime with its msecs: int of the fraction's milliseconds (%d truncates)
         line = self._format % (fraction * 1000.0, client, method, path, version, status,
                                "-" if size is None else size, duration_ms)
         if request_id is not None:
             request_id = str(request_id)
             line += REQUEST_ID % (request_id if request_id.isprintable() else _escaped(request_id))
-        lines.append(line)
+        return line
 
-    def _json(self, client: str, method: str, path: str, version: str, status: int,
-              size: int | None, duration_ms: float, request_id: str | None = None) -> None:
-        now = time.time()
-        fraction = now - self._start
-        if not 0.0 <= fraction < 1.0:
-            fraction = self._new_second(now)
-        lines = self.lines
-        if not lines:
-            self._call_soon(self._flush)
+    def _json_line(self, fraction: float, client: str, method: str, path: str, version: str, status: int,
+                   size: int | None, duration_ms: float, request_id: str | None = None) -> str:
+        """A JSON line, `fraction` into the second of the current format."""
         # orjson escapes '"', '\\' and U+0000-U+001F; isprintable() is false for those
         # control characters (and for more, which orjson then writes as they are).
         if request_id is None and path.isprintable() and '"' not in path and "\\" not in path:
-            lines.append(self._format % (fraction * 1000.0, client, method, path, version, status,
-                                         "-" if size is None else size, duration_ms,
-                                         client, method, path, status, round(duration_ms, 3)))
-        else:  # a path JSON must escape, or a request id: orjson writes the line
-            message = MESSAGE % (client, method, path, version, status, "-" if size is None else size,
-                                 duration_ms)
-            entry = {"time": self._time + ".%03dZ" % (fraction * 1000.0),
-                     "level": "info", "logger": "catzilla.access", "pid": self.pid,
-                     "message": message if request_id is None else message + REQUEST_ID % (request_id,),
-                     "client": client, "method": method, "path": path, "status": status,
-                     "duration_ms": round(duration_ms, 3)}
-            if request_id is not None:
-                entry["request_id"] = str(request_id)
-            lines.append(orjson.dumps(entry).decode())
+            return self._format % (fraction * 1000.0, client, method, path, version, status,
+                                   "-" if size is None else size, duration_ms,
+                                   client, method, path, status, round(duration_ms, 3))
+        # a path JSON must escape, or a request id: orjson writes the line
+        message = MESSAGE % (client, method, path, version, status, "-" if size is None else size,
+                             duration_ms)
+        entry = {"time": self._time + ".%03dZ" % (fraction * 1000.0),
+                 "level": "info", "logger": "catzilla.access", "pid": self.pid,
+                 "message": message if request_id is None else message + REQUEST_ID % (request_id,),
+                 "client": client, "method": method, "path": path, "status": status,
+                 "duration_ms": round(duration_ms, 3)}
+        if request_id is not None:
+            entry["request_id"] = str(request_id)
+        return orjson.dumps(entry).decode()
 
     def _new_second(self, now: float) -> float:
         """The format of the lines of this second; the fraction of it `now` is."""
@@ -134,22 +174,35 @@ class AccessLog:
         pid = str(self.pid)
         if self.handler.catzilla_format == "text":  # type: ignore[union-attr]
             # logging.Formatter's asctime: local time, ",msecs"
-            self._format = (time.strftime("[%Y-%m-%d %H:%M:%S", time.localtime(second))
-                            + ",%03d] [" + pid + "] [INFO] catzilla.access: " + MESSAGE)
+            head = time.strftime("[%Y-%m-%d %H:%M:%S,", time.localtime(second))
+            middle = "] [" + pid + "] [INFO] catzilla.access: "
+            self._format = head + "%03d" + middle + MESSAGE
         else:  # JSONFormatter's fields, in its order; message quotes escaped for JSON
             self._time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._format = ('{"time":"' + self._time + '.%03dZ","level":"info","logger":"catzilla.access",'
-                            '"pid":' + pid + ',"message":"' + MESSAGE.replace('"', '\\"') + '",'
+            head = '{"time":"' + self._time + "."
+            middle = 'Z","level":"info","logger":"catzilla.access","pid":' + pid + ',"message":"'
+            self._format = (head + "%03d" + middle + MESSAGE.replace('"', '\\"') + '",'
                             '"client":"%s","method":"%s","path":"%s","status":%d,"duration_ms":%r}')
+        if self._native is not None:
+            self._native.second(start, head, middle)
         return now - start
+
+    def _take(self) -> str | None:
+        """The lines gathered, each with its end; None if there are none."""
+        if self._native is not None:
+            return self._native.take()
+        lines = self.lines
+        if not lines:
+            return None
+        self.lines = []
+        lines.append("")  # the last line's end
+        return "\n".join(lines)
 
     def flush(self) -> None:
         """Every line gathered in this loop iteration, in one write."""
-        lines = self.lines
-        if not lines:
+        text = self._take()
+        if text is None:
             return
-        self.lines = []
-        lines.append("")  # the last line's end
         handler = self.handler
         assert handler is not None
         with handler.lock:  # type: ignore[union-attr]  # a pool thread may log through it too
@@ -157,7 +210,7 @@ class AccessLog:
                 stream = handler.stream  # type: ignore[attr-defined]
                 if stream is None:  # a FileHandler closed by a SIGUSR1 reopen
                     stream = handler.stream = handler._open()  # type: ignore[attr-defined]
-                stream.write("\n".join(lines))
+                stream.write(text)
                 stream.flush()
             except Exception:
                 handler.handleError(logging.makeLogRecord({"msg": "access log write failed"}))

@@ -581,7 +581,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             stats_slot.end(exchange.row, exchange.started, response.status_code, self.bytes_in, len(data))
             self.bytes_in = 0
         if worker.access_log and not response.sends_file:  # a file's status is known later
-            self._log_access(exchange, response.status_code, None if data is None else len(data))
+            worker.access.exchange(exchange, response.status_code, None if data is None else len(data))
         transport = self.transport
         if transport is None:  # the client went away while the handler ran
             self._after_response()
@@ -606,11 +606,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         self.bytes_in = 0
 
     def _log_access(self, exchange: Exchange, status: int, size: int | None) -> None:
-        request = exchange.request
-        state = request._state
-        self.worker.access.log(self._client_text(request), request.method, request.path, request.http_version,
-                               status, size, (perf_counter() - exchange.started) * 1000.0,
-                               None if state is None else state._data.get("request_id"))
+        self.worker.access.exchange(exchange, status, size)  # its fields read in C (ext/accesslog.c)
 
     def _client_text(self, request: Request) -> str:
         """The client as the access log names it: the peer, or the one a trusted proxy named
