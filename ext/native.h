@@ -9,6 +9,7 @@
  *              driving a coroutine that cannot suspend
  *   responses.c a response's bytes in one buffer
  *   request.c  the fields of a Request, made in one call by the header collector
+ *   inline.c   an inline `async def` handler's outcome, driven and encoded in one call
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -21,11 +22,16 @@ int catzilla_stats_init(PyObject *module);
 int catzilla_exchange_init(PyObject *module);
 int catzilla_responses_init(PyObject *module);
 int catzilla_request_init(PyObject *module);
+int catzilla_inline_init(PyObject *module);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);
 PyObject *catzilla_make_request(PyTypeObject *type, PyObject *method, PyObject *path, PyObject *query,
                                 PyObject *header_items, PyObject *header_map, PyObject *body,
                                 PyObject *client, PyObject *version);
+
+/* responses.c: status_line + common + before + content-length + after + CRLF + body, from
+ * parts = {status_line, common, before, body, after}, all bytes; no body when head_only. */
+PyObject *catzilla_response_bytes(PyObject *const parts[5], int head_only);
 
 #endif

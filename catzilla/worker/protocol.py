@@ -179,7 +179,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         "client_text", "clock", "collector", "draining_pipeline", "edge", "exchange",
         "executor", "head_started", "keep_alive", "last_activity", "max_body_size", "on_header",
         "on_headers_complete", "on_url", "parser", "pipeline", "reading_paused", "receiver",
-        "receiving", "reception", "rejection", "resolve", "router", "stats_slot", "streamed",
+        "receiving", "reception", "rejection", "resolve", "router", "static", "stats_slot", "streamed",
         "tls", "transport", "trusted", "unmatched", "unsent", "unsent_since", "upgrade_rest",
         "worker", "write_resumed", "writing_paused"
     )
@@ -190,6 +190,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         self.max_body_size = config.max_body_size
         self.router = worker.app.router
         self.resolve = self.router.resolve  # where a request goes (catzilla.routing)
+        self.static = self.router.static  # its table of paths without parameters
         self.executor = worker.executor
         self.stats_slot = worker.stats_slot  # this worker's stats slot, or None with --no-stats
         # The stats row of requests no route answered (404, 405, probes, refusals).
@@ -543,9 +544,14 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             route = probe = None
         else:
             probe = False
-            route, params, allow = self.resolve(request.method, path)
-            if params is not None:
-                request.path_params = params
+            # A path without parameters is Router.resolve's first look-up: done here, its
+            # frame saved; a template, a 404 or a 405 goes the whole way.
+            table = self.static.get(path)
+            route = None if table is None else table.get(request.method)
+            if route is None:
+                route, params, allow = self.resolve(request.method, path)
+                if params is not None:
+                    request.path_params = params
         row = self.unmatched if route is None else route.index
         stats_slot = self.stats_slot
         self.exchange = exchange = Exchange(self, request, route, common, request.method == "HEAD", keep_alive,
