@@ -8,10 +8,11 @@
  *         response = to_response(response)
  *     data = None if response.streaming else response.encode(common, head_only)
  *
- * and encode() is `response.encode(common, head_only)`, where the usual response, exactly a
- * JSONResponse with the JSON media type and no header pairs, is encoded here as the last
- * line of JSONResponse.encode does it, without a Python frame. Both fall back on the Python
- * methods for everything else; tests/test_inline_native.py compares them byte for byte.
+ * (the handler itself is called from Python: a coroutine made there costs no C-to-Python
+ * call). encode() is `response.encode(common, head_only)`, where the usual response,
+ * exactly a JSONResponse with the JSON media type and no header pairs, is encoded here as
+ * the last line of JSONResponse.encode does it, without a Python frame. Both fall back on
+ * the Python methods for everything else; tests/test_inline_native.py compares them.
  */
 #include "native.h"
 
@@ -32,8 +33,8 @@ static InlineState istate;
 /* The bytes of an exact JSONResponse with the JSON media type and no header pairs (as
  * JSONResponse.encode makes them); NULL without an error for any other response, whose own
  * encode() the caller asks. */
-static PyObject *
-encode_plain_json(PyObject *response, PyObject *common, int head_only)
+PyObject *
+catzilla_encode_plain_json(PyObject *response, PyObject *common, int head_only)
 {
     PyObject *media = NULL, *raw = NULL, *status = NULL, *body = NULL, *result = NULL;
 
@@ -75,7 +76,7 @@ encode_any(PyObject *response, PyObject *common, PyObject *head_only)
     int head = PyObject_IsTrue(head_only);
     if (head < 0)
         return NULL;
-    PyObject *data = encode_plain_json(response, common, head);
+    PyObject *data = catzilla_encode_plain_json(response, common, head);
     if (data != NULL || PyErr_Occurred())
         return data;
     PyObject *args[3] = {response, common, head_only};
@@ -109,21 +110,11 @@ suspended(PyObject *coroutine, PyObject *route)
     return NULL;
 }
 
-/* finish_inline(coroutine, route, common, head_only) -> (response, data | None) */
+/* The coroutine driven to its end, made a response and encoded: (response, data | None). */
 static PyObject *
-finish_inline(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+finish(PyObject *coroutine, PyObject *route, PyObject *common, PyObject *head_only)
 {
     PyObject *response = NULL, *data = NULL, *result = NULL;
-
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "finish_inline(coroutine, route, common, head_only)");
-        return NULL;
-    }
-    if (istate.response_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "catzilla.responses has not registered its classes");
-        return NULL;
-    }
-    PyObject *coroutine = args[0], *route = args[1], *common = args[2], *head_only = args[3];
     PySendResult sent = PyIter_Send(coroutine, Py_None, &response);
     if (sent == PYGEN_ERROR)
         return NULL;
@@ -159,6 +150,21 @@ cleanup:
     return result;
 }
 
+/* finish_inline(coroutine, route, common, head_only) -> (response, data | None) */
+static PyObject *
+finish_inline(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "finish_inline(coroutine, route, common, head_only)");
+        return NULL;
+    }
+    if (istate.response_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "catzilla.responses has not registered its classes");
+        return NULL;
+    }
+    return finish(args[0], args[1], args[2], args[3]);
+}
+
 /* register_responses(Response, JSONResponse, status_lines, to_response): called once by
  * catzilla.responses, whose classes and table the functions above use. */
 static PyObject *
@@ -188,22 +194,19 @@ static PyMethodDef inline_functions[] = {
     {NULL},
 };
 
-static int
-intern(PyObject **slot, const char *text)
-{
-    *slot = PyUnicode_InternFromString(text);
-    return *slot == NULL ? -1 : 0;
-}
-
 int
 catzilla_inline_init(PyObject *module)
 {
-    if (intern(&istate.json_media_type, "application/json") < 0 || intern(&istate.str_media_type, "media_type") < 0
-            || intern(&istate.str_raw_headers, "raw_headers") < 0 || intern(&istate.str_status_code, "status_code") < 0
-            || intern(&istate.str_body, "body") < 0 || intern(&istate.str_streaming, "streaming") < 0
-            || intern(&istate.str_encode, "encode") < 0 || intern(&istate.str_close, "close") < 0
-            || intern(&istate.str_name, "name") < 0)
-        return -1;
+    struct { PyObject **slot; const char *text; } names[] = {
+        {&istate.json_media_type, "application/json"}, {&istate.str_media_type, "media_type"},
+        {&istate.str_raw_headers, "raw_headers"}, {&istate.str_status_code, "status_code"},
+        {&istate.str_body, "body"}, {&istate.str_streaming, "streaming"}, {&istate.str_encode, "encode"},
+        {&istate.str_close, "close"}, {&istate.str_name, "name"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (catzilla_intern(names[i].slot, names[i].text) < 0)
+            return -1;
+    }
     istate.json_line = PyBytes_FromString("content-type: application/json\r\n");
     istate.empty = PyBytes_FromStringAndSize(NULL, 0);
     if (istate.json_line == NULL || istate.empty == NULL)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import types
+import typing
 
 import pytest
 
@@ -56,15 +57,15 @@ def test_encode_refuses_what_the_python_refuses() -> None:
         encode(mangled, COMMON, False)
 
 
-def route(name: str = "handler") -> types.SimpleNamespace:
-    return types.SimpleNamespace(name=name)
+def run(handler: typing.Any, head_only: bool = False, name: str = "handler") -> tuple[Response, bytes | None]:
+    return finish_inline(handler(), types.SimpleNamespace(name=name), COMMON, head_only)
 
 
 def test_finish_inline_drives_and_encodes() -> None:
     async def handler() -> JSONResponse:
         return JSONResponse({"message": "Hello, World!"})
 
-    response, data = finish_inline(handler(), route(), COMMON, False)
+    response, data = run(handler)
     assert type(response) is JSONResponse
     assert data == response.encode(COMMON, False)
     assert data.endswith(b'\r\n\r\n{"message":"Hello, World!"}')
@@ -76,7 +77,7 @@ def test_finish_inline_makes_a_response_of_what_it_returned(result: object, kind
     async def handler() -> object:
         return result
 
-    response, data = finish_inline(handler(), route(), COMMON, True)
+    response, data = run(handler, True)
     assert type(response) is kind
     assert data == response.encode(COMMON, True)
 
@@ -85,7 +86,7 @@ def test_finish_inline_leaves_a_stream_unencoded() -> None:
     async def handler() -> StreamingResponse:
         return StreamingResponse(iter([b"a"]))
 
-    response, data = finish_inline(handler(), route(), COMMON, False)
+    response, data = run(handler)
     assert isinstance(response, StreamingResponse) and data is None
 
 
@@ -94,7 +95,7 @@ def test_finish_inline_passes_the_handler_s_exception_on() -> None:
         raise KeyError("boom")
 
     with pytest.raises(KeyError):
-        finish_inline(handler(), route(), COMMON, False)
+        run(handler)
 
 
 def test_finish_inline_closes_a_coroutine_that_suspends() -> None:
@@ -107,5 +108,31 @@ def test_finish_inline_closes_a_coroutine_that_suspends() -> None:
             closed.append(True)
 
     with pytest.raises(RuntimeError, match="handler sleepy suspended although it has no await"):
-        finish_inline(handler(), route("sleepy"), COMMON, False)
+        run(handler, name="sleepy")
     assert closed == [True]
+
+
+
+@pytest.mark.parametrize("head_only", [False, True])
+@pytest.mark.parametrize("index", range(len(responses())))
+def test_json_encode_in_c_is_the_python_one(index: int, head_only: bool) -> None:
+    from catzilla.responses import _encode_json
+
+    response = responses()[index]
+    if isinstance(response, JSONResponse):
+        assert response.encode(COMMON, head_only) == _encode_json(response, COMMON, head_only)
+        assert response.encode(COMMON, head_only=head_only) == response.encode(common=COMMON, head_only=head_only)
+
+
+def test_the_usual_json_response_s_bytes() -> None:
+    response = JSONResponse({"message": "Hello, World!"})
+    body = b'{"message":"Hello, World!"}'
+    head = b"HTTP/1.1 200 OK\r\n" + COMMON + b"content-type: application/json\r\ncontent-length: 27\r\n\r\n"
+    assert response.encode(COMMON) == head + body
+    assert response.encode(COMMON, True) == head
+    with pytest.raises(TypeError):
+        response.encode()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        response.encode(COMMON, False, 1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        response.encode(COMMON, common=COMMON)  # type: ignore[misc]

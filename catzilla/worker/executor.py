@@ -179,6 +179,8 @@ class Executor:
                 else:
                     coroutine = route.endpoint(**kwargs)
                 # Driven to its end, made a response and encoded in one C call (ext/inline.c).
+                # HttpProtocol._handle does the same itself for a route with nothing around
+                # it and nothing to bind.
                 response, data = finish_inline(coroutine, route, exchange.common, exchange.head_only)
             except HANDLER_ERRORS as exc:
                 response, data = failure(exchange, exc)
