@@ -14,7 +14,7 @@ from http import HTTPStatus
 import msgspec
 import orjson
 
-from ._native import ResponseBase, encode_response, register_json_response, register_responses
+from ._native import encode_response, register_responses
 from .cookies import set_cookie_value
 from .headerparse import FORBIDDEN_IN_VALUE, TOKEN_CHARS
 from .response_headers import MutableHeaders, RawHeaders, raw_pairs
@@ -96,7 +96,7 @@ def _content_type_line(content_type: str) -> bytes:
     return (_LINES.get(pair) or _line(pair))[0]
 
 
-class Response(ResponseBase):
+class Response:
     """Bytes with a status and headers. `content` (or Catzilla 0.2.3's `body`) may be bytes,
     str or None; `media_type` and `content_type` are two names for the same thing.
 
@@ -239,19 +239,36 @@ _JSON_TYPE = b"content-type: application/json\r\n"
 class JSONResponse(Response):
     media_type = "application/json"
 
-    # The constructor is Response's with the content rendered as JSON (a subclass's own
-    # render() if it has one), in C: it runs once per JSON request, and from the type's call
-    # a C method costs no interpreter frame (ext/json_response.c). So does the usual case of
-    # encode (the JSON media type, no header pairs); any other goes to _encode_json.
-    if typing.TYPE_CHECKING:
-        def __init__(self, content: typing.Any = None, status_code: int = 200, headers: typing.Any = None,
-                     media_type: str | None = None, *, content_type: str | None = None,
-                     body: typing.Any = None) -> None: ...
-
-        def encode(self, common: bytes, head_only: bool = False) -> bytes: ...
-    else:
-        __init__ = ResponseBase._json_init
-        encode = ResponseBase._json_encode
+    def __init__(
+        self,
+        content: typing.Any = None,
+        status_code: int = 200,
+        headers: typing.Any = None,
+        media_type: str | None = None,
+        *,
+        content_type: str | None = None,
+        body: typing.Any = None,
+    ) -> None:
+        # Response.__init__ spelled out: this constructor runs once per JSON request.
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+            self.exact_type = False
+        elif content_type is not None:
+            self.media_type = content_type
+            self.exact_type = True
+        if body is not None and content is None:
+            content = body
+        # (`type(self) is JSONResponse` first: a class attribute read through an instance is
+        # a slow, unspecialised look-up, and JSONResponse itself renders with orjson.)
+        if type(self) is not JSONResponse and self._own_render:
+            self.body = self.render(content)
+        else:
+            try:
+                self.body = orjson.dumps(content, default=_to_builtins, option=orjson.OPT_NON_STR_KEYS)
+            except orjson.JSONEncodeError:
+                self.body = _dumps_slowly(content)
+        self.raw_headers = raw_pairs(headers) if headers else []
 
     _own_render = False  # a subclass that overrides render(): __init__ must call it
 
@@ -265,20 +282,17 @@ class JSONResponse(Response):
         except orjson.JSONEncodeError:
             return _dumps_slowly(content)
 
-
-def _encode_json(response: JSONResponse, common: bytes, head_only: bool = False) -> bytes:
-    """JSONResponse.encode beyond its usual case: header pairs (a hook's, middleware's:
-    CORS...), another media type, a status without a body."""
-    raw = response.raw_headers
-    status = response.status_code
-    if response.media_type != "application/json" or (raw and (status < 200 or status in (204, 304))):
-        return Response.encode(response, common, head_only)
-    if raw:  # Response.encode's steps, inlined
-        lines, typed = encode_pairs(raw)
-        return encode_response(_STATUS_LINES.get(status) or status_line(status), common,
-                               b"" if typed else _JSON_TYPE, response.body, b"".join(lines), head_only)
-    return encode_response(_STATUS_LINES.get(status) or status_line(status), common,
-                           _JSON_TYPE, response.body, b"", head_only)
+    def encode(self, common: bytes, head_only: bool = False) -> bytes:
+        # The hot path of a JSON API: no user headers means no per-header work at all.
+        raw = self.raw_headers
+        if self.media_type != "application/json" or (raw and (self.status_code < 200 or self.status_code in (204, 304))):
+            return super().encode(common, head_only)
+        if raw:  # a hook's or middleware's fields (CORS...): Response.encode's steps, inlined
+            lines, typed = encode_pairs(raw)
+            return encode_response(_STATUS_LINES.get(self.status_code) or status_line(self.status_code), common,
+                                   b"" if typed else _JSON_TYPE, self.body, b"".join(lines), head_only)
+        return encode_response(_STATUS_LINES.get(self.status_code) or status_line(self.status_code), common,
+                               _JSON_TYPE, self.body, b"", head_only)
 
 
 class PlainTextResponse(Response):
@@ -383,10 +397,7 @@ def error_response(status_code: int, detail: typing.Any,
     return JSONResponse({"detail": detail}, status_code, headers)
 
 
-# What ext/inline.c encodes without a Python frame (the usual JSONResponse) and falls back on,
-# and what JSONResponse's constructor uses (ext/json_response.c).
+# What ext/inline.c encodes without a Python frame (the usual JSONResponse) and falls back on.
 register_responses(Response, JSONResponse, _STATUS_LINES, to_response)
-register_json_response(JSONResponse, orjson.dumps, _to_builtins, orjson.OPT_NON_STR_KEYS, orjson.JSONEncodeError,
-                       _dumps_slowly, raw_pairs, _encode_json)
 
 from .fileresponse import FileResponse  # noqa: E402  (it builds on Response, above)

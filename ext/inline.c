@@ -33,8 +33,8 @@ static InlineState istate;
 /* The bytes of an exact JSONResponse with the JSON media type and no header pairs (as
  * JSONResponse.encode makes them); NULL without an error for any other response, whose own
  * encode() the caller asks. */
-PyObject *
-catzilla_encode_plain_json(PyObject *response, PyObject *common, int head_only)
+static PyObject *
+encode_plain_json(PyObject *response, PyObject *common, int head_only)
 {
     PyObject *media = NULL, *raw = NULL, *status = NULL, *body = NULL, *result = NULL;
 
@@ -76,7 +76,7 @@ encode_any(PyObject *response, PyObject *common, PyObject *head_only)
     int head = PyObject_IsTrue(head_only);
     if (head < 0)
         return NULL;
-    PyObject *data = catzilla_encode_plain_json(response, common, head);
+    PyObject *data = encode_plain_json(response, common, head);
     if (data != NULL || PyErr_Occurred())
         return data;
     PyObject *args[3] = {response, common, head_only};

@@ -25,8 +25,6 @@ PyInit__native(void)
         goto error;
     if (catzilla_inline_init(module) < 0)
         goto error;
-    if (catzilla_json_response_init(module) < 0)
-        goto error;
     return module;
 error:
     Py_DECREF(module);

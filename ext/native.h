@@ -10,7 +10,6 @@
  *   responses.c a response's bytes in one buffer
  *   request.c  the fields of a Request, made in one call by the header collector
  *   inline.c   an inline `async def` handler's outcome, driven and encoded in one call
- *   json_response.c  JSONResponse's constructor, on Response's C base class
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -24,7 +23,6 @@ int catzilla_exchange_init(PyObject *module);
 int catzilla_responses_init(PyObject *module);
 int catzilla_request_init(PyObject *module);
 int catzilla_inline_init(PyObject *module);
-int catzilla_json_response_init(PyObject *module);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);
@@ -43,9 +41,5 @@ catzilla_intern(PyObject **slot, const char *text)
 /* responses.c: status_line + common + before + content-length + after + CRLF + body, from
  * parts = {status_line, common, before, body, after}, all bytes; no body when head_only. */
 PyObject *catzilla_response_bytes(PyObject *const parts[5], int head_only);
-
-/* inline.c: the bytes of an exact JSONResponse with the JSON media type and no header pairs;
- * NULL without an error for any other response. */
-PyObject *catzilla_encode_plain_json(PyObject *response, PyObject *common, int head_only);
 
 #endif

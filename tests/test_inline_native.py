@@ -112,27 +112,3 @@ def test_finish_inline_closes_a_coroutine_that_suspends() -> None:
     assert closed == [True]
 
 
-
-@pytest.mark.parametrize("head_only", [False, True])
-@pytest.mark.parametrize("index", range(len(responses())))
-def test_json_encode_in_c_is_the_python_one(index: int, head_only: bool) -> None:
-    from catzilla.responses import _encode_json
-
-    response = responses()[index]
-    if isinstance(response, JSONResponse):
-        assert response.encode(COMMON, head_only) == _encode_json(response, COMMON, head_only)
-        assert response.encode(COMMON, head_only=head_only) == response.encode(common=COMMON, head_only=head_only)
-
-
-def test_the_usual_json_response_s_bytes() -> None:
-    response = JSONResponse({"message": "Hello, World!"})
-    body = b'{"message":"Hello, World!"}'
-    head = b"HTTP/1.1 200 OK\r\n" + COMMON + b"content-type: application/json\r\ncontent-length: 27\r\n\r\n"
-    assert response.encode(COMMON) == head + body
-    assert response.encode(COMMON, True) == head
-    with pytest.raises(TypeError):
-        response.encode()  # type: ignore[call-arg]
-    with pytest.raises(TypeError):
-        response.encode(COMMON, False, 1)  # type: ignore[call-arg]
-    with pytest.raises(TypeError):
-        response.encode(COMMON, common=COMMON)  # type: ignore[misc]
