@@ -14,7 +14,7 @@ from http import HTTPStatus
 import msgspec
 import orjson
 
-from ._native import encode_response
+from ._native import encode_response, register_responses
 from .cookies import set_cookie_value
 from .headerparse import FORBIDDEN_IN_VALUE, TOKEN_CHARS
 from .response_headers import MutableHeaders, RawHeaders, raw_pairs
@@ -396,5 +396,8 @@ def error_response(status_code: int, detail: typing.Any,
                    headers: typing.Any = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code, headers)
 
+
+# What ext/inline.c encodes without a Python frame (the usual JSONResponse) and falls back on.
+register_responses(Response, JSONResponse, _STATUS_LINES, to_response)
 
 from .fileresponse import FileResponse  # noqa: E402  (it builds on Response, above)

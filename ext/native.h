@@ -12,6 +12,7 @@
  *   binding.c  handler arguments from path segments and the query string, for plain handlers
  *   templates.c path templates matched segment by segment
  *   accesslog.c the access log's lines, formatted into one buffer
+ *   inline.c   an inline `async def` handler's outcome, driven and encoded in one call
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -27,6 +28,7 @@ int catzilla_request_init(PyObject *module);
 int catzilla_binding_init(PyObject *module);
 int catzilla_templates_init(PyObject *module);
 int catzilla_accesslog_init(PyObject *module);
+int catzilla_inline_init(PyObject *module);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);
@@ -39,5 +41,16 @@ PyObject *catzilla_make_request(PyTypeObject *type, PyObject *method, PyObject *
 Py_ssize_t unescape(const char *src, Py_ssize_t n, char *dst, int plus);
 PyObject *decode_component(const char *src, Py_ssize_t n, char *scratch, int plus);
 int query_bytes(PyObject *query, const char **data, Py_ssize_t *n);
+/* An interned str in a static slot, for the names a module looks attributes up by. */
+static inline int
+catzilla_intern(PyObject **slot, const char *text)
+{
+    *slot = PyUnicode_InternFromString(text);
+    return *slot == NULL ? -1 : 0;
+}
+
+/* responses.c: status_line + common + before + content-length + after + CRLF + body, from
+ * parts = {status_line, common, before, body, after}, all bytes; no body when head_only. */
+PyObject *catzilla_response_bytes(PyObject *const parts[5], int head_only);
 
 #endif

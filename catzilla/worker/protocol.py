@@ -18,16 +18,18 @@ import time
 import typing
 import httptools
 
-from .._native import HeaderCollector, decode_component, valid_authority
+from .._native import HeaderCollector, decode_component, finish_inline, valid_authority
+from ..background_tasks import inline
 from ..datastructures import Address
 from ..errors import HeaderError
 from ..pipeline import router_refusal
 from ..logs import access_logger
 from ..forms import FormError, MultipartReceiver
+from ..kinds import HandlerKind
 from ..request import Request
 from ..responses import Response, error_response
 from .exchange import Exchange
-from .executor import failure
+from .executor import HANDLER_ERRORS, failure
 from .reception import CONTINUE, METHODS, BodyReception
 from .sendfile import send_parts
 from .websocket import WebSocketConnection, wants_websocket
@@ -86,6 +88,7 @@ class Reception(enum.Enum):
 
 
 IDLE, HEAD, BODY = Reception.IDLE, Reception.HEAD, Reception.BODY
+ASYNC_INLINE = HandlerKind.ASYNC_INLINE
 # Stored: IDLE or HEAD. BODY is HEAD once the collector has the whole head (see _reception).
 
 
@@ -179,7 +182,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         "client_text", "clock", "collector", "draining_pipeline", "edge", "exchange",
         "executor", "head_started", "keep_alive", "last_activity", "max_body_size", "on_header",
         "on_headers_complete", "on_url", "parser", "pipeline", "reading_paused", "receiver",
-        "receiving", "reception", "rejection", "resolve", "router", "stats_slot", "streamed",
+        "receiving", "reception", "rejection", "resolve", "router", "static", "stats_slot", "streamed",
         "tls", "transport", "trusted", "unmatched", "unsent", "unsent_since", "upgrade_rest",
         "worker", "write_resumed", "writing_paused"
     )
@@ -190,6 +193,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         self.max_body_size = config.max_body_size
         self.router = worker.app.router
         self.resolve = self.router.resolve  # where a request goes (catzilla.routing)
+        self.static = self.router.static  # its table of paths without parameters
         self.executor = worker.executor
         self.stats_slot = worker.stats_slot  # this worker's stats slot, or None with --no-stats
         # The stats row of requests no route answered (404, 405, probes, refusals).
@@ -538,20 +542,42 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         # Probes first (ahead of every route), then the router decides, in one call: the
         # route (HEAD finds GET's), or 404, or 405 with Allow.
         path = request.path
+        method = request.method
         probes = worker.probes
         if probes and path in probes:
             route = probe = None
         else:
             probe = False
-            route, params, allow = self.resolve(request.method, path)
-            if params is not None:
-                request.path_params = params
+            # A path without parameters is Router.resolve's first look-up: done here, its
+            # frame saved; a template, a 404 or a 405 goes the whole way.
+            table = self.static.get(path)
+            route = None if table is None else table.get(method)
+            if route is None:
+                route, params, allow = self.resolve(method, path)
+                if params is not None:
+                    request.path_params = params
         row = self.unmatched if route is None else route.index
         stats_slot = self.stats_slot
-        self.exchange = exchange = Exchange(self, request, route, common, request.method == "HEAD", keep_alive,
+        head_only = method == "HEAD"
+        self.exchange = exchange = Exchange(self, request, route, common, head_only, keep_alive,
                                             row, perf_counter() if stats_slot is None else stats_slot.begin(row))
         if route is not None:
-            self.executor.start(exchange)
+            executor = self.executor
+            if route.kind is ASYNC_INLINE and route.pipeline is None and route.binding.trivial \
+                    and not executor.limit_concurrency:
+                # Executor.start's inline branch without its frame: the usual `async def`
+                # handler, nothing around it and nothing to bind, driven in one C call.
+                inline.request = request
+                try:
+                    response, data = finish_inline(route.endpoint(request) if route.binding.pass_request
+                                                   else route.endpoint(), route, common, head_only)
+                except HANDLER_ERRORS as exc:
+                    response, data = failure(exchange, exc)
+                finally:
+                    inline.request = None
+                self.complete(exchange, response, data)
+                return
+            executor.start(exchange)
             return
         if probe is None:
             try:
@@ -573,8 +599,8 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
     def complete(self, exchange: Exchange, response: Response, data: bytes | None) -> None:
         """The response to the current request is ready: write it, then move on."""
         worker = self.worker
-        worker.handled += 1
-        if worker.handled == worker.max_requests:  # max_requests 0: never
+        worker.handled = handled = worker.handled + 1
+        if handled == worker.max_requests:  # max_requests 0: never
             worker.retire()
         stats_slot = self.stats_slot
         if stats_slot is not None and data is not None:  # a stream is counted when it ends

@@ -62,6 +62,18 @@ class Supervisor(typing.Protocol):
 
 
 class Worker:
+    # Slots: with more attributes than an instance dict shares keys for (30), every read of
+    # one (several per request: handled, probes, common_*) went through a materialized dict.
+    # `__dict__` stays for what a test harness replaces (the TestClient's _tick).
+    __slots__ = (
+        "__dict__", "_fault_log", "_last_tick", "_servers", "_stop_requested", "access", "access_log",
+        "app", "close_connections", "common_close", "common_keep_alive", "common_keep_alive_10",
+        "config", "connections", "cpu_watch", "draining", "executor", "handled", "loop", "loop_lag",
+        "max_requests", "monitor", "now", "pool", "pool_hung", "probes", "proxies", "reader",
+        "root_path", "runner", "sockets", "started", "stats_slot", "supervisor", "unmatched_index",
+        "websocket_handlers", "websockets",
+    )
+
     def __init__(self, app: "Catzilla", config: Config, sockets: list[socket.socket],
                  supervisor: Supervisor | None = None) -> None:
         """`sockets`: the listening sockets, opened by whoever starts the worker (serve, or
