@@ -7,7 +7,7 @@ import functools
 import inspect
 import typing
 
-__all__ = ["HandlerKind", "classify"]
+__all__ = ["HandlerKind", "classify", "may_suspend"]
 
 
 class HandlerKind(enum.Enum):
@@ -45,7 +45,8 @@ def _target(fn: typing.Any) -> typing.Any:
             return inspect.unwrap(fn, stop=lambda f: inspect.iscoroutinefunction(f))
 
 
-def _may_suspend(code: typing.Any) -> bool:
+def may_suspend(code: typing.Any) -> bool:
+    """Whether a coroutine's code has a step where it can give control back to the loop."""
     return any(instruction.opname in _SUSPENDING_OPS for instruction in dis.get_instructions(code))
 
 
@@ -54,6 +55,6 @@ def classify(fn: typing.Callable[..., typing.Any]) -> HandlerKind:
     if not (inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(fn)):
         return HandlerKind.SYNC
     code = getattr(target, "__code__", None)
-    if code is None or _may_suspend(code):
+    if code is None or may_suspend(code):
         return HandlerKind.ASYNC
     return HandlerKind.ASYNC_INLINE

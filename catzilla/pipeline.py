@@ -12,8 +12,9 @@ route itself. For a request:
 A before-hook that returns something short-circuits: that is the response, and the handler
 does not run (the after-hooks still do). A chain that cannot suspend, whose middleware all
 come in two halves (middleware.base.PhasedMiddleware), runs as one plain call
-(`run_inline`: no Task, no coroutine per layer; each hook's and the handler's coroutine is
-driven where it is made); any other runs as the coroutine `run`. Where each piece runs:
+(`run_inline`, a function written out for the chain when it is compiled: no Task, no
+coroutine per layer, no loop; each hook's and the handler's coroutine is driven where it is
+made); any other runs as the coroutine `run`. Where each piece runs:
 - around a `def` handler, `def` hooks run in the same pool job as the handler (one hop per
   request, whatever the chain); `async def` hooks run on the loop, before the job (before-
   hooks) and after it (after-hooks);
@@ -42,12 +43,13 @@ import dis
 import functools
 import inspect
 import logging
+import types
 import typing
 
 from ._native import drive
 from .binding import BadRequest, Binding
 from .errors import HTTPException, RequestValidationError
-from .kinds import HandlerKind, classify
+from .kinds import HandlerKind, classify, may_suspend
 from .request import Request
 from .responses import Response, error_response, to_response
 
@@ -163,6 +165,42 @@ def awaits_only_call_next(dispatch: typing.Any) -> bool:
     return True
 
 
+_RETURN_GENERATOR = dis.opmap.get("RETURN_GENERATOR")  # (3.11+: how a coroutine's code starts)
+_PROLOGUE_SETUP = frozenset(name for name in ("MAKE_CELL", "COPY_FREE_VARS") if name in dis.opmap)
+
+
+def plain_twin(fn: typing.Any) -> typing.Callable[..., typing.Any] | None:
+    """For an `async def` function whose body cannot suspend, a plain function with the same
+    body: calling it returns what driving the coroutine would, with no coroutine object
+    made, started and freed (about half the cost of a hook's call). The body's code is the
+    same but for its first step, which makes the coroutine object (RETURN_GENERATOR, and the
+    POP_TOP after it), made a no-op. None where that cannot be done with certainty: not a
+    plain function, a body that can suspend, or an interpreter whose code does not start
+    as expected (then the coroutine is driven, as before)."""
+    if type(fn) is not types.FunctionType or _RETURN_GENERATOR is None:
+        return None
+    code = fn.__code__
+    if not code.co_flags & inspect.CO_COROUTINE or may_suspend(code):
+        return None
+    instructions = list(dis.get_instructions(code))
+    k = 0
+    while k < len(instructions) and instructions[k].opname in _PROLOGUE_SETUP:
+        k += 1
+    if k + 2 >= len(instructions) or instructions[k].opname != "RETURN_GENERATOR" \
+            or instructions[k + 1].opname != "POP_TOP" or instructions[k + 2].opname != "RESUME" \
+            or any(i.opname == "RETURN_GENERATOR" for i in instructions[k + 1:]):
+        return None
+    raw = bytearray(code.co_code)
+    nop = dis.opmap["NOP"]
+    for offset in (instructions[k].offset, instructions[k + 1].offset):
+        raw[offset:offset + 2] = bytes((nop, 0))
+    twin = types.FunctionType(code.replace(co_code=bytes(raw), co_flags=code.co_flags & ~inspect.CO_COROUTINE),
+                              fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    twin.__kwdefaults__ = fn.__kwdefaults__
+    twin.__qualname__ = fn.__qualname__
+    return twin
+
+
 def call_handler(route: typing.Any, request: Request, pool_run: PoolRun | None = None) -> typing.Any:
     """Bind the route's parameters from `request` and call its handler. A route with a plan
     (dependencies, a response model, a status code) gives its Response: from the one pool
@@ -247,10 +285,13 @@ class Pipeline:
         # None (the executor drives `run`'s coroutine).
         phases = [getattr(mw, "phases", None) for mw in middleware]
         self.run_inline = None
+        # Hooks and handler of run_inline called as plain functions: {the original: its
+        # twin} (see plain_twin; the loop monitor knows the twins' code too).
+        self.twins: dict[typing.Any, typing.Any] = {}
         if not self.may_suspend and None not in phases:
             self.on_request = tuple(first for first, _ in phases)
             self.on_response = tuple(second for _, second in phases)
-            self.run_inline = self._run_inline
+            self.run_inline = self._compile_inline()
 
     async def run(self, request: Request) -> Response:
         try:
@@ -262,49 +303,81 @@ class Pipeline:
             return error_response(500, "Internal Server Error")
         return response
 
-    def _run_inline(self, request: Request) -> Response:
-        """`run`, for a chain that cannot suspend: the middleware's halves, hooks and handler
-        called in a row, each hook's and the handler's coroutine driven to its end where it
-        is made. The same steps and the same answers to exceptions as `run` and `_endpoint`
-        (an exception from inside goes past every middleware to the last resort, as through
-        a dispatch that does not catch it)."""
-        try:
-            states = []
-            for on_request in self.on_request:  # the outermost first
-                state = on_request(request)
-                if isinstance(state, Response):  # answered here: the outer ones still see it
-                    response = state
-                    break
-                states.append(state)
+    def _compile_inline(self) -> typing.Callable[[Request], Response]:
+        """`run`, for a chain that cannot suspend, as one function made for this chain: the
+        middleware's halves, hooks and handler called in a row with no loop and no frame of
+        the chain's own between them, each hook's and the handler's coroutine driven to its
+        end where it is made. The same steps and the same answers to exceptions as `run`
+        and `_endpoint` (an exception from inside goes past every middleware to the last
+        resort, as through a dispatch that does not catch it). Written out once, here, from
+        what the chain holds: a request walks straight code."""
+        names: dict[str, typing.Any] = {
+            "Response": Response, "to_response": to_response, "drive": drive, "checked": _checked,
+            "answer": self._answer, "refusal": refusal, "call_handler": call_handler,
+            "route": self.route, "pool_run": self.pool_run, "failed": self._not_a_response,
+        }
+        core = ["try:"]
+        depth = 1
+        for j, (hook, _) in enumerate(self.loop_before):  # all awaited: else may_suspend
+            call = self._inline_call(names, f"before{j}", hook, "(request)")
+            core += [f"{'    ' * depth}result = {call}",
+                     f"{'    ' * depth}if result is not None:",
+                     f"{'    ' * depth}    response = result if isinstance(result, Response) else to_response(result)",
+                     f"{'    ' * depth}else:"]
+            depth += 1
+        route = self.route
+        indent = "    " * depth
+        if route is None:  # no route: the 404 or 405 the router decided
+            core.append(f"{indent}raise refusal.get()")
+        else:
+            if route.plan is None and route.binding.trivial:  # call_handler's steps, decided now
+                call = self._inline_call(names, "endpoint", route.endpoint,
+                                         "(request)" if route.binding.pass_request else "()")
             else:
-                try:
-                    for hook, _ in self.loop_before:  # all awaited: else may_suspend
-                        result = drive(hook(request))
-                        if result is not None:
-                            response = result if isinstance(result, Response) else to_response(result)
-                            break
-                    else:
-                        route = self.route
-                        if route is None:  # no route: the 404 or 405 the router decided
-                            raise refusal.get()
-                        result = drive(call_handler(route, request, self.pool_run))
-                        response = result if isinstance(result, Response) else to_response(result)
-                    for hook, _ in self.loop_after:
-                        result = drive(hook(request, response))
-                        response = result if isinstance(result, Response) else _checked(hook, result, response)
-                except Exception as exc:
-                    response = drive(self._answer(request, exc))
-            on_response = self.on_response
-            for i in range(len(states) - 1, -1, -1):
-                after = on_response[i]
-                if after is not None:
-                    response = after(request, response, states[i])
-        except Exception as exc:
-            return drive(self._answer(request, exc, last_resort=True))
-        if not isinstance(response, Response):
-            logger.error("middleware of %s returned %r, not a Response", self.where(), response)
-            return error_response(500, "Internal Server Error")
-        return response
+                call = "drive(call_handler(route, request, pool_run))"
+            core += [f"{indent}result = {call}",
+                     f"{indent}response = result if isinstance(result, Response) else to_response(result)"]
+        for k, (hook, _) in enumerate(self.loop_after):
+            call = self._inline_call(names, f"after{k}", hook, "(request, response)")
+            core += [f"    result = {call}",
+                     f"    response = result if isinstance(result, Response) else checked(after{k}, result, response)"]
+        core += ["except Exception as exc:", "    response = drive(answer(request, exc))"]
+        # The middleware around it, the outermost first: one that answers is seen by the
+        # outer ones' second halves only.
+        body = core
+        for i in range(len(self.on_request) - 1, -1, -1):
+            names[f"on_request{i}"] = self.on_request[i]
+            wrapped = [f"state{i} = on_request{i}(request)",
+                       f"if isinstance(state{i}, Response):",
+                       f"    response = state{i}",
+                       "else:"] + ["    " + line for line in body]
+            if self.on_response[i] is not None:
+                names[f"on_response{i}"] = self.on_response[i]
+                wrapped.append(f"    response = on_response{i}(request, response, state{i})")
+            body = wrapped
+        source = "\n".join(
+            ["def run_inline(request):", "    try:"] + ["        " + line for line in body]
+            + ["    except Exception as exc:",
+               "        return drive(answer(request, exc, True))",
+               "    if not isinstance(response, Response):",
+               "        return failed(response)",
+               "    return response"])
+        exec(compile(source, f"<chain of {self.where()}>", "exec"), names)  # noqa: S102 - our own text
+        return names["run_inline"]  # type: ignore[no-any-return]
+
+    def _inline_call(self, names: dict[str, typing.Any], name: str, fn: typing.Any, arguments: str) -> str:
+        """The call of `fn` (a hook or handler that cannot suspend) in the written-out chain:
+        its plain twin's, or its coroutine's, driven."""
+        twin = plain_twin(fn)
+        if twin is None:
+            names[name] = fn
+            return f"drive({name}{arguments})"
+        names[name] = self.twins[fn] = twin
+        return f"{name}{arguments}"
+
+    def _not_a_response(self, response: typing.Any) -> Response:
+        logger.error("middleware of %s returned %r, not a Response", self.where(), response)
+        return error_response(500, "Internal Server Error")
 
     def where(self) -> str:
         route = self.route
@@ -418,6 +491,7 @@ class DirectPlan:
     loop_before: tuple[typing.Any, ...] = ()
     loop_after: tuple[typing.Any, ...] = ()
     middleware: tuple[typing.Any, ...] = ()
+    run_inline = None  # (Executor.start_pipeline asks this first)
 
     def __init__(self, route: typing.Any, pool_run: PoolRun) -> None:
         self.route = route

@@ -17,7 +17,7 @@ import orjson
 from ._native import encode_response, register_responses
 from .cookies import set_cookie_value
 from .headerparse import FORBIDDEN_IN_VALUE, TOKEN_CHARS
-from .response_headers import MutableHeaders, RawHeaders, raw_pairs
+from .response_headers import MutableHeaders, RawHeaders, headers_view, raw_pairs
 
 __all__ = [
     "Response", "JSONResponse", "PlainTextResponse", "HTMLResponse", "StreamingResponse",
@@ -140,13 +140,7 @@ class Response:
 
     # -- headers ----------------------------------------------------------------------------
 
-    @property
-    def headers(self) -> MutableHeaders:
-        return MutableHeaders(raw=self.raw_headers)
-
-    @headers.setter
-    def headers(self, headers: typing.Any) -> None:
-        self.raw_headers = raw_pairs(headers)
+    headers = headers_view  # MutableHeaders over raw_headers; assigning replaces them
 
     def set_header(self, name: str, value: str) -> None:
         """Catzilla 0.2.3: set one field (names are lower-cased and stripped, as there)."""

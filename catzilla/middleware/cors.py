@@ -97,6 +97,10 @@ class CORSMiddleware(PhasedMiddleware):
         # The same, as the raw pairs a response's header list holds, encoded once here.
         self.simple_fields = tuple((name.encode("latin-1"), value.encode("latin-1"))
                                    for name, value in self.simple_headers.items())
+        # The fields an allowed request's response gets set (lower-cased): a response with
+        # none of them yet takes the pairs as they are, with no merging.
+        self.own_fields = frozenset({name.lower() for name, _ in self.simple_fields}
+                                    | ({_ALLOW_ORIGIN.lower(), b"vary"} if self.explicit_origin else set()))
 
         # Headers every preflight answer gets; the origin, and what "*" allows, per request.
         self.preflight_headers: dict[str, str] = {}
@@ -120,17 +124,39 @@ class CORSMiddleware(PhasedMiddleware):
     def on_request(self, request: Request) -> typing.Any:
         """A preflight's answer, or the request's Origin (None without one) for
         `on_response`."""
-        origin = request.get_header("origin")  # one look-up: no Headers made per request
-        if origin is not None and request.method == "OPTIONS" \
+        # One dict look-up in the server's map (get_header's, without its call).
+        mapping = request._header_map  # noqa: SLF001
+        origin = mapping.get("origin") if mapping is not None else request.get_header("origin")
+        if origin is None:
+            return None
+        if request.method == "OPTIONS" \
                 and request.get_header("access-control-request-method") is not None:
             return self.preflight_response(request, origin)
         return origin
 
     def on_response(self, request: Request, response: Response, origin: str | None) -> Response:
         fields = response.raw_headers
+        if origin is None:  # most requests (not from a browser's other origin)
+            if self.explicit_origin:
+                for name, _ in fields:
+                    if name.lower() == b"vary":
+                        add_vary(fields, _VARY_ORIGIN)
+                        break
+                else:  # add_vary's usual case, without its call
+                    fields.append(_VARY_ORIGIN)
+            return response
         # is_allowed_origin, spelled out: a listed origin costs no call.
-        if origin is not None and (origin in self.allow_origins or self.allow_all_origins
-                                   or self.is_allowed_origin(origin)):
+        if origin in self.allow_origins or self.allow_all_origins or self.is_allowed_origin(origin):
+            own = self.own_fields
+            for name, _ in fields:
+                if name.lower() in own:
+                    break
+            else:  # none of ours there yet (the usual case): nothing to replace or merge
+                fields.extend(self.simple_fields)
+                if self.explicit_origin:
+                    fields.append((_ALLOW_ORIGIN, origin.encode("latin-1")))
+                    fields.append(_VARY_ORIGIN)
+                return response
             for pair in self.simple_fields:
                 set_field(fields, pair)
             if self.explicit_origin:

@@ -202,6 +202,21 @@ class Executor:
         A chain that may suspend runs as a Task from the start: code in it may rely on a
         current Task (asyncio.timeout, TaskGroup, anyio). One that cannot (hooks and handler
         that never await) is driven right here, in a context of its own, and costs no Task."""
+        run_inline = pipeline.run_inline
+        if run_inline is not None:  # one plain call (pipeline.Pipeline._compile_inline)
+            # (never a refused request's: the unmatched chain has no route, so may suspend)
+            request = exchange.request
+            inline.request = request
+            try:
+                # A context of its own: what the chain sets stays with its request.
+                response = contextvars.copy_context().run(run_inline, request)
+                data = None if response.streaming else response.encode(exchange.common, exchange.head_only)
+            except HANDLER_ERRORS as exc:  # SystemExit out of a handler: still one answer
+                response, data = failure(exchange, exc)
+            finally:
+                inline.request = None
+            exchange.connection.complete(exchange, response, data)
+            return
         if pipeline.direct is not None:  # a plan and nothing around it (pipeline.DirectPlan)
             exchange.route = pipeline.direct
             self.start(exchange)
@@ -216,17 +231,6 @@ class Executor:
                 _carry_on(self, exchange, pipeline, pipeline.run(request), False, None), context=context)
             self.tasks += 1
             self.pipeline_tasks += pipeline.sync_route
-            return
-        if pipeline.run_inline is not None:  # one plain call (pipeline.Pipeline._run_inline)
-            inline.request = request
-            try:
-                response = context.run(pipeline.run_inline, request)
-            except HANDLER_ERRORS as exc:  # SystemExit out of a handler: still one answer
-                exchange.connection.complete(exchange, *failure(exchange, exc))
-                return
-            finally:
-                inline.request = None
-            answer(exchange, response)
             return
         coroutine = pipeline.run(request)
         inline.request = request

@@ -40,6 +40,10 @@ class LoopMonitor:
             if pipeline is not None:
                 for hook, _ in pipeline.loop_before + pipeline.loop_after:
                     self._watch_code(hook, route, f"hook {getattr(hook, '__qualname__', hook)!s}")
+                # what runs instead of a hook or handler's coroutine (pipeline.plain_twin)
+                for original, twin in getattr(pipeline, "twins", {}).items():
+                    what = "async handler" if original is route.endpoint else f"hook {original.__qualname__}"
+                    self._watch_code(twin, route, what)
                 for middleware in pipeline.middleware:
                     # A PhasedMiddleware's halves run without its dispatch (pipeline.py).
                     for part in (middleware.dispatch, *(getattr(middleware, "phases", None) or ())):
