@@ -20,6 +20,9 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 # The interpreter itself, not a launcher script (pyenv's shims are shell scripts).
 PY=$(${PYTHON:-python3} -c 'import sys; print(sys.executable)')
+# Hash randomisation moves these counts by 1-2k between runs (dict and set layouts differ):
+# a fixed seed, unless the caller chose one, makes before and after comparable.
+export PYTHONHASHSEED=${PYTHONHASHSEED:-0}
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" BENCH_APP=$APP
 profile() {
   valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.$1" --dump-instr=no \
