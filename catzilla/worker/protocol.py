@@ -18,18 +18,16 @@ import time
 import typing
 import httptools
 
-from .._native import HeaderCollector, decode_component, finish_inline, valid_authority
-from ..background_tasks import inline
+from .._native import HeaderCollector, decode_component, valid_authority
 from ..datastructures import Address
 from ..errors import HeaderError
 from ..pipeline import router_refusal
 from ..logs import access_logger
 from ..forms import FormError, MultipartReceiver
-from ..kinds import HandlerKind
 from ..request import Request
 from ..responses import Response, error_response
 from .exchange import Exchange
-from .executor import HANDLER_ERRORS, failure
+from .executor import failure, run_inline
 from .reception import CONTINUE, METHODS, BodyReception
 from .sendfile import send_parts
 from .websocket import WebSocketConnection, wants_websocket
@@ -88,7 +86,6 @@ class Reception(enum.Enum):
 
 
 IDLE, HEAD, BODY = Reception.IDLE, Reception.HEAD, Reception.BODY
-ASYNC_INLINE = HandlerKind.ASYNC_INLINE
 # Stored: IDLE or HEAD. BODY is HEAD once the collector has the whole head (see _reception).
 
 
@@ -182,7 +179,8 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         "client_text", "clock", "collector", "draining_pipeline", "edge", "exchange",
         "executor", "head_started", "keep_alive", "last_activity", "max_body_size", "on_header",
         "on_headers_complete", "on_url", "parser", "pipeline", "reading_paused", "receiver",
-        "receiving", "reception", "rejection", "resolve", "router", "static", "stats_slot", "streamed",
+        "receiving", "reception", "rejection", "resolve", "router", "static", "stats_slot", "straight",
+        "streamed",
         "tls", "transport", "trusted", "unmatched", "unsent", "unsent_since", "upgrade_rest",
         "worker", "write_resumed", "writing_paused"
     )
@@ -195,6 +193,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         self.resolve = self.router.resolve  # where a request goes (catzilla.routing)
         self.static = self.router.static  # its table of paths without parameters
         self.executor = worker.executor
+        self.straight = self.executor.straight  # routes run without Executor.start (see prepare)
         self.stats_slot = worker.stats_slot  # this worker's stats slot, or None with --no-stats
         # The stats row of requests no route answered (404, 405, probes, refusals).
         self.unmatched = worker.unmatched_index
@@ -562,22 +561,10 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         self.exchange = exchange = Exchange(self, request, route, common, head_only, keep_alive,
                                             row, perf_counter() if stats_slot is None else stats_slot.begin(row))
         if route is not None:
-            executor = self.executor
-            if route.kind is ASYNC_INLINE and route.pipeline is None and route.binding.trivial \
-                    and not executor.limit_concurrency:
-                # Executor.start's inline branch without its frame: the usual `async def`
-                # handler, nothing around it and nothing to bind, driven in one C call.
-                inline.request = request
-                try:
-                    response, data = finish_inline(route.endpoint(request) if route.binding.pass_request
-                                                   else route.endpoint(), route, common, head_only)
-                except HANDLER_ERRORS as exc:
-                    response, data = failure(exchange, exc)
-                finally:
-                    inline.request = None
-                self.complete(exchange, response, data)
-                return
-            executor.start(exchange)
+            if route in self.straight:  # decided once per route: Executor.prepare
+                run_inline(exchange, route, request, None)
+            else:
+                self.executor.start(exchange)
             return
         if probe is None:
             try:
