@@ -166,9 +166,10 @@ class Executor:
         self.pipeline_tasks = 0  # of which chains around a def handler (their job counts too)
         # Refusals since the last report, by cause (the tick logs one line, not one each).
         self.refused = {"max-queue": 0, "limit-concurrency": 0, "queue-timeout": 0}
-        # Routes whose handler run_inline runs straight from the connection, without start:
-        # see prepare (decided once per route, when the worker starts).
-        self.straight: frozenset[Route] = frozenset()
+        # Routes whose handler run_inline runs straight from the connection, without start,
+        # each with whether its handler takes the request: see prepare (decided once per
+        # route, when the worker starts; ext/connection.c reads it too).
+        self.straight: dict[Route, bool] = {}
 
     def prepare(self, routes: typing.Iterable[Route]) -> None:
         """Decide once per route, after the app compiled its pipelines, which routes the
@@ -176,11 +177,9 @@ class Executor:
         that cannot suspend, with nothing around it, nothing to bind, and no admission
         control to pass (--limit-concurrency counts only Tasks and pool jobs, which these
         never are; checked by start all the same, so they go that way when it is set)."""
-        if self.limit_concurrency:
-            self.straight = frozenset()
-            return
-        self.straight = frozenset(route for route in routes if route.kind is ASYNC_INLINE
-                                  and route.pipeline is None and route.binding.trivial)
+        self.straight = {} if self.limit_concurrency else {
+            route: route.binding.pass_request for route in routes
+            if route.kind is ASYNC_INLINE and route.pipeline is None and route.binding.trivial}
 
     def start(self, exchange: Exchange) -> None:
         """Run the exchange's route's handler; `connection.complete(...)` follows on the loop."""
