@@ -63,7 +63,7 @@ typedef struct {
     PyObject *perf_counter;  /* time.perf_counter */
     PyObject *empty;         /* b"" */
     PyObject *one, *zero;
-    PyObject *str_message_complete, *str_take_request, *str_at_edge, *str_handle, *str_complete, *str_after_response, *str_begin, *str_end, *str_status_code, *str_retire, *str_write, *str_start, *str_feed_data, *str_feed_failed, *str_fed;
+    PyObject *str_message_complete, *str_at_edge, *str_handle, *str_complete, *str_after_response, *str_status_code, *str_retire, *str_start, *str_feed_failed, *str_fed;
 } ConnectionState;
 
 static ConnectionState cstate;
@@ -155,6 +155,46 @@ static Slot slots[NSLOTS] = {
     [C_AWAITING_CONTINUE] = {"awaiting_continue"},
 };
 
+/* A method of another class called as the interpreter calls one: its descriptor (one that
+ * takes the object as its first argument: a C method, a Cython function) found once on the
+ * first object's type (one without an instance dict, which could shadow it), then called
+ * directly while the type is that one and unchanged. Any other object goes through the
+ * usual method call. */
+typedef struct {
+    const char *text;
+    PyObject *name;
+    PyTypeObject *type; /* strong, once learnt */
+    unsigned int version;
+    PyObject *descr;    /* strong, once learnt */
+} Method;
+
+/* args[0].name(*args[1:nargs]) */
+static PyObject *
+method_call(Method *method, PyObject **args, size_t nargs)
+{
+    PyTypeObject *type = Py_TYPE(args[0]);
+    if (type != method->type && method->type == NULL && type->tp_dictoffset == 0) {
+        PyObject *descr = _PyType_Lookup(type, method->name); /* borrowed; gives a version tag */
+        if (descr != NULL && PyType_HasFeature(Py_TYPE(descr), Py_TPFLAGS_METHOD_DESCRIPTOR)
+                && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+            method->descr = Py_NewRef(descr);
+            method->version = type->tp_version_tag;
+            method->type = (PyTypeObject *)Py_NewRef(type);
+        }
+    }
+    if (type == method->type && type->tp_version_tag == method->version
+            && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG))
+        return PyObject_Vectorcall(method->descr, args, nargs, NULL);
+    return PyObject_VectorcallMethod(method->name, args, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+enum { M_TAKE_REQUEST, M_FEED_DATA, M_BEGIN, M_END, M_WRITE, NMETHODS };
+
+static Method methods[NMETHODS] = {
+    [M_TAKE_REQUEST] = {"take_request"}, [M_FEED_DATA] = {"feed_data"}, [M_BEGIN] = {"begin"},
+    [M_END] = {"end"}, [M_WRITE] = {"write"},
+};
+
 /* ---- the type ---------------------------------------------------------------------------- */
 
 static PyObject *
@@ -221,14 +261,48 @@ usual_state(Connection *self)
     return PyDict_CheckExact(self->routes) && PyDict_CheckExact(self->straight);
 }
 
+/* The request being handled: an Exchange's fields, made an Exchange (and the connection's
+ * `exchange`) only once Python code is to see it: executor.start, a failure, the Python
+ * complete or _after_response. The usual inline request never is, and nothing reads a
+ * connection's exchange while an inline handler runs (it cannot suspend). */
+typedef struct {
+    PyObject *fields[8]; /* borrowed: connection, request, route, common, head_only, keep_alive, row, started */
+    PyObject *exchange;  /* NULL until made */
+} Pending;
+
+#define P_REQUEST(p) ((p)->fields[1])
+#define P_ROW(p) ((p)->fields[6])
+#define P_STARTED(p) ((p)->fields[7])
+
+/* The Exchange, made now if it is not yet (borrowed). */
+static PyObject *
+exchange_of(Connection *self, Pending *pending)
+{
+    if (pending->exchange == NULL) {
+        pending->exchange = catzilla_exchange_new(pending->fields);
+        if (pending->exchange == NULL)
+            return NULL;
+        Py_SETREF(self->exchange, Py_NewRef(pending->exchange));
+    }
+    return pending->exchange;
+}
+
+/* self._after_response(), which reads the exchange */
+static PyObject *
+after_response(Connection *self, Pending *pending)
+{
+    if (exchange_of(self, pending) == NULL)
+        return NULL;
+    return call_method((PyObject *)self, cstate.str_after_response);
+}
+
 /* HttpProtocol.complete's usual case: bytes to write, no access log, a transport. */
 static PyObject *
-complete(Connection *self, PyObject *exchange, PyObject *request, PyObject *row, PyObject *started,
-         PyObject *response, PyObject *data)
+complete(Connection *self, Pending *pending, PyObject *response, PyObject *data)
 {
     PyObject *access = NULL, *handled = NULL, *limit = NULL, *status = NULL, *background = NULL;
     PyObject *result = NULL, *now = NULL;
-    PyObject *worker = self->worker;
+    PyObject *worker = self->worker, *request = P_REQUEST(pending);
 
     access = slot_get(worker, &slots[W_ACCESS_LOG]);
     if (access == NULL)
@@ -237,8 +311,10 @@ complete(Connection *self, PyObject *exchange, PyObject *request, PyObject *row,
     if (logs < 0)
         goto cleanup;
     if (logs || !PyBytes_Check(data) || self->transport == Py_None) {
-        result = PyObject_CallMethodObjArgs((PyObject *)self, cstate.str_complete, exchange, response,
-                                            data, NULL);
+        PyObject *exchange = exchange_of(self, pending);
+        if (exchange != NULL)
+            result = PyObject_CallMethodObjArgs((PyObject *)self, cstate.str_complete, exchange, response,
+                                                data, NULL);
         goto cleanup;
     }
     handled = slot_get(worker, &slots[W_HANDLED]);
@@ -266,9 +342,8 @@ complete(Connection *self, PyObject *exchange, PyObject *request, PyObject *row,
         PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
         if (size == NULL)
             goto cleanup;
-        PyObject *args[6] = {self->stats_slot, row, started, status, self->bytes_in, size};
-        PyObject *counted = PyObject_VectorcallMethod(cstate.str_end, args,
-                                                      6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        PyObject *args[6] = {self->stats_slot, P_ROW(pending), P_STARTED(pending), status, self->bytes_in, size};
+        PyObject *counted = method_call(&methods[M_END], args, 6);
         Py_DECREF(size);
         if (counted == NULL)
             goto cleanup;
@@ -276,13 +351,12 @@ complete(Connection *self, PyObject *exchange, PyObject *request, PyObject *row,
         Py_SETREF(self->bytes_in, Py_NewRef(cstate.zero));
     }
     if (self->transport == Py_None) { /* gone while --max-requests retired the worker */
-        result = call_method((PyObject *)self, cstate.str_after_response);
+        result = after_response(self, pending);
         goto cleanup;
     }
     PyObject *transport = Py_NewRef(self->transport);
     PyObject *wargs[2] = {transport, data};
-    PyObject *written = PyObject_VectorcallMethod(cstate.str_write, wargs,
-                                                  2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *written = method_call(&methods[M_WRITE], wargs, 2);
     Py_DECREF(transport);
     if (written == NULL)
         goto cleanup;
@@ -297,7 +371,7 @@ complete(Connection *self, PyObject *exchange, PyObject *request, PyObject *row,
             goto cleanup;
     }
     if (background != Py_None || self->keep_alive != Py_True || queued || self->reading_paused == Py_True) {
-        result = call_method((PyObject *)self, cstate.str_after_response);
+        result = after_response(self, pending);
         goto cleanup;
     }
     /* The common case, kept short: nothing to schedule, nothing queued. */
@@ -341,8 +415,8 @@ handle_exception(PyObject *fn, PyObject *arg)
 /* Executor's run_inline for a route of Executor.straight: the handler called, its coroutine
  * finished by finish_inline, an exception out of either answered by failure(). */
 static PyObject *
-run_inline(Connection *self, PyObject *exchange, PyObject *route, PyObject *request, int pass_request,
-           PyObject *common, PyObject *head_only, PyObject *row, PyObject *started)
+run_inline(Connection *self, Pending *pending, PyObject *route, PyObject *request, int pass_request,
+           PyObject *common, PyObject *head_only)
 {
     PyObject *endpoint = NULL, *coroutine = NULL, *outcome = NULL, *result = NULL;
 
@@ -358,7 +432,18 @@ run_inline(Connection *self, PyObject *exchange, PyObject *route, PyObject *requ
     if (outcome == NULL && (PyErr_ExceptionMatches(PyExc_Exception)
                             || PyErr_ExceptionMatches(PyExc_SystemExit))) {
         /* except HANDLER_ERRORS as exc: response, data = failure(exchange, exc) */
-        outcome = handle_exception(cstate.failure, exchange);
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback); /* the Exchange made with no exception set */
+        PyObject *exchange = exchange_of(self, pending);
+        if (exchange == NULL) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+        }
+        else {
+            PyErr_Restore(type, value, traceback);
+            outcome = handle_exception(cstate.failure, exchange);
+        }
     }
     /* finally: inline.request = None, whatever happened */
     PyObject *type, *value, *traceback;
@@ -376,8 +461,7 @@ run_inline(Connection *self, PyObject *exchange, PyObject *route, PyObject *requ
         PyErr_SetString(PyExc_TypeError, "an inline outcome is (response, data)");
         goto cleanup;
     }
-    result = complete(self, exchange, request, row, started, PyTuple_GET_ITEM(outcome, 0),
-                      PyTuple_GET_ITEM(outcome, 1));
+    result = complete(self, pending, PyTuple_GET_ITEM(outcome, 0), PyTuple_GET_ITEM(outcome, 1));
 cleanup:
     Py_XDECREF(endpoint);
     Py_XDECREF(coroutine);
@@ -391,7 +475,8 @@ static PyObject *
 handle(Connection *self, PyObject *request, PyObject *keep_alive)
 {
     PyObject *path = NULL, *method = NULL, *probes = NULL, *resolved = NULL, *closing = NULL;
-    PyObject *common = NULL, *version = NULL, *row = NULL, *started = NULL, *exchange = NULL;
+    PyObject *common = NULL, *version = NULL, *row = NULL, *started = NULL;
+    Pending pending = {.exchange = NULL};
     PyObject *result = NULL;
     PyObject *worker = self->worker;
 
@@ -461,24 +546,24 @@ handle(Connection *self, PyObject *request, PyObject *keep_alive)
     }
     else {
         PyObject *args[2] = {self->stats_slot, row};
-        started = PyObject_VectorcallMethod(cstate.str_begin, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        started = method_call(&methods[M_BEGIN], args, 2);
     }
     if (started == NULL)
         goto cleanup;
-    PyObject *const fields[8] = {(PyObject *)self, request, route, common, head_only, self->keep_alive,
-                                 row, started};
-    exchange = catzilla_exchange_new(fields);
-    if (exchange == NULL)
-        goto cleanup;
-    Py_SETREF(self->exchange, Py_NewRef(exchange));
+    PyObject *const fields[8] = {(PyObject *)self, request, route, common, head_only,
+                                 keep ? Py_True : Py_False, row, started};
+    memcpy(pending.fields, fields, sizeof(fields));
     PyObject *pass = PyDict_GetItemWithError(self->straight, route); /* borrowed */
     if (pass != NULL) {
         int pass_request = PyObject_IsTrue(pass);
         if (pass_request < 0)
             goto cleanup;
-        result = run_inline(self, exchange, route, request, pass_request, common, head_only, row, started);
+        result = run_inline(self, &pending, route, request, pass_request, common, head_only);
     }
     else if (!PyErr_Occurred()) {
+        PyObject *exchange = exchange_of(self, &pending);
+        if (exchange == NULL)
+            goto cleanup;
         PyObject *args[2] = {self->executor, exchange};
         result = PyObject_VectorcallMethod(cstate.str_start, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     }
@@ -492,7 +577,7 @@ cleanup:
     Py_XDECREF(version);
     Py_XDECREF(row);
     Py_XDECREF(started);
-    Py_XDECREF(exchange);
+    Py_XDECREF(pending.exchange);
     return result;
 }
 
@@ -507,8 +592,7 @@ connection_on_message_complete(Connection *self, PyObject *Py_UNUSED(ignored))
     if (!usual_state(self))
         return call_method((PyObject *)self, cstate.str_message_complete);
     PyObject *args[4] = {self->collector, self->parser, cstate.empty, self->client};
-    PyObject *taken = PyObject_VectorcallMethod(cstate.str_take_request, args,
-                                                4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *taken = method_call(&methods[M_TAKE_REQUEST], args, 4);
     if (taken == NULL)
         return NULL;
     if (taken == Py_None) { /* an unusual head, left untouched for the Python way */
@@ -573,7 +657,7 @@ connection_data_received(Connection *self, PyObject *data)
     }
     PyObject *parser = Py_NewRef(self->parser);
     PyObject *args[2] = {parser, data};
-    PyObject *fed = PyObject_VectorcallMethod(cstate.str_feed_data, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *fed = method_call(&methods[M_FEED_DATA], args, 2);
     Py_DECREF(parser);
     if (fed == NULL) {
         if (!PyErr_ExceptionMatches(cstate.feed_errors))
@@ -691,18 +775,13 @@ catzilla_connection_init(PyObject *module)
 {
     struct { PyObject **slot; const char *text; } names[] = {
         {&cstate.str_message_complete, "_message_complete"},
-        {&cstate.str_take_request, "take_request"},
         {&cstate.str_at_edge, "_at_edge"},
         {&cstate.str_handle, "_handle"},
         {&cstate.str_complete, "complete"},
         {&cstate.str_after_response, "_after_response"},
-        {&cstate.str_begin, "begin"},
-        {&cstate.str_end, "end"},
         {&cstate.str_status_code, "status_code"},
         {&cstate.str_retire, "retire"},
-        {&cstate.str_write, "write"},
         {&cstate.str_start, "start"},
-        {&cstate.str_feed_data, "feed_data"},
         {&cstate.str_feed_failed, "_feed_failed"},
         {&cstate.str_fed, "_answer_continue"},
     };
@@ -712,6 +791,10 @@ catzilla_connection_init(PyObject *module)
     }
     for (int i = 0; i < NSLOTS; i++) {
         if (catzilla_intern(&slots[i].name, slots[i].text) < 0)
+            return -1;
+    }
+    for (int i = 0; i < NMETHODS; i++) {
+        if (catzilla_intern(&methods[i].name, methods[i].text) < 0)
             return -1;
     }
     cstate.empty = PyBytes_FromStringAndSize(NULL, 0);
