@@ -210,3 +210,37 @@ def test_the_usual_request_runs_no_python_method_of_the_connection() -> None:
     result = asyncio.run(serve(Watched, b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n"))
     assert result["written"].startswith(b"HTTP/1.1 404 ")
     assert called == ["_handle", "complete"]
+
+
+class ClosingWorker(Worker):
+    """A worker whose attribute is a property: the C way must not read the slot it shadows."""
+
+    @property  # type: ignore[override]
+    def close_connections(self) -> bool:
+        return True
+
+    @close_connections.setter
+    def close_connections(self, value: bool) -> None:
+        pass
+
+
+def test_attributes_of_another_class_are_read_as_that_class_says() -> None:
+    async def go() -> list[tuple[bytes, bool]]:
+        loop = asyncio.get_running_loop()
+        written = []
+        for worker_class in (Worker, ClosingWorker, Worker):
+            worker = worker_class(make_app(), Config(loop_block_threshold=0), [])
+            worker.build(loop)
+            worker._tick()
+            transport = Transport()
+            protocol = HttpProtocol(worker)
+            protocol.connection_made(transport)  # type: ignore[arg-type]
+            protocol.data_received(REQUESTS[0])
+            worker.pool.shutdown(wait=False)
+            written.append((re.sub(rb"date: [^\r]*\r\n", b"", b"".join(transport.written)), transport.closed))
+        return written
+
+    plain, closing, again = asyncio.run(go())
+    assert b"connection: close" not in plain[0] and not plain[1]
+    assert b"connection: close\r\n" in closing[0] and closing[1]
+    assert again == plain
