@@ -130,6 +130,13 @@ static PyTypeObject ExchangeType = {
     .tp_members = exchange_members,
 };
 
+/* An Exchange made from C (ext/connection.c), without a call through the type. */
+PyObject *
+catzilla_exchange_new(PyObject *const fields[8])
+{
+    return exchange_make(&ExchangeType, fields, NFIELDS);
+}
+
 /* ---- driving a coroutine that cannot suspend ------------------------------------------- */
 
 static PyObject *Suspended; /* catzilla._native.Suspended */

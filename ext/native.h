@@ -13,6 +13,7 @@
  *   templates.c path templates matched segment by segment
  *   accesslog.c the access log's lines, formatted into one buffer
  *   inline.c   an inline `async def` handler's outcome, driven and encoded in one call
+ *   connection.c the state of an HTTP/1.1 connection, and the usual request's way through it
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -29,6 +30,10 @@ int catzilla_binding_init(PyObject *module);
 int catzilla_templates_init(PyObject *module);
 int catzilla_accesslog_init(PyObject *module);
 int catzilla_inline_init(PyObject *module);
+int catzilla_connection_init(PyObject *module);
+
+/* exchange.c: Exchange(connection, request, route, common, head_only, keep_alive, row, started). */
+PyObject *catzilla_exchange_new(PyObject *const fields[8]);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);

@@ -39,7 +39,7 @@ from ..routing import Route
 from .exchange import Exchange
 from .pool import QueueTimeout
 
-__all__ = ["Executor", "RETRY_AFTER", "failure"]
+__all__ = ["Executor", "RETRY_AFTER", "failure", "run_inline"]
 
 logger = logging.getLogger("catzilla.worker")
 
@@ -74,6 +74,28 @@ def invoke(route: Route, request: Request, kwargs: dict[str, typing.Any] | None)
     if route.binding.pass_request:
         return route.binding.call(route.endpoint, request, kwargs)
     return route.endpoint(**kwargs)
+
+
+def run_inline(exchange: Exchange, route: Route, request: Request,
+               kwargs: dict[str, typing.Any] | None) -> None:
+    """An `async def` handler that cannot suspend, driven to its end right here (no Task),
+    made a response and encoded in one C call (ext/inline.c), and handed to the connection.
+    Executor.start's way for such a route, and the connection's own for the routes of
+    Executor.straight (called with kwargs None)."""
+    inline.request = request
+    try:
+        if kwargs is None:  # the usual `(request)`, or no parameters at all
+            coroutine = route.endpoint(request) if route.binding.pass_request else route.endpoint()
+        elif route.binding.pass_request:
+            coroutine = route.binding.call(route.endpoint, request, kwargs)
+        else:
+            coroutine = invoke(route, request, kwargs)
+        response, data = finish_inline(coroutine, route, exchange.common, exchange.head_only)
+    except HANDLER_ERRORS as exc:
+        response, data = failure(exchange, exc)
+    finally:
+        inline.request = None
+    exchange.connection.complete(exchange, response, data)
 
 
 def answer(exchange: Exchange, response: typing.Any) -> None:
@@ -144,6 +166,20 @@ class Executor:
         self.pipeline_tasks = 0  # of which chains around a def handler (their job counts too)
         # Refusals since the last report, by cause (the tick logs one line, not one each).
         self.refused = {"max-queue": 0, "limit-concurrency": 0, "queue-timeout": 0}
+        # Routes whose handler run_inline runs straight from the connection, without start,
+        # each with whether its handler takes the request: see prepare (decided once per
+        # route, when the worker starts; ext/connection.c reads it too).
+        self.straight: dict[Route, bool] = {}
+
+    def prepare(self, routes: typing.Iterable[Route]) -> None:
+        """Decide once per route, after the app compiled its pipelines, which routes the
+        connection runs straight (run_inline, without start's checks): an `async def` handler
+        that cannot suspend, with nothing around it, nothing to bind, and no admission
+        control to pass (--limit-concurrency counts only Tasks and pool jobs, which these
+        never are; checked by start all the same, so they go that way when it is set)."""
+        self.straight = {} if self.limit_concurrency else {
+            route: route.binding.pass_request for route in routes
+            if route.kind is ASYNC_INLINE and route.pipeline is None and route.binding.trivial}
 
     def start(self, exchange: Exchange) -> None:
         """Run the exchange's route's handler; `connection.complete(...)` follows on the loop."""
@@ -174,23 +210,7 @@ class Executor:
                 exchange.owed = False
                 self._refuse(exchange, "max-queue")
         elif kind is ASYNC_INLINE:
-            inline.request = request
-            try:
-                if kwargs is None:  # the usual `(request)`, or no parameters at all
-                    coroutine = route.endpoint(request) if binding.pass_request else route.endpoint()
-                elif binding.pass_request:
-                    coroutine = binding.call(route.endpoint, request, kwargs)
-                else:
-                    coroutine = invoke(route, request, kwargs)
-                # Driven to its end, made a response and encoded in one C call (ext/inline.c).
-                # HttpProtocol._handle does the same itself for a route with nothing around
-                # it and nothing to bind.
-                response, data = finish_inline(coroutine, route, exchange.common, exchange.head_only)
-            except HANDLER_ERRORS as exc:
-                response, data = failure(exchange, exc)
-            finally:
-                inline.request = None
-            exchange.connection.complete(exchange, response, data)
+            run_inline(exchange, route, request, kwargs)
         else:
             exchange.owed = True
             exchange.task = self.loop.create_task(_run_task(self, exchange, kwargs))

@@ -18,18 +18,18 @@ import time
 import typing
 import httptools
 
-from .._native import HeaderCollector, decode_component, finish_inline, valid_authority
+from .._native import Connection, HeaderCollector, decode_component, finish_inline, register_connection, \
+    valid_authority
 from ..background_tasks import inline
 from ..datastructures import Address
 from ..errors import HeaderError
 from ..pipeline import router_refusal
 from ..logs import access_logger
 from ..forms import FormError, MultipartReceiver
-from ..kinds import HandlerKind
 from ..request import Request
 from ..responses import Response, error_response
 from .exchange import Exchange
-from .executor import HANDLER_ERRORS, failure
+from .executor import failure, run_inline
 from .reception import CONTINUE, METHODS, BodyReception
 from .sendfile import send_parts
 from .websocket import WebSocketConnection, wants_websocket
@@ -88,12 +88,18 @@ class Reception(enum.Enum):
 
 
 IDLE, HEAD, BODY = Reception.IDLE, Reception.HEAD, Reception.BODY
-ASYNC_INLINE = HandlerKind.ASYNC_INLINE
 # Stored: IDLE or HEAD. BODY is HEAD once the collector has the whole head (see _reception).
 
 
 class _Rejected(Exception):
     """Raised inside a parser callback to stop parsing; the reason is on the protocol."""
+
+
+# What data_received answers when the parser raises it (see _feed_failed); anything else
+# is a bug of ours and goes up to the transport.
+FEED_ERRORS = (_Rejected, httptools.HttpParserError, httptools.HttpParserUpgrade)
+# What Connection's usual request uses of ours (ext/connection.c).
+register_connection(IDLE, HEAD, FEED_ERRORS, failure, inline, finish_inline, perf_counter)
 
 
 class _Refusal:
@@ -174,17 +180,15 @@ def _reset(transport: asyncio.Transport) -> None:
     transport.abort()
 
 
-class HttpProtocol(BodyReception, asyncio.Protocol):
-    # Slots: with more attributes than an instance dict shares keys for (30), every
+class HttpProtocol(Connection, BodyReception, asyncio.Protocol):
+    # The fields the per-request path reads and writes are Connection's (ext/connection.c),
+    # whose on_message_complete serves the usual request without a Python frame; the rest
+    # are slots: with more attributes than an instance dict shares keys for (30), every
     # attribute and method access on the connection went through a materialized dict.
     __slots__ = (
-        "body", "body_limit", "body_size", "body_watch", "busy", "bytes_in", "client",
-        "client_text", "clock", "collector", "draining_pipeline", "edge", "exchange",
-        "executor", "head_started", "keep_alive", "last_activity", "max_body_size", "on_header",
-        "on_headers_complete", "on_url", "parser", "pipeline", "reading_paused", "receiver",
-        "receiving", "reception", "rejection", "resolve", "router", "static", "stats_slot", "streamed",
-        "tls", "transport", "trusted", "unmatched", "unsent", "unsent_since", "upgrade_rest",
-        "worker", "write_resumed", "writing_paused"
+        "body_limit", "body_size", "body_watch", "client_text", "draining_pipeline",
+        "max_body_size", "on_header", "on_headers_complete", "on_url", "receiver", "router", "streamed", "tls", "unmatched", "unsent", "unsent_since", "upgrade_rest",
+        "write_resumed", "writing_paused"
     )
 
     def __init__(self, worker: WorkerInterface) -> None:
@@ -195,6 +199,7 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         self.resolve = self.router.resolve  # where a request goes (catzilla.routing)
         self.static = self.router.static  # its table of paths without parameters
         self.executor = worker.executor
+        self.straight = self.executor.straight  # routes run without Executor.start (see prepare)
         self.stats_slot = worker.stats_slot  # this worker's stats slot, or None with --no-stats
         # The stats row of requests no route answered (404, 405, probes, refusals).
         self.unmatched = worker.unmatched_index
@@ -297,19 +302,16 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             self.write_resumed.set_result(None)
         self._run_pipeline()
 
-    def data_received(self, data: bytes) -> None:
-        if self.rejection is not None:
-            return  # the stream can no longer be trusted; we are closing
-        self.bytes_in += len(data)
-        self.last_activity = self.clock()
-        if self.reception is IDLE:
-            self.reception = HEAD
-            self.head_started = self.last_activity
-        try:
-            self.parser.feed_data(data)
-        except _Rejected:
+    # data_received is Connection's (ext/connection.c): it counts and times the bytes and
+    # feeds them to the parser; what feed_data raises goes to _feed_failed, and a request
+    # that waits for a 100 (Continue) to _answer_continue.
+
+    def _feed_failed(self, data: bytes, exc: Exception) -> None:
+        """What data_received does when the parser raises `exc` (one of FEED_ERRORS), as its
+        `except` clause: called with `exc` being handled."""
+        if isinstance(exc, _Rejected):
             self._reject()
-        except httptools.HttpParserCallbackError as exc:
+        elif isinstance(exc, httptools.HttpParserCallbackError):
             refusal = exc.__context__
             if isinstance(refusal, HeaderError):
                 self.rejection = (refusal.status, refusal.reason)
@@ -317,23 +319,24 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
                 logger.exception("error in a parser callback")
                 self.rejection = (500, "Internal Server Error")
             self._reject()
-        except httptools.HttpParserUpgrade as exc:
+        elif isinstance(exc, httptools.HttpParserUpgrade):
             # httptools stops after the head of an Upgrade (or CONNECT) request, skipping any
             # body: what follows is never parsed as the next request until _upgrade says how.
             self._after_upgrade(data[exc.args[0]:] if exc.args else b"")
-        except httptools.HttpParserError as exc:
+        else:  # httptools.HttpParserError
             if not self.keep_alive and (self.busy or self.pipeline):
                 return  # bytes after a "Connection: close" request: ignored, we close soon
             self.rejection = (400, f"Malformed HTTP request: {exc}")
             self._reject()
-        else:
-            if self.collector.awaiting_continue and not self.busy and not self.pipeline \
-                    and self.parser.get_http_version() != "1.0":  # no 1xx for 1.0 (RFC 9110 15.2)
-                # Only when this request is next in line: a 100 must not cut into the
-                # response to an earlier pipelined request. A client that hears nothing
-                # sends the body after its own short wait (RFC 9110 10.1.1).
-                self.collector.answer_continue()
-                self.transport.write(CONTINUE)  # type: ignore[union-attr]
+
+    def _answer_continue(self) -> None:
+        """The collector saw `Expect: 100-continue` and the bytes fed so far raised nothing."""
+        if not self.busy and not self.pipeline and self.parser.get_http_version() != "1.0":
+            # (no 1xx for HTTP/1.0, RFC 9110 15.2) Only when this request is next in line: a
+            # 100 must not cut into the response to an earlier pipelined request. A client
+            # that hears nothing sends the body after its own short wait (RFC 9110 10.1.1).
+            self.collector.answer_continue()
+            self.transport.write(CONTINUE)  # type: ignore[union-attr]
 
     # -- parser callbacks ------------------------------------------------------------------
 
@@ -352,7 +355,12 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
             except FormError as exc:
                 self._refuse(exc.status_code, str(exc))
 
-    def on_message_complete(self) -> None:
+    # on_message_complete is Connection's (ext/connection.c): the usual request, served in C
+    # as the methods below would, and any other by _message_complete.
+
+    def _message_complete(self) -> None:
+        """The end of a request, the whole way (what Connection.on_message_complete does
+        for the usual request is what this does for it)."""
         if self.receiving is not None:
             self.reception = IDLE
             self._received()
@@ -562,22 +570,10 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
         self.exchange = exchange = Exchange(self, request, route, common, head_only, keep_alive,
                                             row, perf_counter() if stats_slot is None else stats_slot.begin(row))
         if route is not None:
-            executor = self.executor
-            if route.kind is ASYNC_INLINE and route.pipeline is None and route.binding.trivial \
-                    and not executor.limit_concurrency:
-                # Executor.start's inline branch without its frame: the usual `async def`
-                # handler, nothing around it and nothing to bind, driven in one C call.
-                inline.request = request
-                try:
-                    response, data = finish_inline(route.endpoint(request) if route.binding.pass_request
-                                                   else route.endpoint(), route, common, head_only)
-                except HANDLER_ERRORS as exc:
-                    response, data = failure(exchange, exc)
-                finally:
-                    inline.request = None
-                self.complete(exchange, response, data)
-                return
-            executor.start(exchange)
+            if route in self.straight:  # decided once per route: Executor.prepare
+                run_inline(exchange, route, request, None)
+            else:
+                self.executor.start(exchange)
             return
         if probe is None:
             try:

@@ -194,6 +194,7 @@ class Worker:
         self.runner = BackgroundRunner(loop, self.pool)
         self.access = AccessLog(loop)
         self.app.prepare(self.executor.run_in_pool)
+        self.executor.prepare(self.app.router.routes)  # after the pipelines are compiled
         lane = getattr(self.supervisor, "cpu_lane", None)  # the CPU lane's address, if it runs
         self._attach_stats(lane is not None)
         if lane is not None:
