@@ -95,6 +95,29 @@ def test_errors_are_the_general_ones(client):
                                    "input": None}]
 
 
+@pytest.mark.parametrize("query", QUERIES)
+@pytest.mark.parametrize("segment", ["42", "007", "-1", "1.0", "abc", "%D9%A3", "9" * 30])
+def test_async_handlers_bound_and_called_at_once_as_the_general_path(server, segment, query):
+    """Inline `async def` handlers go through PlainInvoke (ext/binding.c): the same answers,
+    422s included, as the general binder's."""
+    fast = answers(server, f"/afast/items/{segment}?{query}")
+    slow = answers(server, f"/aslow/items/{segment}?{query}")
+    assert fast == slow, (segment, query, fast, slow)
+    fast = answers(server, f"/afast/named/n/{segment}/end?{query}")
+    slow = answers(server, f"/aslow/named/n/{segment}/end?{query}")
+    assert fast == slow, (segment, query, fast, slow)
+
+
+def test_the_async_twins_are_invoked_as_intended():
+    from catzilla._native import PlainInvoke
+
+    app = load_test_app("plain_app").app
+    invoked = {route.path: isinstance(route.binding.invoke, PlainInvoke) for route in app.router.routes
+               if route.path.startswith(("/afast/", "/aslow/"))}
+    assert invoked == {"/afast/items/{item_id}": True, "/aslow/items/{item_id:str}": False,
+                       "/afast/named/{name}/{code}/end": True, "/aslow/named/{name:str}/{code:str}/end": False}
+
+
 def compiled_binder(binding: Binding) -> bool:
     return not inspect.ismethod(binding.bind)  # not Binding._bind_direct nor _bind_each
 
