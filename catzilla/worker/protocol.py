@@ -577,6 +577,20 @@ class HttpProtocol(BodyReception, asyncio.Protocol):
                     inline.request = None
                 self.complete(exchange, response, data)
                 return
+            invoke = route.binding.invoke
+            if invoke is not None and route.kind is ASYNC_INLINE and route.pipeline is None \
+                    and not executor.limit_concurrency:
+                # The same for a handler with parameters, bound and called in one C call
+                # (Executor.start's first branch, without its frame): a 422 is a failure().
+                inline.request = request
+                try:
+                    response, data = finish_inline(invoke(route.endpoint, request), route, common, head_only)
+                except HANDLER_ERRORS as exc:
+                    response, data = failure(exchange, exc)
+                finally:
+                    inline.request = None
+                self.complete(exchange, response, data)
+                return
             executor.start(exchange)
             return
         if probe is None:
