@@ -69,10 +69,14 @@ class Connection(typing.Protocol):
 
 
 def invoke(route: Route, request: Request, kwargs: dict[str, typing.Any] | None) -> typing.Any:
+    binding = route.binding
     if kwargs is None:
-        return route.endpoint(request) if route.binding.pass_request else route.endpoint()
-    if route.binding.pass_request:
-        return route.binding.call(route.endpoint, request, kwargs)
+        return route.endpoint(request) if binding.pass_request else route.endpoint()
+    if binding.pass_request:
+        # Loaded, then called: `binding.call(...)` is a method look-up of an instance
+        # attribute, which the interpreter does not specialise.
+        call = binding.call
+        return call(route.endpoint, request, kwargs)
     return route.endpoint(**kwargs)
 
 
@@ -174,7 +178,8 @@ class Executor:
             kwargs = None
         else:
             try:
-                kwargs = binding.bind(request)
+                bind = binding.bind  # (loaded, then called: see invoke)
+                kwargs = bind(request)
             except (RequestValidationError, BadRequest) as exc:
                 exchange.connection.complete(exchange, *failure(exchange, exc))
                 return
@@ -193,7 +198,8 @@ class Executor:
                 if kwargs is None:  # the usual `(request)`, or no parameters at all
                     coroutine = route.endpoint(request) if binding.pass_request else route.endpoint()
                 elif binding.pass_request:
-                    coroutine = binding.call(route.endpoint, request, kwargs)
+                    call = binding.call
+                    coroutine = call(route.endpoint, request, kwargs)
                 else:
                     coroutine = invoke(route, request, kwargs)
                 # Driven to its end, made a response and encoded in one C call (ext/inline.c).
