@@ -108,6 +108,18 @@ def test_async_handlers_bound_and_called_at_once_as_the_general_path(server, seg
     assert fast == slow, (segment, query, fast, slow)
 
 
+def test_async_handlers_under_limit_concurrency_bind_alike():
+    """With --limit-concurrency the protocol hands every request to Executor.start, whose
+    own PlainInvoke branch then binds and calls: the same answers as the general binder."""
+    with run_server("plain_app:app", "--workers", "1", "--limit-concurrency", "8") as limited:
+        for target in ["/items/42?q=3", "/items/007?q=2000", "/items/5?q=x&q=4", "/named/n/5/end?strict=1&p=2",
+                       "/named/n/5/end", "/named/n/x/end?strict=0"]:
+            fast = answers(limited, "/afast" + target)
+            slow = answers(limited, "/aslow" + target)
+            assert fast == slow, (target, fast, slow)
+        assert answers(limited, "/afast/items/42?q=3")[0] == 200
+
+
 def test_the_async_twins_are_invoked_as_intended():
     from catzilla._native import PlainInvoke
 
