@@ -160,23 +160,23 @@ class Executor:
             return
         request = exchange.request
         binding = route.binding
-        invoke = binding.invoke
-        if invoke is not None and route.kind is ASYNC_INLINE:
-            # Bound and called in one C call (binding.py's PlainInvoke): no dict of keyword
-            # arguments. A 422 out of it is answered as below, by failure().
-            inline.request = request
-            try:
-                response, data = finish_inline(invoke(route.endpoint, request), route, exchange.common,
-                                               exchange.head_only)
-            except HANDLER_ERRORS as exc:
-                response, data = failure(exchange, exc)
-            finally:
-                inline.request = None
-            exchange.connection.complete(exchange, response, data)
-            return
         if binding.trivial:
             kwargs = None
         else:
+            invoke = binding.invoke
+            if invoke is not None and route.kind is ASYNC_INLINE:
+                # Bound and called in one C call (binding.py's PlainInvoke): no dict of
+                # keyword arguments. A 422 out of it is answered as below, by failure().
+                inline.request = request
+                try:
+                    response, data = finish_inline(invoke(route.endpoint, request), route, exchange.common,
+                                                   exchange.head_only)
+                except HANDLER_ERRORS as exc:
+                    response, data = failure(exchange, exc)
+                finally:
+                    inline.request = None
+                exchange.connection.complete(exchange, response, data)
+                return
             try:
                 bind = binding.bind  # (loaded, then called: see invoke)
                 kwargs = bind(request)
