@@ -15,7 +15,7 @@ import typing
 
 import msgspec
 
-from ._native import PlainBinder, PositionalCall, parse_query
+from ._native import PlainBinder, PlainInvoke, PositionalCall, parse_query
 from .datastructures import UploadFile
 from .errors import DefinitionError, RequestValidationError, describe_validation_error, json_invalid, missing
 from .forms import FileSizeError, FormError, MimeTypeError
@@ -252,6 +252,10 @@ class Binding:
         names = _positional_names(endpoint) if self.pass_request else None
         self.call: typing.Callable[[typing.Any, Request, dict[str, typing.Any] | None], typing.Any] = (
             _call_with_keywords if names is None else PositionalCall(endpoint, names))
+        # `invoke(endpoint, request)`: endpoint called with what bind(request) gives, in one
+        # C call (ext/binding.c's PlainInvoke) for a plain binder and a plain function; None
+        # when there is none (then bind, then call, as _invoke_reference does).
+        self.invoke: typing.Callable[[typing.Any, Request], typing.Any] | None = _plain_invoke(endpoint, self)
 
     def _field(self, name: str, annotation: typing.Any, default: typing.Any, marker: Param | None,
                path_names: set[str]) -> Field:
@@ -519,6 +523,34 @@ def _positional_names(endpoint: typing.Any) -> tuple[str, ...] | None:
             or not 1 <= code.co_argcount <= 17:
         return None
     return tuple(code.co_varnames[1:code.co_argcount])
+
+
+def _invoke_reference(binding: Binding, endpoint: typing.Any, request: Request) -> typing.Any:
+    """What `invoke(endpoint, request)` does, the long way: bind, then call."""
+    kwargs = binding.bind(request)
+    return binding.call(endpoint, request, kwargs) if binding.pass_request else endpoint(**kwargs)
+
+
+def _plain_invoke(endpoint: typing.Any, binding: Binding) -> typing.Any:
+    """PlainInvoke for a plain binder and a plain function whose positional parameters are
+    exactly the request (when it takes it first), the bound fields and the parameters that
+    receive the request, read from its code (as _positional_names); None otherwise."""
+    code = getattr(endpoint, "__code__", None)
+    if not isinstance(binding.bind, PlainBinder) or binding.dependencies or not inspect.isfunction(endpoint) \
+            or code is None or code.co_kwonlyargcount or code.co_argcount > 17:
+        return None
+    names = code.co_varnames[:code.co_argcount]
+    if binding.pass_request:
+        if not names:
+            return None
+        names = names[1:]
+    fields = {field.name: i for i, field in enumerate(binding.fields)}
+    slots = [fields.get(name, -1 if name in binding.request_names else None) for name in names]
+    if None in slots or sorted(slot for slot in slots if slot >= 0) != list(range(len(fields))) \
+            or sorted(name for name in names if name not in fields) != sorted(binding.request_names):
+        return None
+    return PlainInvoke(binding.bind, endpoint, ((-1,) if binding.pass_request else ()) + tuple(slots),
+                       functools.partial(_invoke_reference, binding))
 
 
 def _call_with_keywords(endpoint: typing.Any, request: Request, kwargs: dict[str, typing.Any] | None) -> typing.Any:

@@ -6,7 +6,7 @@ import logging
 import re
 import typing
 
-from ._native import TemplateMatcher
+from ._native import Resolver, TemplateMatcher
 from .binding import Binding
 from .dependencies import Plan
 from .kinds import HandlerKind, classify
@@ -189,9 +189,19 @@ class Router:
         self._templates: dict[str, Methods] = {}
         self.routes: list[Route] = []
         self._largest_body: tuple[tuple[int, int], int | None] | None = None  # see largest_body
-        # match_template(method, path): resolve's answer for a path among the templates,
-        # compiled at the first request after one was added (see _compile_templates).
-        self.match_template: typing.Callable[[str, str], Resolved] = self.match_regex
+        # resolve(method, path): where a request goes (_resolve's answer), in one C call
+        # (ext/templates.c's Resolver) that asks match_template for a path with parameters.
+        self.resolve: typing.Callable[[str, str], Resolved] = Resolver(self.static, self.allowed, self.match_regex)
+
+    @property
+    def match_template(self) -> typing.Callable[[str, str], Resolved]:
+        """match_template(method, path): resolve's answer for a path among the templates,
+        compiled at the first request after one was added (see _compile_templates)."""
+        return self.resolve.templates  # type: ignore[attr-defined, no-any-return]
+
+    @match_template.setter
+    def match_template(self, match: typing.Callable[[str, str], Resolved]) -> None:
+        self.resolve.templates = match  # type: ignore[attr-defined]
 
     def add(self, path: str, methods: typing.Iterable[str], endpoint: typing.Callable[..., typing.Any],
             name: str | None = None, timeout: float | None = None, **options: typing.Any) -> list[Route]:
@@ -261,17 +271,14 @@ class Router:
                 limits.append(default if route.max_body_size is None else route.max_body_size)
         return max(limits) if len(limits) > 1 else None
 
-    def resolve(self, method: str, path: str) -> Resolved:
-        """Where a request goes, decided here only: (route, raw path parameters or None,
+    def _resolve(self, method: str, path: str) -> Resolved:
+        """What `resolve` answers (its reference): where a request goes, decided here only: (route, raw path parameters or None,
         None); no route: (None, None, None) when nothing has this path (404), (None, None,
         allow) when it has not this method (405 with `Allow: allow`). A path without
         parameters is one dict look-up; templates are tried in the order they were added."""
         table = self.static.get(path)
         if table is None:
-            # Loaded, then called: `self.match_template(...)` would be a method look-up the
-            # interpreter cannot specialise (an instance attribute), per request.
-            match = self.match_template
-            return match(method, path)
+            return self.match_template(method, path)
         route = table.get(method)
         if route is None:
             return None, None, self.allowed(table)

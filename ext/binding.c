@@ -11,12 +11,15 @@
  * values and the same errors). Its results are what the pure-Python binder gives
  * (_plain_binder's own Python, which tests/test_native_binding.py compares it with).
  *
- * PositionalCall then calls the handler with those arguments positionally.
+ * PositionalCall then calls the handler with those arguments positionally. PlainInvoke
+ * does both at once for an inline `async def` handler: the values go from the query string
+ * straight onto the call's stack, with no dict of keyword arguments in between.
  */
 #include "native.h"
 
 #include <stddef.h>
 #include <string.h>
+#include <structmember.h>
 
 #define MAX_FIELDS 16
 #define MAX_BOUNDS 4
@@ -48,6 +51,59 @@ typedef struct {
 
 static PyObject *str_query_string;
 static PyObject *str_path_params;
+
+/* The request class whose query_string and path_params are read at their offsets (the
+ * T_OBJECT_EX members ext/request.c declares, found through their descriptors), so the
+ * binder does not look them up by name per request; any other object is asked by name. */
+static PyTypeObject *fields_class;
+static Py_ssize_t query_offset, path_params_offset;
+
+static Py_ssize_t
+member_offset(PyTypeObject *type, PyObject *name)
+{
+    PyObject *descr = PyObject_GetAttr((PyObject *)type, name);
+    Py_ssize_t offset = -1;
+    if (descr == NULL)
+        PyErr_Clear();
+    else if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY))
+            offset = member->offset;
+    }
+    Py_XDECREF(descr);
+    return offset;
+}
+
+/* Once, when the first binder is made (catzilla.request has set its class by then). */
+static void
+find_fields_class(void)
+{
+    if (fields_class != NULL)
+        return;
+    PyTypeObject *type = catzilla_request_class();
+    if (type == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    Py_ssize_t query = member_offset(type, str_query_string), params = member_offset(type, str_path_params);
+    if (query < 0 || params < 0)
+        return;
+    query_offset = query;
+    path_params_offset = params;
+    fields_class = (PyTypeObject *)Py_NewRef(type);
+}
+
+/* request.<name>, a new reference. */
+static PyObject *
+request_field(PyObject *request, PyObject *name, Py_ssize_t offset)
+{
+    if (Py_TYPE(request) == fields_class) {
+        PyObject *value = *(PyObject **)((char *)request + offset);
+        if (value != NULL)
+            return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(request, name);
+}
 
 /* A canonical decimal integer as msgspec reads one without a doubt: digits only, no
  * leading zero, fewer than 19 of them (so it fits a long long). */
@@ -115,21 +171,23 @@ path_int(const PlainField *field, PyObject *segment)
     return PyLong_FromLongLong(value);
 }
 
-static PyObject *
-binder_bind(PlainBinder *self, PyObject *request)
+/* The binder's fields of `request`, new references in `values` (nfields of them, all NULL
+ * on entry): 1 when every one is plainly valid (the path parameters then rewritten as
+ * their values), 0 when one is not (`values` cleared: general's to decide), -1 on error. */
+static int
+binder_values(PlainBinder *self, PyObject *request, PyObject **values)
 {
-    PyObject *values[MAX_FIELDS] = {NULL};
     Py_ssize_t starts[MAX_FIELDS], lengths[MAX_FIELDS];
     char found[MAX_FIELDS] = {0};
     char stack_scratch[STACK_SCRATCH];
     char *scratch = stack_scratch, *heap_scratch = NULL;
-    PyObject *query = NULL, *path_params = NULL, *result = NULL;
+    PyObject *query = NULL, *path_params = NULL;
     const char *data = NULL;
     Py_ssize_t n = 0, nfields = self->nfields;
-    int plain = 1;
+    int plain = 1, status = -1;
 
     if (self->any_query) {
-        query = PyObject_GetAttr(request, str_query_string);
+        query = request_field(request, str_query_string, query_offset);
         if (query == NULL || (query != Py_None && query_bytes(query, &data, &n) < 0))
             goto cleanup;
         if (n > STACK_SCRATCH) {
@@ -170,11 +228,11 @@ binder_bind(PlainBinder *self, PyObject *request)
         }
     }
     if (self->any_path) {
-        path_params = PyObject_GetAttr(request, str_path_params);
+        path_params = request_field(request, str_path_params, path_params_offset);
         if (path_params == NULL)
             goto cleanup;
         if (!PyDict_CheckExact(path_params)) {
-            plain = 0;
+            status = 0;
             goto cleanup;
         }
     }
@@ -213,8 +271,39 @@ binder_bind(PlainBinder *self, PyObject *request)
         if (PyErr_Occurred())
             goto cleanup;
     }
-    if (!plain)
+    if (!plain) {
+        status = 0;
         goto cleanup;
+    }
+    /* The handler's view of a path parameter is the converted value (as the long path
+     * leaves it in request.path_params). */
+    for (Py_ssize_t i = 0; i < nfields; i++) {
+        const PlainField *field = &self->fields[i];
+        if (field->from_path && field->is_int && PyDict_SetItem(path_params, field->key, values[i]) < 0)
+            goto cleanup;
+    }
+    status = 1;
+cleanup:
+    if (status != 1) {
+        for (Py_ssize_t i = 0; i < nfields; i++)
+            Py_CLEAR(values[i]);
+    }
+    PyMem_Free(heap_scratch);
+    Py_XDECREF(query);
+    Py_XDECREF(path_params);
+    return status;
+}
+
+static PyObject *
+binder_bind(PlainBinder *self, PyObject *request)
+{
+    PyObject *values[MAX_FIELDS] = {NULL}, *result = NULL;
+    Py_ssize_t nfields = self->nfields;
+    int status = binder_values(self, request, values);
+    if (status < 0)
+        return NULL;
+    if (status == 0)
+        return PyObject_CallOneArg(self->general, request);
     result = PyDict_New();
     if (result == NULL)
         goto cleanup;
@@ -226,24 +315,12 @@ binder_bind(PlainBinder *self, PyObject *request)
         if (PyDict_SetItem(result, PyTuple_GET_ITEM(self->request_names, i), request) < 0)
             goto fail;
     }
-    /* The handler's view of a path parameter is the converted value (as the long path
-     * leaves it in request.path_params). */
-    for (Py_ssize_t i = 0; i < nfields; i++) {
-        const PlainField *field = &self->fields[i];
-        if (field->from_path && field->is_int && PyDict_SetItem(path_params, field->key, values[i]) < 0)
-            goto fail;
-    }
     goto cleanup;
 fail:
     Py_CLEAR(result);
 cleanup:
     for (Py_ssize_t i = 0; i < nfields; i++)
         Py_XDECREF(values[i]);
-    PyMem_Free(heap_scratch);
-    Py_XDECREF(query);
-    Py_XDECREF(path_params);
-    if (result == NULL && !plain && !PyErr_Occurred())
-        return PyObject_CallOneArg(self->general, request);
     return result;
 }
 
@@ -364,6 +441,7 @@ binder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_Format(PyExc_ValueError, "a plain binder takes at most %d fields", MAX_FIELDS);
         return NULL;
     }
+    find_fields_class();
     PlainBinder *self = (PlainBinder *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
@@ -524,6 +602,126 @@ static PyTypeObject PositionalCallType = {
     .tp_vectorcall_offset = offsetof(PositionalCall, vectorcall),
 };
 
+/* ---- PlainInvoke --------------------------------------------------------------------- */
+
+/* `endpoint(request, **bind(request))` in one call, for a plain binder and a plain function
+ * whose positional parameters are exactly the bound ones (and the request): `slots` says,
+ * per positional argument, which field's value goes there, or -1 for the request. A
+ * request that is not plainly valid, or another endpoint than the one it was made for (a
+ * wrapper put in its place), goes to `fallback(endpoint, request)`, the same call made the
+ * long way (binding.py's _invoke_reference). */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PlainBinder *binder;
+    PyObject *endpoint;
+    PyObject *fallback;
+    Py_ssize_t nargs;
+    signed char slots[MAX_FIELDS + 1];
+} PlainInvoke;
+
+static PyObject *
+invoke_vectorcall(PlainInvoke *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PyObject *values[MAX_FIELDS] = {NULL}, *stack[MAX_FIELDS + 1];
+    if (PyVectorcall_NARGS(nargsf) != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "invoke(endpoint, request), positionally");
+        return NULL;
+    }
+    PyObject *endpoint = args[0], *request = args[1];
+    if (endpoint != self->endpoint)
+        return PyObject_Vectorcall(self->fallback, args, 2, NULL);
+    int status = binder_values(self->binder, request, values);
+    if (status < 0)
+        return NULL;
+    if (status == 0)
+        return PyObject_Vectorcall(self->fallback, args, 2, NULL);
+    for (Py_ssize_t i = 0; i < self->nargs; i++)
+        stack[i] = self->slots[i] < 0 ? request : values[(int)self->slots[i]];
+    PyObject *result = PyObject_Vectorcall(endpoint, stack, (size_t)self->nargs, NULL);
+    for (Py_ssize_t i = 0; i < self->binder->nfields; i++)
+        Py_XDECREF(values[i]);
+    return result;
+}
+
+static int
+invoke_clear(PlainInvoke *self)
+{
+    Py_CLEAR(self->binder);
+    Py_CLEAR(self->endpoint);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static int
+invoke_traverse(PlainInvoke *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->binder);
+    Py_VISIT(self->endpoint);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static void
+invoke_dealloc(PlainInvoke *self)
+{
+    PyObject_GC_UnTrack(self);
+    invoke_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+invoke_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"binder", "endpoint", "slots", "fallback", NULL};
+    PyObject *binder, *endpoint, *slots, *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!O:PlainInvoke", keywords, &PlainBinderType, &binder,
+                                     &endpoint, &PyTuple_Type, &slots, &fallback))
+        return NULL;
+    Py_ssize_t nargs = PyTuple_GET_SIZE(slots), nfields = ((PlainBinder *)binder)->nfields;
+    if (nargs > MAX_FIELDS + 1) {
+        PyErr_Format(PyExc_ValueError, "a plain invoke passes at most %d arguments", MAX_FIELDS + 1);
+        return NULL;
+    }
+    signed char parsed[MAX_FIELDS + 1];
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyObject *item = PyTuple_GET_ITEM(slots, i);
+        long slot = PyLong_CheckExact(item) ? PyLong_AsLong(item) : -2;
+        if (slot == -1 && PyErr_Occurred())
+            return NULL;
+        if (slot < -1 || slot >= nfields) {
+            PyErr_SetString(PyExc_ValueError, "a slot is a field's index, or -1 for the request");
+            return NULL;
+        }
+        parsed[i] = (signed char)slot;
+    }
+    PlainInvoke *self = (PlainInvoke *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = (vectorcallfunc)invoke_vectorcall;
+    self->binder = (PlainBinder *)Py_NewRef(binder);
+    self->endpoint = Py_NewRef(endpoint);
+    self->fallback = Py_NewRef(fallback);
+    self->nargs = nargs;
+    memcpy(self->slots, parsed, (size_t)nargs);
+    return (PyObject *)self;
+}
+
+static PyTypeObject PlainInvokeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "catzilla._native.PlainInvoke",
+    .tp_doc = "PlainInvoke(binder, endpoint, slots, fallback): invoke(endpoint, request) is "
+              "endpoint(request, **binder(request)), the values passed positionally by `slots`.",
+    .tp_basicsize = sizeof(PlainInvoke),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = invoke_new,
+    .tp_dealloc = (destructor)invoke_dealloc,
+    .tp_traverse = (traverseproc)invoke_traverse,
+    .tp_clear = (inquiry)invoke_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(PlainInvoke, vectorcall),
+};
+
 int
 catzilla_binding_init(PyObject *module)
 {
@@ -531,7 +729,10 @@ catzilla_binding_init(PyObject *module)
     str_path_params = PyUnicode_InternFromString("path_params");
     if (str_query_string == NULL || str_path_params == NULL)
         return -1;
-    if (PyType_Ready(&PlainBinderType) < 0 || PyType_Ready(&PositionalCallType) < 0)
+    if (PyType_Ready(&PlainBinderType) < 0 || PyType_Ready(&PositionalCallType) < 0
+            || PyType_Ready(&PlainInvokeType) < 0)
+        return -1;
+    if (PyModule_AddObjectRef(module, "PlainInvoke", (PyObject *)&PlainInvokeType) < 0)
         return -1;
     if (PyModule_AddObjectRef(module, "PlainBinder", (PyObject *)&PlainBinderType) < 0)
         return -1;

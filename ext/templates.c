@@ -8,6 +8,10 @@
  * None) when nothing matches. A path the regexes could read otherwise -- not ASCII, or
  * ending in a newline (where `$` also matches) -- goes to `fallback(method, path)`, which
  * tries the regexes. tests/test_templates.py compares both ways.
+ *
+ * Resolver is Router.resolve itself: the paths without parameters by one dict look-up,
+ * the others by `templates` (Router.match_template), with no Python frame in between.
+ * Router._resolve is its reference.
  */
 #include "native.h"
 
@@ -286,10 +290,144 @@ static PyTypeObject TemplateMatcherType = {
     .tp_vectorcall_offset = offsetof(TemplateMatcher, vectorcall),
 };
 
+/* ---- Resolver ------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *static_;    /* path -> {method: route}: the paths without parameters */
+    PyObject *allowed;    /* allowed(table) -> the Allow header of a path */
+    PyObject *templates;  /* templates(method, path): the answer for every other path */
+} Resolver;
+
+static PyObject *
+resolver_vectorcall(Resolver *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "resolve(method, path), positionally");
+        return NULL;
+    }
+    PyObject *method = args[0], *table = PyDict_GetItemWithError(self->static_, args[1]);  /* borrowed */
+    if (table == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        PyObject *templates = Py_NewRef(self->templates);  /* held: the call may replace it */
+        PyObject *answer = PyObject_Vectorcall(templates, args, 2, NULL);
+        Py_DECREF(templates);
+        return answer;
+    }
+    if (!PyDict_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "a path's table is a dict");
+        return NULL;
+    }
+    PyObject *route = PyDict_GetItemWithError(table, method);  /* borrowed */
+    if (route != NULL)
+        return PyTuple_Pack(3, route, Py_None, Py_None);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_INCREF(table);  /* held while allowed() runs */
+    PyObject *allow = PyObject_CallOneArg(self->allowed, table);
+    Py_DECREF(table);
+    if (allow == NULL)
+        return NULL;
+    PyObject *answer = no_route(allow);
+    Py_DECREF(allow);
+    return answer;
+}
+
+static int
+resolver_set_templates(Resolver *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL || !PyCallable_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "templates is a callable");
+        return -1;
+    }
+    Py_SETREF(self->templates, Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *
+resolver_get_templates(Resolver *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->templates);
+}
+
+static PyGetSetDef resolver_getset[] = {
+    {"templates", (getter)resolver_get_templates, (setter)resolver_set_templates,
+     "templates(method, path): the answer for a path that is not in the static table", NULL},
+    {NULL},
+};
+
+static int
+resolver_clear(Resolver *self)
+{
+    Py_CLEAR(self->static_);
+    Py_CLEAR(self->allowed);
+    Py_CLEAR(self->templates);
+    return 0;
+}
+
+static int
+resolver_traverse(Resolver *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->static_);
+    Py_VISIT(self->allowed);
+    Py_VISIT(self->templates);
+    return 0;
+}
+
+static void
+resolver_dealloc(Resolver *self)
+{
+    PyObject_GC_UnTrack(self);
+    resolver_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+resolver_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"static", "allowed", "templates", NULL};
+    PyObject *static_, *allowed, *templates;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO:Resolver", keywords, &PyDict_Type, &static_, &allowed,
+                                     &templates))
+        return NULL;
+    if (!PyCallable_Check(allowed) || !PyCallable_Check(templates)) {
+        PyErr_SetString(PyExc_TypeError, "allowed and templates are callables");
+        return NULL;
+    }
+    Resolver *self = (Resolver *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = (vectorcallfunc)resolver_vectorcall;
+    self->static_ = Py_NewRef(static_);
+    self->allowed = Py_NewRef(allowed);
+    self->templates = Py_NewRef(templates);
+    return (PyObject *)self;
+}
+
+static PyTypeObject ResolverType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "catzilla._native.Resolver",
+    .tp_doc = "Resolver(static, allowed, templates): resolve(method, path) -> (route, params, None) | "
+              "(None, None, allow) | (None, None, None), a path without parameters looked up in `static`.",
+    .tp_basicsize = sizeof(Resolver),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = resolver_new,
+    .tp_dealloc = (destructor)resolver_dealloc,
+    .tp_traverse = (traverseproc)resolver_traverse,
+    .tp_clear = (inquiry)resolver_clear,
+    .tp_getset = resolver_getset,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Resolver, vectorcall),
+};
+
 int
 catzilla_templates_init(PyObject *module)
 {
-    if (PyType_Ready(&TemplateMatcherType) < 0)
+    if (PyType_Ready(&TemplateMatcherType) < 0 || PyType_Ready(&ResolverType) < 0)
+        return -1;
+    if (PyModule_AddObjectRef(module, "Resolver", (PyObject *)&ResolverType) < 0)
         return -1;
     return PyModule_AddObjectRef(module, "TemplateMatcher", (PyObject *)&TemplateMatcherType);
 }

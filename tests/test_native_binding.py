@@ -166,3 +166,77 @@ def test_only_plain_functions_are_called_positionally():
         PositionalCall(instance, ("a",) * 17)
     with pytest.raises(TypeError):
         PositionalCall(instance, (1,))
+
+
+def _invoke_outcome(binding: Binding, invoke, handler, query: str, path_params: dict[str, str]):
+    request = Request("GET", "/", query)
+    request.path_params = dict(path_params)
+    try:
+        args = invoke(handler, request)
+    except RequestValidationError as exc:
+        return "422", exc.errors, request.path_params
+    args = [("<request>" if v is request else (type(v).__name__, v)) for v in args]
+    return "ok", args, request.path_params
+
+
+def invoke_items(request, item_id: int, q: int = Query(10, ge=0, le=1000)):
+    return request, item_id, q
+
+
+def invoke_named(req: Request, name: str, code: typing.Annotated[int, Path(gt=-1, lt=100)],
+                 tag: typing.Optional[str] = None, other: Request = None, page: int = Query(1, alias="p"),
+                 strict: int = Query(..., ge=1)):
+    return req, name, code, tag, other, page, strict
+
+
+def invoke_without_request(q: int, item_id: int, word: str = "w"):
+    return q, item_id, word
+
+
+INVOKED = [(invoke_items, ["item_id"]), (invoke_named, ["name", "code"]), (invoke_without_request, ["item_id"])]
+
+
+@pytest.mark.parametrize("handler,path_names", INVOKED, ids=[h.__name__ for h, _ in INVOKED])
+def test_an_invoke_is_bind_then_call(handler, path_names):
+    """PlainInvoke (bound and called positionally in C) against _invoke_reference (bind,
+    then call with the keywords): the same arguments, the same path_params, the same 422."""
+    from catzilla._native import PlainInvoke
+    from catzilla.binding import _invoke_reference
+
+    binding = Binding(handler, path_names)
+    assert isinstance(binding.invoke, PlainInvoke), handler.__name__
+    reference = functools.partial(_invoke_reference, binding)
+    rng = random.Random(13)
+    for _ in range(2000):
+        query = "".join(rng.choice(PIECES + ["tag", "strict=", "q="]) for _ in range(rng.randrange(0, 12)))
+        params = {name: rng.choice(SEGMENTS) for name in path_names}
+        assert _invoke_outcome(binding, binding.invoke, handler, query, params) == \
+            _invoke_outcome(binding, reference, handler, query, params), (query, params)
+    params = {name: "5" for name in path_names}
+    assert _invoke_outcome(binding, binding.invoke, handler, "q=3&strict=2", params)[0] == "ok"
+
+
+def test_an_invoke_of_another_endpoint_or_an_unplain_handler_takes_the_long_way():
+    from catzilla._native import PlainInvoke
+
+    binding = Binding(invoke_items, ["item_id"])
+    request = Request("GET", "/", "q=4")
+    request.path_params = {"item_id": "7"}
+    wrapper = lambda request, **kwargs: ("wrapped", kwargs)  # noqa: E731 -- put in the handler's place
+    assert binding.invoke(wrapper, request) == ("wrapped", {"item_id": 7, "q": 4})
+
+    def keyword_only(request, *, q: int = 1): ...
+
+    def with_rest(request, q: int = 1, *rest): ...
+
+    def floats(request, q: float = 1.0): ...
+
+    assert Binding(keyword_only, []).invoke is None
+    assert Binding(floats, []).invoke is None  # not a plain binder
+    assert isinstance(Binding(with_rest, []).invoke, PlainInvoke)
+    with pytest.raises(ValueError):
+        PlainInvoke(binding.bind, invoke_items, (-1, 2), print)
+    with pytest.raises(TypeError):
+        PlainInvoke(print, invoke_items, (-1,), print)
+    with pytest.raises(TypeError):
+        binding.invoke(invoke_items)

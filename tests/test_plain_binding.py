@@ -95,6 +95,41 @@ def test_errors_are_the_general_ones(client):
                                    "input": None}]
 
 
+@pytest.mark.parametrize("query", QUERIES)
+@pytest.mark.parametrize("segment", ["42", "007", "-1", "1.0", "abc", "%D9%A3", "9" * 30])
+def test_async_handlers_bound_and_called_at_once_as_the_general_path(server, segment, query):
+    """Inline `async def` handlers go through PlainInvoke (ext/binding.c): the same answers,
+    422s included, as the general binder's."""
+    fast = answers(server, f"/afast/items/{segment}?{query}")
+    slow = answers(server, f"/aslow/items/{segment}?{query}")
+    assert fast == slow, (segment, query, fast, slow)
+    fast = answers(server, f"/afast/named/n/{segment}/end?{query}")
+    slow = answers(server, f"/aslow/named/n/{segment}/end?{query}")
+    assert fast == slow, (segment, query, fast, slow)
+
+
+def test_async_handlers_under_limit_concurrency_bind_alike():
+    """With --limit-concurrency the protocol hands every request to Executor.start, whose
+    own PlainInvoke branch then binds and calls: the same answers as the general binder."""
+    with run_server("plain_app:app", "--workers", "1", "--limit-concurrency", "8") as limited:
+        for target in ["/items/42?q=3", "/items/007?q=2000", "/items/5?q=x&q=4", "/named/n/5/end?strict=1&p=2",
+                       "/named/n/5/end", "/named/n/x/end?strict=0"]:
+            fast = answers(limited, "/afast" + target)
+            slow = answers(limited, "/aslow" + target)
+            assert fast == slow, (target, fast, slow)
+        assert answers(limited, "/afast/items/42?q=3")[0] == 200
+
+
+def test_the_async_twins_are_invoked_as_intended():
+    from catzilla._native import PlainInvoke
+
+    app = load_test_app("plain_app").app
+    invoked = {route.path: isinstance(route.binding.invoke, PlainInvoke) for route in app.router.routes
+               if route.path.startswith(("/afast/", "/aslow/"))}
+    assert invoked == {"/afast/items/{item_id}": True, "/aslow/items/{item_id:str}": False,
+                       "/afast/named/{name}/{code}/end": True, "/aslow/named/{name:str}/{code:str}/end": False}
+
+
 def compiled_binder(binding: Binding) -> bool:
     return not inspect.ismethod(binding.bind)  # not Binding._bind_direct nor _bind_each
 

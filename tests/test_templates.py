@@ -102,3 +102,38 @@ def test_refuses_descriptions_it_cannot_follow():
         matcher("GET", b"/5")
     with pytest.raises(TypeError):
         matcher("GET")
+
+
+def test_the_native_resolver_answers_as_its_reference():
+    """Router.resolve (ext/templates.c's Resolver: the static table, then match_template)
+    against Router._resolve, its Python reference: static paths, templates, 404s, 405s."""
+    from catzilla._native import Resolver
+
+    router = router_with(TEMPLATES + ["/users/me", "/static/a", "/static/b/", "/"])
+    assert isinstance(router.resolve, Resolver)
+    rng = random.Random(7)
+    pieces = PIECES + ["static", "a", "b/"]
+    for _ in range(3000):
+        path = "/" + "/".join(rng.choice(pieces) for _ in range(rng.randrange(0, 5)))
+        for method in ("GET", "HEAD", "POST", "PUT"):
+            assert router.resolve(method, path) == router._resolve(method, path), (method, path)
+    assert router.resolve("PUT", "/static/a") == (None, None, router._resolve("PUT", "/static/a")[2])
+    assert router.resolve("PUT", "/static/a")[2] in ("GET, HEAD", "GET, HEAD, POST")
+    assert router.resolve("HEAD", "/users/me")[0].path == "/users/me"
+
+
+def test_the_resolver_follows_the_templates_added_later():
+    from catzilla._native import Resolver
+
+    router = router_with(["/a/{x}"])
+    router.add("/b/{y}", ["GET"], lambda request: None)
+    assert router.resolve("GET", "/b/1")[0].path == "/b/{y}"
+    assert router.resolve("GET", "/a/1")[1] == {"x": "1"}
+    router.add("/c", ["GET"], lambda request: None)
+    assert router.resolve("GET", "/c")[0].path == "/c"
+    with pytest.raises(TypeError):
+        router.resolve("GET")
+    with pytest.raises(TypeError):
+        router.resolve.templates = None
+    with pytest.raises(TypeError):
+        Resolver([], Router.allowed, print)

@@ -69,10 +69,14 @@ class Connection(typing.Protocol):
 
 
 def invoke(route: Route, request: Request, kwargs: dict[str, typing.Any] | None) -> typing.Any:
+    binding = route.binding
     if kwargs is None:
-        return route.endpoint(request) if route.binding.pass_request else route.endpoint()
-    if route.binding.pass_request:
-        return route.binding.call(route.endpoint, request, kwargs)
+        return route.endpoint(request) if binding.pass_request else route.endpoint()
+    if binding.pass_request:
+        # Loaded, then called: `binding.call(...)` is a method look-up of an instance
+        # attribute, which the interpreter does not specialise.
+        call = binding.call
+        return call(route.endpoint, request, kwargs)
     return route.endpoint(**kwargs)
 
 
@@ -87,7 +91,8 @@ def run_inline(exchange: Exchange, route: Route, request: Request,
         if kwargs is None:  # the usual `(request)`, or no parameters at all
             coroutine = route.endpoint(request) if route.binding.pass_request else route.endpoint()
         elif route.binding.pass_request:
-            coroutine = route.binding.call(route.endpoint, request, kwargs)
+            call = route.binding.call  # (loaded, then called: an instance attribute)
+            coroutine = call(route.endpoint, request, kwargs)
         else:
             coroutine = invoke(route, request, kwargs)
         response, data = finish_inline(coroutine, route, exchange.common, exchange.head_only)
@@ -195,8 +200,23 @@ class Executor:
         if binding.trivial:
             kwargs = None
         else:
+            invoke = binding.invoke
+            if invoke is not None and route.kind is ASYNC_INLINE:
+                # Bound and called in one C call (binding.py's PlainInvoke): no dict of
+                # keyword arguments. A 422 out of it is answered as below, by failure().
+                inline.request = request
+                try:
+                    response, data = finish_inline(invoke(route.endpoint, request), route, exchange.common,
+                                                   exchange.head_only)
+                except HANDLER_ERRORS as exc:
+                    response, data = failure(exchange, exc)
+                finally:
+                    inline.request = None
+                exchange.connection.complete(exchange, response, data)
+                return
             try:
-                kwargs = binding.bind(request)
+                bind = binding.bind  # (loaded, then called: see invoke)
+                kwargs = bind(request)
             except (RequestValidationError, BadRequest) as exc:
                 exchange.connection.complete(exchange, *failure(exchange, exc))
                 return

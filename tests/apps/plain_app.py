@@ -18,6 +18,7 @@ def general(path: str) -> None:
         binding = route.binding
         assert binding.bind != binding._bind_direct, "expected the compiled binder"
         binding.bind = binding._bind_direct
+        binding.invoke = None  # (an `async def` handler's binder and call in one: PlainInvoke)
 
 
 def report(request: Request, **values) -> dict:
@@ -40,3 +41,21 @@ general("/slow/items/{item_id:str}")
 app.get("/fast/named/{name}/{code}/end")(named)
 app.get("/slow/named/{name:str}/{code:str}/end")(named)
 general("/slow/named/{name:str}/{code:str}/end")
+
+
+# The same as inline `async def` handlers: bound and called in one C call (PlainInvoke).
+async def async_items(request, item_id: int, q: int = Query(10, ge=0, le=1000)):
+    return report(request, item_id=item_id, q=q)
+
+
+async def async_named(request, name: str, code: Annotated[int, Path(gt=-1, lt=100)], tag: Optional[str] = None,
+                      limit: Optional[int] = None, page: int = Query(1, alias="p"), strict: int = Query(..., ge=1)):
+    return report(request, name=name, code=code, tag=tag, limit=limit, page=page, strict=strict)
+
+
+app.get("/afast/items/{item_id}")(async_items)
+app.get("/aslow/items/{item_id:str}")(async_items)
+general("/aslow/items/{item_id:str}")
+app.get("/afast/named/{name}/{code}/end")(async_named)
+app.get("/aslow/named/{name:str}/{code:str}/end")(async_named)
+general("/aslow/named/{name:str}/{code:str}/end")
