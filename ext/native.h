@@ -13,6 +13,7 @@
  *   templates.c path templates matched segment by segment
  *   accesslog.c the access log's lines, formatted into one buffer
  *   inline.c   an inline `async def` handler's outcome, driven and encoded in one call
+ *   chain.c    a compiled chain run and its response (header fields too) encoded in one call
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -29,6 +30,7 @@ int catzilla_binding_init(PyObject *module);
 int catzilla_templates_init(PyObject *module);
 int catzilla_accesslog_init(PyObject *module);
 int catzilla_inline_init(PyObject *module);
+int catzilla_chain_init(PyObject *module);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);
