@@ -14,6 +14,7 @@
  *   accesslog.c the access log's lines, formatted into one buffer
  *   inline.c   an inline `async def` handler's outcome, driven and encoded in one call
  *   chain.c    a compiled chain run and its response (header fields too) encoded in one call
+ *   fields.c   a response's header view, and setting a field in it
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -31,6 +32,7 @@ int catzilla_templates_init(PyObject *module);
 int catzilla_accesslog_init(PyObject *module);
 int catzilla_inline_init(PyObject *module);
 int catzilla_chain_init(PyObject *module);
+int catzilla_fields_init(PyObject *module);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);
