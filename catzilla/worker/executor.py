@@ -151,8 +151,24 @@ class Executor:
             self._refuse(exchange, "limit-concurrency")
             return
         route = exchange.route
-        if route.pipeline is not None:  # hooks, middleware or exception handlers around it
-            self.start_pipeline(exchange, route.pipeline)
+        pipeline = route.pipeline
+        if pipeline is not None:  # hooks, middleware or exception handlers around it
+            run_inline = pipeline.run_inline
+            if run_inline is None:
+                self.start_pipeline(exchange, pipeline)
+                return
+            # A chain that cannot suspend: one plain call (pipeline.Pipeline._compile_inline),
+            # here rather than in start_pipeline (a frame less on its every request). In a
+            # context of its own (what the chain sets stays with its request), and encoded,
+            # header fields too, in one C call (ext/chain.c).
+            inline.request = request = exchange.request
+            try:
+                response, data = run_chain(run_inline, request, exchange.common, exchange.head_only)
+            except HANDLER_ERRORS as exc:  # SystemExit out of a handler: still one answer
+                response, data = failure(exchange, exc)
+            finally:
+                inline.request = None
+            exchange.connection.complete(exchange, response, data)
             return
         request = exchange.request
         binding = route.binding
@@ -201,22 +217,10 @@ class Executor:
         """Through the route's compiled chain (or the app's, around the 404 or 405 `refused`).
         A chain that may suspend runs as a Task from the start: code in it may rely on a
         current Task (asyncio.timeout, TaskGroup, anyio). One that cannot (hooks and handler
-        that never await) is driven right here, in a context of its own, and costs no Task."""
-        run_inline = pipeline.run_inline
-        if run_inline is not None:  # one plain call (pipeline.Pipeline._compile_inline)
-            # (never a refused request's: the unmatched chain has no route, so may suspend)
-            request = exchange.request
-            inline.request = request
-            try:
-                # In a context of its own (what the chain sets stays with its request), and
-                # encoded, header fields too, in one C call (ext/chain.c).
-                response, data = run_chain(run_inline, request, exchange.common, exchange.head_only)
-            except HANDLER_ERRORS as exc:  # SystemExit out of a handler: still one answer
-                response, data = failure(exchange, exc)
-            finally:
-                inline.request = None
-            exchange.connection.complete(exchange, response, data)
-            return
+        that never await) is driven right here, in a context of its own, and costs no Task
+        (one written out as `run_inline`: by `start`)."""
+        # (A chain with `run_inline` is run by `start`; the unmatched chain has no route, so
+        # may suspend, and never has one.)
         if pipeline.direct is not None:  # a plan and nothing around it (pipeline.DirectPlan)
             exchange.route = pipeline.direct
             self.start(exchange)
