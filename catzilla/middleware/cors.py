@@ -101,6 +101,11 @@ class CORSMiddleware(PhasedMiddleware):
         # none of them yet takes the pairs as they are, with no merging.
         self.own_fields = frozenset({name.lower() for name, _ in self.simple_fields}
                                     | ({_ALLOW_ORIGIN.lower(), b"vary"} if self.explicit_origin else set()))
+        # What the response to a listed origin gets, when it has none of our fields yet (the
+        # usual case): the pairs, origin included, made once here, not per request.
+        self.listed_fields = {origin: self.simple_fields + (((_ALLOW_ORIGIN, origin.encode("latin-1")), _VARY_ORIGIN)
+                                                            if self.explicit_origin else ())
+                              for origin in self.allow_origins if origin != "*"}
 
         # Headers every preflight answer gets; the origin, and what "*" allows, per request.
         self.preflight_headers: dict[str, str] = {}
@@ -145,13 +150,17 @@ class CORSMiddleware(PhasedMiddleware):
                 else:  # add_vary's usual case, without its call
                     fields.append(_VARY_ORIGIN)
             return response
+        listed = self.listed_fields.get(origin)
         # is_allowed_origin, spelled out: a listed origin costs no call.
-        if origin in self.allow_origins or self.allow_all_origins or self.is_allowed_origin(origin):
+        if listed is not None or self.allow_all_origins or self.is_allowed_origin(origin):
             own = self.own_fields
             for name, _ in fields:
                 if name.lower() in own:
                     break
             else:  # none of ours there yet (the usual case): nothing to replace or merge
+                if listed is not None:
+                    fields.extend(listed)
+                    return response
                 fields.extend(self.simple_fields)
                 if self.explicit_origin:
                     fields.append((_ALLOW_ORIGIN, origin.encode("latin-1")))
