@@ -58,10 +58,8 @@ ascii_lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-/* Whether `name` is bytes equal to `wanted` once both are lower-cased as bytes.lower()
- * does (ASCII letters only); a str name never is (str.lower() == bytes is False). */
-static int
-same_name(PyObject *name, PyObject *wanted)
+int
+catzilla_same_field_name(PyObject *name, PyObject *wanted)
 {
     if (!PyBytes_Check(name) || PyBytes_GET_SIZE(name) != PyBytes_GET_SIZE(wanted))
         return 0;
@@ -85,14 +83,14 @@ set_pair(PyObject *fields, PyObject *pair)
         PyObject *item = PyList_GET_ITEM(fields, i);
         if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2)
             return 1;
-        if (found < 0 && same_name(PyTuple_GET_ITEM(item, 0), wanted))
+        if (found < 0 && catzilla_same_field_name(PyTuple_GET_ITEM(item, 0), wanted))
             found = i;
     }
     if (found < 0)
         return PyList_Append(fields, pair);
     Py_ssize_t later = 0;
     for (Py_ssize_t i = found + 1; i < n; i++)
-        later += same_name(PyTuple_GET_ITEM(PyList_GET_ITEM(fields, i), 0), wanted);
+        later += catzilla_same_field_name(PyTuple_GET_ITEM(PyList_GET_ITEM(fields, i), 0), wanted);
     if (PyList_SetItem(fields, found, Py_NewRef(pair)) < 0)
         return -1;
     if (later == 0)
@@ -102,7 +100,7 @@ set_pair(PyObject *fields, PyObject *pair)
         return -1;
     for (Py_ssize_t i = found + 1; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(fields, i);
-        if (!same_name(PyTuple_GET_ITEM(item, 0), wanted) && PyList_Append(rest, item) < 0) {
+        if (!catzilla_same_field_name(PyTuple_GET_ITEM(item, 0), wanted) && PyList_Append(rest, item) < 0) {
             Py_DECREF(rest);
             return -1;
         }

@@ -35,6 +35,8 @@ PyInit__native(void)
         goto error;
     if (catzilla_fields_init(module) < 0)
         goto error;
+    if (catzilla_cors_init(module) < 0)
+        goto error;
     return module;
 error:
     Py_DECREF(module);

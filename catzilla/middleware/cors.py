@@ -26,6 +26,7 @@ import re
 import typing
 
 from ..headerparse import TOKEN_CHARS
+from .._native import CorsPhases
 from ..request import Request
 from ..response_headers import add_vary, set_field
 from ..responses import PlainTextResponse, Response
@@ -120,6 +121,21 @@ class CORSMiddleware(PhasedMiddleware):
                 sorted(SAFELISTED_HEADERS.union(headers)))
         if self.allow_credentials:
             self.preflight_headers["Access-Control-Allow-Credentials"] = "true"
+
+    @property
+    def phases(self) -> typing.Any:
+        """The halves in C (ext/cors.c: the usual paths, the methods below for the rest)
+        when they are this class's own; read when a chain is compiled, so what the
+        middleware holds by then is what they use."""
+        phases = super().phases
+        cls = type(self)
+        if phases is None or cls.on_request is not CORSMiddleware.on_request \
+                or cls.on_response is not CORSMiddleware.on_response \
+                or "on_request" in vars(self) or "on_response" in vars(self):
+            return phases
+        native = CorsPhases(self, dict(self.listed_fields), tuple(self.own_fields), _VARY_ORIGIN,
+                            self.explicit_origin)
+        return native.on_request, native.on_response
 
     def is_allowed_origin(self, origin: str) -> bool:
         if self.allow_all_origins or origin in self.allow_origins:
