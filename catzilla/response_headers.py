@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import typing
 
+from ._native import HeaderFields, headers_of, register_fields
+
 __all__ = ["MutableHeaders", "RawHeaders", "headers_view", "raw_pairs", "field_value", "set_field", "remove_field",
            "add_vary"]
 
 RawHeaders = list[tuple[bytes, bytes]]
-_new = object.__new__
 
 
 def _raw(text: str | bytes) -> bytes:
@@ -90,13 +91,33 @@ def raw_pairs(headers: typing.Any) -> RawHeaders:
     return [(_raw(name), _raw(value)) for name, value in items]
 
 
-class MutableHeaders(typing.MutableMapping[str, str]):
+def set_item(view: "MutableHeaders", key: str, value: str) -> None:
+    """`view[key] = value`: the first field of that name takes the value, any others go.
+    (HeaderFields does it in C for str, what hooks nearly always give: this is the
+    reference, and what it falls back on.)"""
+    pair = (_raw(key), _raw(value))
+    fields = view._list
+    if fields:
+        set_field(fields, pair)
+    else:
+        fields.append(pair)
+
+
+def del_item(view: "MutableHeaders", key: str) -> None:
+    """`del view[key]`: every field of that name goes."""
+    if not remove_field(view._list, _raw(key).lower()):
+        raise KeyError(key)
+
+
+class MutableHeaders(HeaderFields, typing.MutableMapping[str, str]):
     """Case-insensitive view of a raw header list (starlette.datastructures.MutableHeaders).
 
     `headers[name]` is the first value; setting replaces every field of that name with one;
-    `append` adds another field of the same name; `del` removes them all."""
+    `append` adds another field of the same name; `del` removes them all. The list is
+    `_list` and setting and deleting are HeaderFields' (ext/fields.c: `set_item` and
+    `del_item` below, in C)."""
 
-    __slots__ = ("_list",)
+    __slots__ = ()
 
     def __init__(self, headers: typing.Any = None, *, raw: RawHeaders | None = None) -> None:
         self._list: RawHeaders = raw if raw is not None else raw_pairs(headers)
@@ -141,21 +162,6 @@ class MutableHeaders(typing.MutableMapping[str, str]):
         wanted = _raw(key).lower()
         return any(name.lower() == wanted for name, _ in self._list)
 
-    def __setitem__(self, key: str, value: str) -> None:
-        """Set one field: the first of that name takes the value, any others go."""
-        # Spelled out for str, what hooks nearly always give: two calls fewer per edit.
-        pair = (key.encode("latin-1") if type(key) is str else _raw(key),
-                value.encode("latin-1") if type(value) is str else _raw(value))
-        fields = self._list
-        if fields:
-            set_field(fields, pair)
-        else:  # nothing to replace (a handler's response, mostly): no call more
-            fields.append(pair)
-
-    def __delitem__(self, key: str) -> None:
-        if not remove_field(self._list, _raw(key).lower()):
-            raise KeyError(key)
-
     def __iter__(self) -> typing.Iterator[str]:
         return iter(self.keys())
 
@@ -194,6 +200,10 @@ class MutableHeaders(typing.MutableMapping[str, str]):
             vary = ", ".join([existing, vary])
         self["vary"] = vary
 
+    def __reduce__(self) -> tuple[typing.Any, ...]:
+        # (copy and pickle, as for the slotted class it was: the list is the state)
+        return _over, (self._list,)
+
     def mutablecopy(self) -> "MutableHeaders":
         return MutableHeaders(raw=list(self._list))
 
@@ -201,12 +211,8 @@ class MutableHeaders(typing.MutableMapping[str, str]):
         return f"MutableHeaders({self.items()!r})"
 
 
-def _view(response: typing.Any) -> MutableHeaders:
-    # The view without __init__ (a call with a keyword costs more than the rest): read on
-    # the path of every request a hook or middleware edits headers on.
-    view = _new(MutableHeaders)
-    view._list = response.raw_headers
-    return view
+def _over(raw: RawHeaders) -> MutableHeaders:
+    return MutableHeaders(raw=raw)
 
 
 def _replace(response: typing.Any, headers: typing.Any) -> None:
@@ -214,4 +220,8 @@ def _replace(response: typing.Any, headers: typing.Any) -> None:
 
 
 # A response's `headers`: the view of its `raw_headers`; assigning a mapping replaces them.
-headers_view = property(_view, _replace, doc="The case-insensitive view of `raw_headers`.")
+# (headers_of: the view made in C, ext/fields.c; no frame on the path of every request a hook
+# or middleware edits headers on.)
+headers_view = property(headers_of, _replace, doc="The case-insensitive view of `raw_headers`.")
+
+register_fields(MutableHeaders, set_item, del_item)

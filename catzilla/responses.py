@@ -14,7 +14,7 @@ from http import HTTPStatus
 import msgspec
 import orjson
 
-from ._native import encode_response, register_responses
+from ._native import encode_response, register_encoding, register_responses
 from .cookies import set_cookie_value
 from .headerparse import FORBIDDEN_IN_VALUE, TOKEN_CHARS
 from .response_headers import MutableHeaders, RawHeaders, headers_view, raw_pairs
@@ -393,5 +393,7 @@ def error_response(status_code: int, detail: typing.Any,
 
 # What ext/inline.c encodes without a Python frame (the usual JSONResponse) and falls back on.
 register_responses(Response, JSONResponse, _STATUS_LINES, to_response)
+# What ext/chain.c encodes without a Python frame (a JSONResponse with header pairs too).
+register_encoding(JSONResponse, _STATUS_LINES, _LINES, _line)
 
 from .fileresponse import FileResponse  # noqa: E402  (it builds on Response, above)

@@ -33,6 +33,12 @@ PyInit__native(void)
         goto error;
     if (catzilla_connection_init(module) < 0)
         goto error;
+    if (catzilla_chain_init(module) < 0)
+        goto error;
+    if (catzilla_fields_init(module) < 0)
+        goto error;
+    if (catzilla_cors_init(module) < 0)
+        goto error;
     return module;
 error:
     Py_DECREF(module);

@@ -14,6 +14,9 @@
  *   accesslog.c the access log's lines, formatted into one buffer
  *   inline.c   an inline `async def` handler's outcome, driven and encoded in one call
  *   connection.c the state of an HTTP/1.1 connection, and the usual request's way through it
+ *   chain.c    a compiled chain run and its response (header fields too) encoded in one call
+ *   fields.c   a response's header view, and setting a field in it
+ *   cors.c     CORSMiddleware's halves on their usual paths
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -31,6 +34,9 @@ int catzilla_templates_init(PyObject *module);
 int catzilla_accesslog_init(PyObject *module);
 int catzilla_inline_init(PyObject *module);
 int catzilla_connection_init(PyObject *module);
+int catzilla_chain_init(PyObject *module);
+int catzilla_fields_init(PyObject *module);
+int catzilla_cors_init(PyObject *module);
 
 /* exchange.c: Exchange(connection, request, route, common, head_only, keep_alive, row, started). */
 PyObject *catzilla_exchange_new(PyObject *const fields[8]);
@@ -57,5 +63,10 @@ catzilla_intern(PyObject **slot, const char *text)
 /* responses.c: status_line + common + before + content-length + after + CRLF + body, from
  * parts = {status_line, common, before, body, after}, all bytes; no body when head_only. */
 PyObject *catzilla_response_bytes(PyObject *const parts[5], int head_only);
+
+/* fields.c: whether `name` is bytes equal to `wanted` (bytes) once both are lower-cased as
+ * bytes.lower() does (ASCII letters only); a str name never is (str.lower() == bytes is
+ * False), as the Python comparisons of raw header pairs say. */
+int catzilla_same_field_name(PyObject *name, PyObject *wanted);
 
 #endif

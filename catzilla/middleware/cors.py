@@ -26,6 +26,7 @@ import re
 import typing
 
 from ..headerparse import TOKEN_CHARS
+from .._native import CorsPhases
 from ..request import Request
 from ..response_headers import add_vary, set_field
 from ..responses import PlainTextResponse, Response
@@ -101,6 +102,11 @@ class CORSMiddleware(PhasedMiddleware):
         # none of them yet takes the pairs as they are, with no merging.
         self.own_fields = frozenset({name.lower() for name, _ in self.simple_fields}
                                     | ({_ALLOW_ORIGIN.lower(), b"vary"} if self.explicit_origin else set()))
+        # What the response to a listed origin gets, when it has none of our fields yet (the
+        # usual case): the pairs, origin included, made once here, not per request.
+        self.listed_fields = {origin: self.simple_fields + (((_ALLOW_ORIGIN, origin.encode("latin-1")), _VARY_ORIGIN)
+                                                            if self.explicit_origin else ())
+                              for origin in self.allow_origins if origin != "*"}
 
         # Headers every preflight answer gets; the origin, and what "*" allows, per request.
         self.preflight_headers: dict[str, str] = {}
@@ -115,6 +121,21 @@ class CORSMiddleware(PhasedMiddleware):
                 sorted(SAFELISTED_HEADERS.union(headers)))
         if self.allow_credentials:
             self.preflight_headers["Access-Control-Allow-Credentials"] = "true"
+
+    @property
+    def phases(self) -> typing.Any:
+        """The halves in C (ext/cors.c: the usual paths, the methods below for the rest)
+        when they are this class's own; read when a chain is compiled, so what the
+        middleware holds by then is what they use."""
+        phases = super().phases
+        cls = type(self)
+        if phases is None or cls.on_request is not CORSMiddleware.on_request \
+                or cls.on_response is not CORSMiddleware.on_response \
+                or "on_request" in vars(self) or "on_response" in vars(self):
+            return phases
+        native = CorsPhases(self, dict(self.listed_fields), tuple(self.own_fields), _VARY_ORIGIN,
+                            self.explicit_origin)
+        return native.on_request, native.on_response
 
     def is_allowed_origin(self, origin: str) -> bool:
         if self.allow_all_origins or origin in self.allow_origins:
@@ -145,13 +166,17 @@ class CORSMiddleware(PhasedMiddleware):
                 else:  # add_vary's usual case, without its call
                     fields.append(_VARY_ORIGIN)
             return response
+        listed = self.listed_fields.get(origin)
         # is_allowed_origin, spelled out: a listed origin costs no call.
-        if origin in self.allow_origins or self.allow_all_origins or self.is_allowed_origin(origin):
+        if listed is not None or self.allow_all_origins or self.is_allowed_origin(origin):
             own = self.own_fields
             for name, _ in fields:
                 if name.lower() in own:
                     break
             else:  # none of ours there yet (the usual case): nothing to replace or merge
+                if listed is not None:
+                    fields.extend(listed)
+                    return response
                 fields.extend(self.simple_fields)
                 if self.explicit_origin:
                     fields.append((_ALLOW_ORIGIN, origin.encode("latin-1")))
