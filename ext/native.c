@@ -31,6 +31,8 @@ PyInit__native(void)
         goto error;
     if (catzilla_inline_init(module) < 0)
         goto error;
+    if (catzilla_pool_init(module) < 0)
+        goto error;
     return module;
 error:
     Py_DECREF(module);

@@ -13,6 +13,7 @@
  *   templates.c path templates matched segment by segment
  *   accesslog.c the access log's lines, formatted into one buffer
  *   inline.c   an inline `async def` handler's outcome, driven and encoded in one call
+ *   pool.c     the thread pool's hand-off both ways, and a def handler's job
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -29,6 +30,7 @@ int catzilla_binding_init(PyObject *module);
 int catzilla_templates_init(PyObject *module);
 int catzilla_accesslog_init(PyObject *module);
 int catzilla_inline_init(PyObject *module);
+int catzilla_pool_init(PyObject *module);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);

@@ -18,6 +18,11 @@ counts the jobs it submits and the results it delivers, and a pool thread's only
 its result on the deque, so the jobs not finished are `submitted - delivered -
 len(deque)`, read on the loop; the ones not yet taken are the queue's length. The lock
 guards only what changes rarely (threads starting and ending, the limit).
+
+The way there and back is a C Handoff (ext/pool.c): a pool thread's whole loop (take a job,
+run it, hand its result back, wake the loop if no wake-up is pending) and the loop's delivery
+are C calls, no Python frame of their own. `PyHandoff` below is that code in Python, the
+reference the tests compare it with.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ import threading
 import time
 import traceback
 import typing
+
+from .._native import Handoff
 
 __all__ = ["ThreadPool", "QueueTimeout", "DEFAULT_THREADS", "QUEUE_PER_THREAD", "thread_stacks"]
 
@@ -51,7 +58,72 @@ class QueueTimeout(Exception):
     thread and so was not run; `args` holds the job's arguments."""
 
 
+class PyHandoff:
+    """What _native.Handoff does, in Python: the reference (tests/test_pool_native.py)."""
+
+    def __init__(self, get: typing.Callable[[], typing.Any],
+                 finished: collections.deque[tuple[Done, typing.Any, BaseException | None]],
+                 wake: typing.Callable[..., typing.Any], stop: object,
+                 report: typing.Callable[[BaseException], None],
+                 traced: typing.Callable[[BaseException], BaseException]) -> None:
+        self.get, self.finished, self.wake, self.stop, self.report = get, finished, wake, stop, report
+        self.pending = False  # a wake-up is scheduled and has not started delivering
+        self.delivered = 0  # finished jobs handed to their `done` so far
+
+    def work(self, deliver: typing.Callable[[], None]) -> bool:
+        """A pool thread's loop: True when it takes `stop`, False when the loop has closed."""
+        get, finished, wake = self.get, self.finished, self.wake
+        while True:
+            job = get()
+            if job is self.stop:
+                return True
+            done, fn, args = job
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:  # handed to `done`, which decides what it means
+                result, error = None, exc
+            finished.append((done, result, error))  # the job is no longer pending from here
+            # Drop this thread's references: an idle thread must not keep its last response
+            # (megabytes, for a large one) alive until its next job.
+            job = args = result = error = None
+            # Order matters: append first, then look at the flag (see deliver).
+            if not self.pending:
+                self.pending = True
+                try:
+                    wake(deliver)
+                except RuntimeError:  # the loop has closed: nobody is waiting any more
+                    return False
+
+    def deliver(self) -> None:
+        """On the loop: every finished job handed to its `done(result, error)`."""
+        # Clear the flag before draining: a result appended after this line either gets
+        # drained below or schedules a new delivery; none can be stranded.
+        self.pending = False
+        finished = self.finished
+        while finished:
+            done, result, error = finished.popleft()
+            self.delivered += 1  # with the pop, before `done` may submit (see `pending`)
+            try:
+                done(result, error)
+            except Exception as exc:
+                self.report(exc)
+
+
+def _report(exc: BaseException) -> None:
+    logger.error("error while completing a thread pool job", exc_info=exc)
+
+
+def _traced(exc: BaseException) -> BaseException:
+    """`exc` with a traceback: one raised by C code alone, with no Python frame, has none."""
+    try:
+        raise exc
+    except BaseException as caught:
+        return caught
+
+
 class ThreadPool:
+    handoff = Handoff  # (PyHandoff in the tests that compare the two)
+
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int = DEFAULT_THREADS,
                  name: str = "catzilla-pool", *, max_queue: int | None = None,
                  queue_timeout: float = 0.0) -> None:
@@ -62,13 +134,14 @@ class ThreadPool:
         self._name = name
         self._jobs: queue.SimpleQueue[typing.Any] = queue.SimpleQueue()
         self._finished: collections.deque[tuple[Done, typing.Any, BaseException | None]] = collections.deque()
-        self._wakeup_pending = False
+        self._handoff = self.handoff(self._jobs.get, self._finished, loop.call_soon_threadsafe, _STOP,
+                                     _report, _traced)
+        self._deliver = self._handoff.deliver  # (read by each thread when it starts)
         self._threads: list[threading.Thread] = []
         self._named = 0  # threads started so far, for their names
         # Written on the loop's thread only (see the module's docstring): jobs submitted, and
-        # finished jobs handed to their `done`.
+        # (the handoff's `delivered`) finished jobs handed to their `done`.
         self._submitted = 0
-        self._delivered = 0
         self.abandoned = 0  # jobs still running whose callers gave up on them
         self.limit = size  # threads that may run: size, plus one per abandoned job (<= 2 x size)
         self._stopping = 0  # _STOPs queued to end surplus threads, not yet taken
@@ -84,7 +157,7 @@ class ThreadPool:
     @property
     def pending(self) -> int:
         """Jobs submitted and not finished: running, or waiting for a thread."""
-        return self._submitted - self._delivered - len(self._finished)
+        return self._submitted - self._handoff.delivered - len(self._finished)
 
     @property
     def queued(self) -> int:
@@ -99,12 +172,12 @@ class ThreadPool:
     @property
     def completed(self) -> int:
         """Jobs finished so far, for telling a hung pool (see stuck)."""
-        return self._delivered + len(self._finished)
+        return self._handoff.delivered + len(self._finished)
 
     def submit(self, done: Done, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> None:
         """Run `fn(*args)` in a pool thread, then `done(result, error)` on the loop. Called on
         the loop's thread, as `admit`, `abandon` and `reclaim` are (the counts' one writer)."""
-        ahead = self._submitted - self._delivered - len(self._finished)
+        ahead = self._submitted - self._handoff.delivered - len(self._finished)
         self._submitted += 1
         self._jobs.put((done, fn, args))
         if len(self._threads) <= ahead and len(self._threads) < self.limit:  # none free for it
@@ -112,7 +185,7 @@ class ThreadPool:
 
     def admit(self, done: Done, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> bool:
         """`submit`, unless `max_queue` jobs already wait for a thread: then False, at once."""
-        ahead = self._submitted - self._delivered - len(self._finished)  # a thread each, or waiting
+        ahead = self._submitted - self._handoff.delivered - len(self._finished)  # a thread each, or waiting
         if ahead >= self._capacity:
             return False
         self._submitted += 1
@@ -211,46 +284,13 @@ class ThreadPool:
         thread.start()
 
     def _work(self) -> None:
-        get, finished = self._jobs.get, self._finished
-        wake, deliver = self._loop.call_soon_threadsafe, self._deliver
-        while True:
-            job = get()
-            if job is _STOP:
-                with self._lock:
-                    self._stopping = max(0, self._stopping - 1)
-                    thread = threading.current_thread()
-                    if thread in self._threads:  # not after shutdown() has let go of them
-                        self._threads.remove(thread)
-                return
-            done, fn, args = job
-            try:
-                result, error = fn(*args), None
-            except BaseException as exc:  # handed to `done`, which decides what it means
-                result, error = None, exc
-            finished.append((done, result, error))  # the job is no longer pending from here
-            # Drop this thread's references: an idle thread must not keep its last response
-            # (megabytes, for a large one) alive until its next job.
-            job = args = result = error = None
-            # Order matters: append first, then look at the flag (see _deliver).
-            if not self._wakeup_pending:
-                self._wakeup_pending = True
-                try:
-                    wake(deliver)
-                except RuntimeError:  # the loop has closed: nobody is waiting any more
-                    return
-
-    def _deliver(self) -> None:
-        # Clear the flag before draining: a result appended after this line either gets
-        # drained below or schedules a new delivery; none can be stranded.
-        self._wakeup_pending = False
-        finished = self._finished
-        while finished:
-            done, result, error = finished.popleft()
-            self._delivered += 1  # with the pop, before `done` may submit (see `pending`)
-            try:
-                done(result, error)
-            except Exception:
-                logger.exception("error while completing a thread pool job")
+        if not self._handoff.work(self._deliver):
+            return  # the loop has closed
+        with self._lock:  # it took a _STOP
+            self._stopping = max(0, self._stopping - 1)
+            thread = threading.current_thread()
+            if thread in self._threads:  # not after shutdown() has let go of them
+                self._threads.remove(thread)
 
 
 def thread_stacks(idents: typing.Iterable[int]) -> str:
