@@ -1,8 +1,13 @@
 /* The thread pool's way there and back (catzilla/worker/pool.py), and a def handler's job
  * (catzilla/worker/executor.py), without Python frames.
  *
- * Handoff(get, finished, wake, stop, report, traced) is the hand-off between the loop and the pool threads:
+ * Handoff(get, put, finished, wake, stop, start, waiting, report, traced) is the hand-off
+ * between the loop and the pool threads, and the counts the pool is told apart by:
  *
+ *   admit(done, fn, *args) / submit(...)  on the loop: the job `(done, fn, args)` put on the
+ *                  queue (by waiting() when it will wait for a thread, and timed), a thread
+ *                  started by start() when none is free for it; admit() refuses (False) at
+ *                  `capacity`.
  *   work(deliver)  a pool thread's whole life: take a job `(done, fn, args)` with get(),
  *                  run fn(*args), append `(done, result, error)` to `finished`, and wake the
  *                  loop with wake(deliver) only if no wake-up is pending already. Returns
@@ -35,6 +40,7 @@ static PyObject *str_append, *str_popleft, *str_owed, *str_connection, *str_comp
 typedef struct {
     PyObject_HEAD
     PyObject *get;      /* the job queue's get() */
+    PyObject *put;      /* the job queue's put() */
     PyObject *finished; /* the deque of finished jobs */
     PyObject *append;   /* finished.append */
     PyObject *popleft;  /* finished.popleft */
@@ -42,8 +48,15 @@ typedef struct {
     PyObject *stop;     /* the job that ends a thread */
     PyObject *report;   /* report(exc): an error out of a done() callback, logged */
     PyObject *traced;   /* traced(exc) -> exc with a traceback: for one raised by C alone */
-    int pending;        /* a wake-up is scheduled and has not started delivering */
-    Py_ssize_t delivered;
+    PyObject *start;    /* start(): one more thread */
+    PyObject *waiting;  /* waiting(done, fn, args) -> the job of one that will wait (timed) */
+    char pending;       /* a wake-up is scheduled and has not started delivering */
+    char timed;         /* a job that waits for a thread is timed (--queue-timeout) */
+    /* The counts, written on the loop's thread (ThreadPool's docstring says why no lock) */
+    Py_ssize_t submitted, delivered;
+    Py_ssize_t threads;  /* threads started and not ended (ThreadPool keeps it, under its lock) */
+    Py_ssize_t limit;    /* threads that may run */
+    Py_ssize_t capacity; /* jobs running or waiting beyond which admit() refuses */
 } Handoff;
 
 /* The exception being raised, taken out of the thread state with its traceback attached
@@ -66,15 +79,19 @@ take_exception(void)
 static PyObject *
 Handoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    PyObject *get, *finished, *wake, *stop, *report, *traced;
-    static char *kwlist[] = {"get", "finished", "wake", "stop", "report", "traced", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO:Handoff", kwlist, &get, &finished, &wake,
-                                     &stop, &report, &traced))
+    PyObject *get, *put, *finished, *wake, *stop, *start, *waiting, *report, *traced;
+    static char *kwlist[] = {"get", "put", "finished", "wake", "stop", "start", "waiting", "report",
+                             "traced", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOO:Handoff", kwlist, &get, &put, &finished,
+                                     &wake, &stop, &start, &waiting, &report, &traced))
         return NULL;
     Handoff *self = (Handoff *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
     self->get = Py_NewRef(get);
+    self->put = Py_NewRef(put);
+    self->start = Py_NewRef(start);
+    self->waiting = Py_NewRef(waiting);
     self->finished = Py_NewRef(finished);
     self->wake = Py_NewRef(wake);
     self->stop = Py_NewRef(stop);
@@ -102,6 +119,82 @@ finish_job(Handoff *self, PyObject *done, PyObject *result, PyObject *error)
         return -1;
     Py_DECREF(appended);
     return 0;
+}
+
+/* Jobs submitted and not finished: running, or waiting for a thread. -1 on an error. */
+static Py_ssize_t
+jobs_ahead(Handoff *self)
+{
+    Py_ssize_t finished = PyObject_Length(self->finished);
+    return finished < 0 ? -1 : self->submitted - self->delivered - finished;
+}
+
+/* The job (done, fn, args) on the queue, and a thread started if none is free for it. */
+static PyObject *
+queue_job(Handoff *self, Py_ssize_t ahead, PyObject *const *args, Py_ssize_t nargs, int timed)
+{
+    PyObject *fn_args = PyTuple_New(nargs - 2), *job;
+    if (fn_args == NULL)
+        return NULL;
+    for (Py_ssize_t i = 2; i < nargs; i++)
+        PyTuple_SET_ITEM(fn_args, i - 2, Py_NewRef(args[i]));
+    if (timed) { /* no thread is free for it: it may wait, on a clock */
+        PyObject *const waiting[3] = {args[0], args[1], fn_args};
+        job = PyObject_Vectorcall(self->waiting, waiting, 3, NULL);
+    }
+    else {
+        job = PyTuple_Pack(3, args[0], args[1], fn_args);
+    }
+    Py_DECREF(fn_args);
+    if (job == NULL)
+        return NULL;
+    self->submitted++;
+    PyObject *put = PyObject_CallOneArg(self->put, job);
+    Py_DECREF(job);
+    if (put == NULL)
+        return NULL;
+    Py_DECREF(put);
+    if (self->threads <= ahead && self->threads < self->limit) { /* none free for it */
+        PyObject *started = PyObject_CallNoArgs(self->start);
+        if (started == NULL)
+            return NULL;
+        Py_DECREF(started);
+    }
+    Py_RETURN_TRUE;
+}
+
+/* submit(done, fn, *args): fn(*args) in a pool thread, then done(result, error) on the loop */
+static PyObject *
+Handoff_submit(Handoff *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError, "submit(done, fn, *args)");
+        return NULL;
+    }
+    Py_ssize_t ahead = jobs_ahead(self);
+    if (ahead < 0)
+        return NULL;
+    PyObject *queued = queue_job(self, ahead, args, nargs, 0);
+    if (queued == NULL)
+        return NULL;
+    Py_DECREF(queued);
+    Py_RETURN_NONE;
+}
+
+/* admit(done, fn, *args) -> bool: submit, unless the pool is at capacity (then False) */
+static PyObject *
+Handoff_admit(Handoff *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError, "admit(done, fn, *args)");
+        return NULL;
+    }
+    Py_ssize_t ahead = jobs_ahead(self); /* a thread each, or waiting */
+    if (ahead < 0)
+        return NULL;
+    if (ahead >= self->capacity)
+        Py_RETURN_FALSE;
+    return queue_job(self, ahead, args, nargs, ahead >= self->limit && self->timed);
 }
 
 /* work(deliver) -> True (took the stop job) or False (the loop has closed) */
@@ -203,6 +296,9 @@ static int
 Handoff_traverse(Handoff *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->get);
+    Py_VISIT(self->put);
+    Py_VISIT(self->start);
+    Py_VISIT(self->waiting);
     Py_VISIT(self->finished);
     Py_VISIT(self->append);
     Py_VISIT(self->popleft);
@@ -217,6 +313,9 @@ static int
 Handoff_clear(Handoff *self)
 {
     Py_CLEAR(self->get);
+    Py_CLEAR(self->put);
+    Py_CLEAR(self->start);
+    Py_CLEAR(self->waiting);
     Py_CLEAR(self->finished);
     Py_CLEAR(self->append);
     Py_CLEAR(self->popleft);
@@ -236,6 +335,10 @@ Handoff_dealloc(Handoff *self)
 }
 
 static PyMethodDef Handoff_methods[] = {
+    {"submit", (PyCFunction)(void (*)(void))Handoff_submit, METH_FASTCALL,
+     "submit(done, fn, *args): fn(*args) in a pool thread, then done(result, error) on the loop."},
+    {"admit", (PyCFunction)(void (*)(void))Handoff_admit, METH_FASTCALL,
+     "admit(done, fn, *args) -> bool: submit, unless the pool is at capacity: then False."},
     {"work", (PyCFunction)Handoff_work, METH_O,
      "work(deliver) -> True (took the stop job) or False (the loop has closed): a pool "
      "thread's loop."},
@@ -247,15 +350,22 @@ static PyMethodDef Handoff_methods[] = {
 static PyMemberDef Handoff_members[] = {
     {"pending", T_BOOL, offsetof(Handoff, pending), 0,
      "A wake-up of the loop is scheduled and has not started delivering."},
+    {"timed", T_BOOL, offsetof(Handoff, timed), 0,
+     "A job that has to wait for a thread is timed (waiting() makes its job)."},
+    {"submitted", T_PYSSIZET, offsetof(Handoff, submitted), 0, "Jobs submitted so far."},
     {"delivered", T_PYSSIZET, offsetof(Handoff, delivered), 0,
      "Finished jobs handed to their done() so far."},
+    {"threads", T_PYSSIZET, offsetof(Handoff, threads), 0, "Threads started and not ended."},
+    {"limit", T_PYSSIZET, offsetof(Handoff, limit), 0, "Threads that may run."},
+    {"capacity", T_PYSSIZET, offsetof(Handoff, capacity), 0,
+     "Jobs running or waiting beyond which admit() refuses."},
     {NULL},
 };
 
 static PyTypeObject HandoffType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "catzilla._native.Handoff",
-    .tp_doc = "Handoff(get, finished, wake, stop, report, traced): the thread pool's way there and back.",
+    .tp_doc = "Handoff(get, put, finished, wake, stop, start, waiting, report, traced): the thread pool's way there and back.",
     .tp_basicsize = sizeof(Handoff),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = Handoff_new,

@@ -59,16 +59,47 @@ class QueueTimeout(Exception):
 
 
 class PyHandoff:
-    """What _native.Handoff does, in Python: the reference (tests/test_pool_native.py)."""
+    """What _native.Handoff does, in Python: the reference (tests/test_pool_native.py).
 
-    def __init__(self, get: typing.Callable[[], typing.Any],
+    The hand-off between the loop and the pool threads, and the counts the pool is told
+    apart by: `admit` and `submit` (on the loop) put a job on the queue, `work` is a pool
+    thread's loop, `deliver` (on the loop) hands finished jobs to their `done`."""
+
+    def __init__(self, get: typing.Callable[[], typing.Any], put: typing.Callable[[typing.Any], None],
                  finished: collections.deque[tuple[Done, typing.Any, BaseException | None]],
-                 wake: typing.Callable[..., typing.Any], stop: object,
+                 wake: typing.Callable[..., typing.Any], stop: object, start: typing.Callable[[], None],
+                 waiting: typing.Callable[..., typing.Any],
                  report: typing.Callable[[BaseException], None],
                  traced: typing.Callable[[BaseException], BaseException]) -> None:
-        self.get, self.finished, self.wake, self.stop, self.report = get, finished, wake, stop, report
+        self.get, self.put, self.finished, self.wake, self.stop = get, put, finished, wake, stop
+        self.start, self.waiting, self.report = start, waiting, report
         self.pending = False  # a wake-up is scheduled and has not started delivering
-        self.delivered = 0  # finished jobs handed to their `done` so far
+        self.timed = False  # a job that has to wait for a thread is timed (waiting() makes it)
+        # Written on the loop's thread (see ThreadPool's docstring): jobs submitted, finished
+        # jobs handed to their `done`; threads started and not ended (ThreadPool keeps it).
+        self.submitted = self.delivered = self.threads = 0
+        self.limit = 0  # threads that may run
+        self.capacity = 0  # jobs running or waiting beyond which `admit` refuses
+
+    def submit(self, done: Done, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> None:
+        ahead = self.submitted - self.delivered - len(self.finished)
+        self._queue(ahead, (done, fn, args))
+
+    def admit(self, done: Done, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> bool:
+        ahead = self.submitted - self.delivered - len(self.finished)  # a thread each, or waiting
+        if ahead >= self.capacity:
+            return False
+        if ahead < self.limit or not self.timed:  # a thread is free for it: no wait
+            self._queue(ahead, (done, fn, args))
+        else:
+            self._queue(ahead, self.waiting(done, fn, args))
+        return True
+
+    def _queue(self, ahead: int, job: tuple[Done, typing.Any, typing.Any]) -> None:
+        self.submitted += 1
+        self.put(job)
+        if self.threads <= ahead and self.threads < self.limit:  # none free for it
+            self.start()
 
     def work(self, deliver: typing.Callable[[], None]) -> bool:
         """A pool thread's loop: True when it takes `stop`, False when the loop has closed."""
@@ -123,6 +154,13 @@ def _traced(exc: BaseException) -> BaseException:
 
 class ThreadPool:
     handoff = Handoff  # (PyHandoff in the tests that compare the two)
+    # Called on the loop's thread, as `abandon` and `reclaim` are (the counts' one writer):
+    submit: typing.Callable[..., None]
+    """submit(done, fn, *args): run `fn(*args)` in a pool thread, then `done(result, error)`
+    on the loop."""
+    admit: typing.Callable[..., bool]
+    """admit(done, fn, *args) -> bool: `submit`, unless `max_queue` jobs already wait for a
+    thread: then False, at once."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int = DEFAULT_THREADS,
                  name: str = "catzilla-pool", *, max_queue: int | None = None,
@@ -134,30 +172,34 @@ class ThreadPool:
         self._name = name
         self._jobs: queue.SimpleQueue[typing.Any] = queue.SimpleQueue()
         self._finished: collections.deque[tuple[Done, typing.Any, BaseException | None]] = collections.deque()
-        self._handoff = self.handoff(self._jobs.get, self._finished, loop.call_soon_threadsafe, _STOP,
-                                     _report, _traced)
-        self._deliver = self._handoff.deliver  # (read by each thread when it starts)
+        # The counts (submitted, delivered, threads, limit, capacity) are the handoff's.
+        self._handoff = handoff = self.handoff(self._jobs.get, self._jobs.put, self._finished,
+                                               loop.call_soon_threadsafe, _STOP, self._start_thread,
+                                               self._waiting, _report, _traced)
+        self.submit, self.admit = handoff.submit, handoff.admit  # no frame of their own
+        self._deliver = handoff.deliver  # (read by each thread when it starts)
         self._threads: list[threading.Thread] = []
         self._named = 0  # threads started so far, for their names
-        # Written on the loop's thread only (see the module's docstring): jobs submitted, and
-        # (the handoff's `delivered`) finished jobs handed to their `done`.
-        self._submitted = 0
         self.abandoned = 0  # jobs still running whose callers gave up on them
-        self.limit = size  # threads that may run: size, plus one per abandoned job (<= 2 x size)
         self._stopping = 0  # _STOPs queued to end surplus threads, not yet taken
         # Jobs that may wait for a thread before `admit` refuses one; None: no bound.
         self.max_queue = sys.maxsize if max_queue is None else max_queue
         self.queue_timeout = queue_timeout  # seconds an admitted job may wait; 0: no limit
-        # Jobs run or waiting beyond which `admit` refuses: a thread each for `limit` of them,
-        # and `max_queue` waiting with no thread to take them.
-        self._capacity = self.limit + self.max_queue
+        handoff.timed = bool(queue_timeout)
+        self._set_limit()
         self._lock = threading.Lock()  # guards _threads and _stopping, off the hot path
         self._saturated: tuple[int, float] | None = None  # see stuck
 
     @property
+    def limit(self) -> int:
+        """Threads that may run: size, plus one per abandoned job (<= 2 x size)."""
+        return self._handoff.limit
+
+    @property
     def pending(self) -> int:
         """Jobs submitted and not finished: running, or waiting for a thread."""
-        return self._submitted - self._handoff.delivered - len(self._finished)
+        handoff = self._handoff
+        return handoff.submitted - handoff.delivered - len(self._finished)
 
     @property
     def queued(self) -> int:
@@ -174,28 +216,10 @@ class ThreadPool:
         """Jobs finished so far, for telling a hung pool (see stuck)."""
         return self._handoff.delivered + len(self._finished)
 
-    def submit(self, done: Done, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> None:
-        """Run `fn(*args)` in a pool thread, then `done(result, error)` on the loop. Called on
-        the loop's thread, as `admit`, `abandon` and `reclaim` are (the counts' one writer)."""
-        ahead = self._submitted - self._handoff.delivered - len(self._finished)
-        self._submitted += 1
-        self._jobs.put((done, fn, args))
-        if len(self._threads) <= ahead and len(self._threads) < self.limit:  # none free for it
-            self._start_thread()
-
-    def admit(self, done: Done, fn: typing.Callable[..., typing.Any], *args: typing.Any) -> bool:
-        """`submit`, unless `max_queue` jobs already wait for a thread: then False, at once."""
-        ahead = self._submitted - self._handoff.delivered - len(self._finished)  # a thread each, or waiting
-        if ahead >= self._capacity:
-            return False
-        self._submitted += 1
-        if ahead < self.limit or not self.queue_timeout:  # a thread is free for it: no wait
-            self._jobs.put((done, fn, args))
-        else:
-            self._jobs.put((done, self._unless_stale, (time.monotonic(), fn, args)))
-        if len(self._threads) <= ahead and len(self._threads) < self.limit:  # none free for it
-            self._start_thread()
-        return True
+    def _waiting(self, done: Done, fn: typing.Callable[..., typing.Any],
+                 args: tuple[typing.Any, ...]) -> tuple[Done, typing.Any, typing.Any]:
+        """The job of one admitted with no thread free for it: timed from now."""
+        return done, self._unless_stale, (time.monotonic(), fn, args)
 
     def _unless_stale(self, since: float, fn: typing.Callable[..., typing.Any],
                       args: tuple[typing.Any, ...]) -> typing.Any:
@@ -223,8 +247,11 @@ class ThreadPool:
                 self._jobs.put(_STOP)
 
     def _set_limit(self) -> None:
-        self.limit = self.size + min(self.abandoned, self.size)
-        self._capacity = self.limit + self.max_queue
+        handoff = self._handoff
+        handoff.limit = limit = self.size + min(self.abandoned, self.size)
+        # Jobs run or waiting beyond which `admit` refuses: a thread each for `limit` of them,
+        # and `max_queue` waiting with no thread to take them.
+        handoff.capacity = min(limit + self.max_queue, sys.maxsize)
 
     def stuck(self, longer_than: float) -> list[int]:
         """Once a tick: when every thread the pool may run has been busy on one job for
@@ -275,12 +302,14 @@ class ThreadPool:
                 thread.join()
         with self._lock:
             self._threads.clear()
+            self._handoff.threads = 0
 
     def _start_thread(self) -> None:
         with self._lock:
             thread = threading.Thread(target=self._work, name=f"{self._name}-{self._named}", daemon=True)
             self._named += 1
             self._threads.append(thread)
+            self._handoff.threads = len(self._threads)
         thread.start()
 
     def _work(self) -> None:
@@ -291,6 +320,7 @@ class ThreadPool:
             thread = threading.current_thread()
             if thread in self._threads:  # not after shutdown() has let go of them
                 self._threads.remove(thread)
+                self._handoff.threads = len(self._threads)
 
 
 def thread_stacks(idents: typing.Iterable[int]) -> str:
