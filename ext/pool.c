@@ -17,8 +17,9 @@
  *                  `done(result, error)`, counting each in `delivered` before its call.
  *
  * Step for step what pool.PyHandoff, the reference, does (tests/test_pool_native.py runs the
- * pool's scenarios on both). Every field is touched with the GIL held, as the Python
- * version's attributes are.
+ * pool's scenarios on both). The counts have one writer each (see ThreadPool), and the
+ * wake-up flag, the one field both sides write, is an atomic byte between two fences: a
+ * result appended just as the loop clears it is seen by one of them, GIL or not.
  *
  * SyncJob(current_request, json_type, encode, settle, failure, reference) is
  * executor._run_sync, the job of a def route, for its usual case: nothing bound but the
@@ -239,9 +240,10 @@ Handoff_work(Handoff *self, PyObject *deliver)
         Py_DECREF(job);
         if (failed < 0)
             return NULL;
-        /* Order matters: append first, then look at the flag (see deliver). */
-        if (!self->pending) {
-            self->pending = 1;
+        /* Order matters: append first, then look at the flag (see deliver). The fences
+         * and the exchange keep that order without the GIL too (free-threaded builds). */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (!__atomic_exchange_n(&self->pending, 1, __ATOMIC_SEQ_CST)) {
             PyObject *woken = PyObject_CallOneArg(self->wake, deliver);
             if (woken == NULL) {
                 if (!PyErr_ExceptionMatches(PyExc_RuntimeError))
@@ -260,7 +262,8 @@ Handoff_deliver(Handoff *self, PyObject *Py_UNUSED(ignored))
 {
     /* Clear the flag before draining: a result appended after this line either gets
      * drained below or schedules a new delivery; none can be stranded. */
-    self->pending = 0;
+    __atomic_store_n(&self->pending, 0, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     while (PyObject_Length(self->finished) > 0) {
         PyObject *entry = PyObject_CallNoArgs(self->popleft);
         if (entry == NULL)
