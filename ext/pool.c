@@ -28,13 +28,18 @@
  * arguments or the handler takes no request, `settle` for any other result, `failure` for
  * an exception, so the outcome is always the one _run_sync gives (tests/test_pool_native.py
  * compares them).
+ *
+ * SyncDone(reference) is Executor._sync_done, the `done` of that job, for its usual outcome
+ * (no error, still owed, bytes made): exchange.connection.complete(exchange, response, data)
+ * with no frame between; anything else to `reference`.
  */
 #include "native.h"
 
 #include <structmember.h>
 
-static PyObject *str_append, *str_popleft, *str_owed, *str_connection, *str_complete, *str_request, *str_route, *str_binding,
-    *str_pass_request, *str_endpoint, *str_common, *str_head_only, *str_response, *str_data;
+static PyObject *str_append, *str_popleft, *str_owed, *str_connection, *str_complete, *str_request,
+    *str_route, *str_binding, *str_pass_request, *str_endpoint, *str_common, *str_head_only,
+    *str_response, *str_data;
 
 /* ---- the hand-off ---------------------------------------------------------------------- */
 
@@ -637,7 +642,7 @@ SyncDone_vectorcall(SyncDone *self, PyObject *const *args, size_t nargsf, PyObje
     if (connection == NULL)
         goto cleanup;
     PyObject *const call[4] = {connection, exchange, response, data};
-    out = PyObject_VectorcallMethod(str_complete, call, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    out = PyObject_VectorcallMethod(str_complete, call, 4, NULL);
 cleanup:
     Py_XDECREF(data);
     Py_XDECREF(response);
