@@ -39,6 +39,8 @@ PyInit__native(void)
         goto error;
     if (catzilla_cors_init(module) < 0)
         goto error;
+    if (catzilla_pool_init(module) < 0)
+        goto error;
     return module;
 error:
     Py_DECREF(module);

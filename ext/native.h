@@ -17,6 +17,7 @@
  *   chain.c    a compiled chain run and its response (header fields too) encoded in one call
  *   fields.c   a response's header view, and setting a field in it
  *   cors.c     CORSMiddleware's halves on their usual paths
+ *   pool.c     the thread pool's hand-off both ways, and a def handler's job
  */
 #ifndef CATZILLA_NATIVE_H
 #define CATZILLA_NATIVE_H
@@ -37,6 +38,7 @@ int catzilla_connection_init(PyObject *module);
 int catzilla_chain_init(PyObject *module);
 int catzilla_fields_init(PyObject *module);
 int catzilla_cors_init(PyObject *module);
+int catzilla_pool_init(PyObject *module);
 
 /* exchange.c: Exchange(connection, request, route, common, head_only, keep_alive, row, started). */
 PyObject *catzilla_exchange_new(PyObject *const fields[8]);

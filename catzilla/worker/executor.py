@@ -30,11 +30,11 @@ from contextvars import copy_context
 from ..background_tasks import current_request, inline
 from ..binding import BadRequest
 from ..errors import HTTPException, RequestValidationError
-from .._native import Suspended, drive, finish_inline, run_chain
+from .._native import Suspended, SyncDone, SyncJob, drive, encode, finish_inline, run_chain
 from ..kinds import HandlerKind
 from ..pipeline import refusal
 from ..request import Request
-from ..responses import Response, error_response, to_response
+from ..responses import JSONResponse, Response, error_response, to_response
 from ..routing import Route
 from .exchange import Exchange
 from .pool import QueueTimeout
@@ -171,6 +171,8 @@ class Executor:
         self.pipeline_tasks = 0  # of which chains around a def handler (their job counts too)
         # Refusals since the last report, by cause (the tick logs one line, not one each).
         self.refused = {"max-queue": 0, "limit-concurrency": 0, "queue-timeout": 0}
+        # A def route's job's `done`: _sync_done, its usual case without a frame (ext/pool.c).
+        self._sync_job_done = SyncDone(self._sync_done)
         # Routes whose handler run_inline runs straight from the connection, without start,
         # each with whether its handler takes the request: see prepare (decided once per
         # route, when the worker starts; ext/connection.c reads it too).
@@ -242,7 +244,7 @@ class Executor:
         if kind is SYNC:
             exchange.owed = True  # before the job exists: its thread checks it
             # Context.run unbound, the copy its first argument: no bound method made per job.
-            if not self.pool.admit(self._sync_done, run_in, copy_context(), _run_sync, exchange, kwargs):
+            if not self.pool.admit(self._sync_job_done, run_in, copy_context(), run_sync, exchange, kwargs):
                 exchange.owed = False
                 self._refuse(exchange, "max-queue")
         elif kind is ASYNC_INLINE:
@@ -467,7 +469,11 @@ class Executor:
 
 def _run_sync(exchange: Exchange, kwargs: dict[str, typing.Any] | None) -> Exchange:
     """In a pool thread, inside a copy of the loop's context: the handler and its
-    serialisation, so the loop only writes the bytes. The outcome goes into the exchange."""
+    serialisation, so the loop only writes the bytes. The outcome goes into the exchange.
+
+    The reference of `run_sync` (_native.SyncJob, ext/pool.c), which does the usual case
+    (nothing bound but the request, a JSONResponse back) without a Python frame and hands
+    anything else back to this function, `_settle` or `failure`."""
     if not exchange.owed:  # timed out while it waited: nobody wants it run
         return exchange
     request = exchange.request
@@ -478,6 +484,16 @@ def _run_sync(exchange: Exchange, kwargs: dict[str, typing.Any] | None) -> Excha
             result = route.endpoint(request)
         else:
             result = invoke(route, request, kwargs)
+    except HANDLER_ERRORS as exc:
+        exchange.response, exchange.data = failure(exchange, exc)
+        return exchange
+    return _settle(exchange, result)
+
+
+def _settle(exchange: Exchange, result: typing.Any) -> Exchange:
+    """What a def handler returned, made a response and encoded into the exchange (or, an
+    awaitable, left in it for the loop)."""
+    try:
         # A Response first: the Awaitable ABC's check costs a Python frame of its own.
         if not isinstance(result, Response):
             if inspect.isawaitable(result):
@@ -489,6 +505,9 @@ def _run_sync(exchange: Exchange, kwargs: dict[str, typing.Any] | None) -> Excha
     except HANDLER_ERRORS as exc:
         exchange.response, exchange.data = failure(exchange, exc)
     return exchange
+
+
+run_sync = SyncJob(current_request, JSONResponse, encode, _settle, failure, _run_sync)
 
 
 def _abandon_if_cancelled(pool: typing.Any) -> typing.Callable[[asyncio.Future[typing.Any]], None]:
