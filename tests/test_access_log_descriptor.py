@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -184,3 +185,37 @@ def test_lines_beyond_the_backlog_are_dropped_and_counted():
     dropped = int(notice.split("access log: ")[1].split()[0])
     assert dropped > 0 and written + dropped == 3000, (written, dropped)
     assert text.count('"GET /after HTTP/1.1" 404') == 100
+
+
+def test_lines_on_the_real_clocks_say_the_time_and_duration_python_would(tmp_path):
+    """With time.time and time.perf_counter not replaced, the C side reads the clocks itself:
+    the line's second and milliseconds lie between time.time() before and after, and the
+    duration is the perf_counter() span."""
+    import datetime
+
+    from catzilla._native import Exchange
+    from catzilla.datastructures import Address
+    from catzilla.request import Request
+
+    with logging_to("json", str(tmp_path / "a.log")):
+        loop = asyncio.new_event_loop()
+        access = AccessLog(loop)
+
+        class Connection:
+            __slots__ = ("client", "client_text")
+
+        connection = Connection()
+        connection.client, connection.client_text = Address("127.0.0.1", 1), "127.0.0.1:1"
+        for _ in range(20):
+            before = time.time()
+            exchange = Exchange(connection, Request("GET", "/x", client=connection.client), None, b"", False, True, 0,
+                                time.perf_counter() - 0.25)
+            access.exchange(exchange, 200, 2)
+            span = (time.perf_counter() - exchange.started) * 1000.0
+            after = time.time()
+            entry = json.loads(access._take())
+            stamp = datetime.datetime.strptime(entry["time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+            stamp = stamp.replace(tzinfo=datetime.timezone.utc).timestamp()
+            assert int(before * 1000) / 1000 <= stamp <= after, (before, entry["time"], after)
+            assert 250.0 <= entry["duration_ms"] <= span + 0.001
+        loop.close()
