@@ -219,3 +219,22 @@ def test_lines_on_the_real_clocks_say_the_time_and_duration_python_would(tmp_pat
             assert int(before * 1000) / 1000 <= stamp <= after, (before, entry["time"], after)
             assert 250.0 <= entry["duration_ms"] <= span + 0.001
         loop.close()
+
+
+def test_the_descriptor_is_given_back(tmp_path):
+    """decide() again closes the previous descriptor; an AccessLog collected closes its own
+    (a TestClient per test makes a worker, and an AccessLog, each time)."""
+    import gc
+
+    with logging_to("text", str(tmp_path / "a.log")):
+        loop = asyncio.new_event_loop()
+        gc.collect()  # earlier tests' AccessLogs
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(20):
+            access = AccessLog(loop)
+            access.decide()
+            assert access.way == "descriptor"
+            del access
+        gc.collect()
+        assert len(os.listdir("/proc/self/fd")) == before
+        loop.close()

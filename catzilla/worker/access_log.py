@@ -50,6 +50,7 @@ import select
 import stat
 import time
 import typing
+import weakref
 
 import orjson
 
@@ -121,6 +122,8 @@ class AccessLog:
             destination = _destination(handler)
             if destination is not None:
                 self._fd, mode = destination
+                # given back by decide() or _close(), else when this AccessLog is collected
+                self._closer = weakref.finalize(self, os.close, self._fd)
                 native.output(self._fd, mode, self.backlog, self)
                 self.way = "descriptor"
         else:
@@ -309,7 +312,7 @@ class AccessLog:
         self._watch(False)
         assert self._native is not None
         self._native.output(-1, ACCESS_OUT_WRITE, 0, None)
-        os.close(self._fd)
+        self._closer()  # os.close, once
         self._fd = -1
 
     # -- called by AccessLines.write (ext/accesslog.c)
