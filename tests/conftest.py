@@ -161,6 +161,34 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body
 
 
+def read_responses(sock: socket.socket, count: int, timeout: float = 5.0) -> list[tuple[bytes, bytes]]:
+    """Read `count` Content-Length framed responses (or fewer, if the server closes or goes
+    quiet for `timeout`): pipelined responses may arrive in one read, which read_response
+    refuses."""
+    sock.settimeout(timeout)
+    data, responses = b"", []
+    while len(responses) < count:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if sep:
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(rest) >= length:
+                responses.append((head, rest[:length]))
+                data = rest[length:]
+                continue
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return responses
+
+
 @pytest.fixture
 def serve() -> Iterator:
     """Factory fixture: `server = serve("module:app", "--threads", "8")`."""

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from conftest import run_server
+from conftest import read_responses, run_server
 
 TIMEOUT = 5.0
 
@@ -128,32 +128,6 @@ def test_keep_alive_timeout_zero_closes_after_each_response():
 
 
 # -- request smuggling and RFC gaps ---------------------------------------------------------
-
-def read_responses(sock: socket.socket, count: int, timeout: float = TIMEOUT) -> list[tuple[bytes, bytes]]:
-    """Read `count` Content-Length framed responses (or fewer, if the server closes)."""
-    sock.settimeout(timeout)
-    data, responses = b"", []
-    while len(responses) < count:
-        head, sep, rest = data.partition(b"\r\n\r\n")
-        if sep:
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(rest) >= length:
-                responses.append((head, rest[:length]))
-                data = rest[length:]
-                continue
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return responses
-
 
 def closed_after(sock: socket.socket, timeout: float = TIMEOUT) -> bool:
     sock.settimeout(timeout)
