@@ -310,6 +310,11 @@ class Config:
                                     "(reopened on SIGUSR1, for logrotate).", _optional_str)
     access_log: bool = _setting(True, "Log one line per request (logger catzilla.access).",
                                 _bool, flag=True)
+    access_log_backlog: int = _setting(4 * 1024 * 1024, "Bytes of access lines a worker keeps for a "
+                                       "log reader that falls behind (a full pipe); beyond, lines "
+                                       "are dropped, and counted in a warning.", int)
+    access_log_drain: float = _setting(5.0, "Seconds a stopping worker waits for a slow log reader "
+                                       "to take its last access lines.", float)
 
     def tcp_addresses(self) -> list[tuple[str, int]]:
         """Where to listen over TCP: --bind, else --host/--port, else (unless a Unix socket

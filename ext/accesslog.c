@@ -13,12 +13,25 @@
  * d * 10 and d * 1000 are exact in an x87 long double (53 + 3 and 53 + 7 significant bits
  * of 64), and rintl() rounds half to even, so the digits come from one integer. Where long
  * double is narrower, every line goes to the reference.
+ *
+ * Writing (write()): where the lines go straight to a descriptor (AccessLog.decide chose one,
+ * output()), the burst is written from here, scheduled once per loop iteration with its
+ * first line: no Python frame, lock or text layer per iteration. A reader that is slow (a
+ * full non-blocking pipe, EAGAIN) leaves the rest in the buffer, written when the descriptor
+ * is writable again (the owner's _watch); lines beyond backlog_max bytes are dropped and
+ * counted, so a stuck reader costs neither the loop nor unbounded memory.
  */
 #include "native.h"
 
+#include <errno.h>
 #include <float.h>
-#include <structmember.h>
+#include <limits.h>
 #include <math.h>
+#include <string.h>
+#include <structmember.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #if LDBL_MANT_DIG >= 64
 #define EXACT_DURATIONS 1
@@ -31,10 +44,32 @@
 /* A buffer grown beyond this by a burst is given back once written. */
 #define KEEP_CAPACITY (1 << 20)
 
+/* How write() reaches its descriptor (output()'s mode). */
+#define OUT_WRITE 0 /* write(2): a file, a terminal */
+#define OUT_PIPE 1  /* write(2) in pieces of at most PIPE_BUF that end a line: atomic, so a
+                     * partial write never splits a line, nor do other workers' writes */
+#define OUT_SEND 2  /* send(2) with MSG_DONTWAIT: a socket (systemd's journal stream) */
+
 static PyObject *str_time;               /* "time" */
 static PyObject *str_data;               /* "_data" */
 static PyObject *str_request_id;         /* "request_id" */
 static PyObject *str_client_text_method; /* "_client_text" */
+/* time.time and time.perf_counter as the time module made them: while a line's clocks are
+ * these (not a test's), they are read here, with what they return to Python. */
+static PyObject *genuine_time, *genuine_perf_counter;
+
+/* The seconds of a clock as time.time() (CLOCK_REALTIME) or time.perf_counter()
+ * (CLOCK_MONOTONIC) return them: pytime.c's nanoseconds, then _PyTime_AsSecondsDouble. */
+static double
+clock_seconds(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    if (ns % 1000000000LL == 0)
+        return (double)(ns / 1000000000LL);
+    return (double)ns / 1e9;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -54,6 +89,18 @@ typedef struct {
     char *buf;
     Py_ssize_t len;
     Py_ssize_t cap;
+    /* where write() sends buf[sent:len] (output()); fd -1: the Python side takes the lines */
+    int fd;
+    int mode;               /* OUT_WRITE, OUT_PIPE, OUT_SEND */
+    int surrogates;         /* a line since the last write() is not UTF-8 (a lone surrogate) */
+    int slow;               /* the reader left bytes behind (EAGAIN): a backlog is held */
+    int watching;           /* the owner watches fd for write() */
+    Py_ssize_t sent;        /* bytes of buf already written */
+    Py_ssize_t backlog_max; /* bytes held for a slow reader; beyond, lines are dropped */
+    Py_ssize_t dropped;     /* lines dropped since the last report */
+    PyObject *owner;        /* the AccessLog: _watch(on), _write_text(), _dropped(n), _failed(errno) */
+    PyObject *python_flush; /* the flush given at construction (fd -1) */
+    PyObject *write_method; /* self.write, scheduled instead while fd >= 0 */
 } AccessLines;
 
 /* ---- the buffer ------------------------------------------------------------------------ */
@@ -84,6 +131,18 @@ reserve(AccessLines *self, Py_ssize_t more)
     self->buf = buf;
     self->cap = cap;
     return 0;
+}
+
+/* The buffer empty, given back if a burst grew it large. */
+static void
+emptied(AccessLines *self)
+{
+    self->len = self->sent = 0;
+    if (self->cap > KEEP_CAPACITY) {
+        PyMem_Free(self->buf);
+        self->buf = NULL;
+        self->cap = 0;
+    }
 }
 
 /* ---- reading the fields of an Exchange ----------------------------------------------------
@@ -368,17 +427,25 @@ reference_line(AccessLines *self, double fraction, PyObject *client, PyObject *m
         PyErr_SetString(PyExc_TypeError, "the access log's reference returned no str");
         goto cleanup;
     }
-    /* surrogatepass both ways (take() decodes so): any str comes back as it was */
-    encoded = PyUnicode_AsEncodedString(line, "utf-8", "surrogatepass");
-    if (encoded == NULL)
-        goto cleanup;
-    Py_ssize_t len = PyBytes_GET_SIZE(encoded);
+    /* surrogatepass both ways (take() decodes so): any str comes back as it was; a line
+     * that is not UTF-8 is written by the Python side (write()) */
+    Py_ssize_t len;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(line, &len);
+    if (utf8 == NULL) {
+        PyErr_Clear();
+        self->surrogates = 1;
+        encoded = PyUnicode_AsEncodedString(line, "utf-8", "surrogatepass");
+        if (encoded == NULL)
+            goto cleanup;
+        utf8 = PyBytes_AS_STRING(encoded);
+        len = PyBytes_GET_SIZE(encoded);
+    }
     if (len == PY_SSIZE_T_MAX || reserve(self, len + 1) < 0) {
         if (!PyErr_Occurred())
             PyErr_NoMemory();
         goto cleanup;
     }
-    memcpy(self->buf + self->len, PyBytes_AS_STRING(encoded), (size_t)len);
+    memcpy(self->buf + self->len, utf8, (size_t)len);
     self->buf[self->len + len] = '\n';
     self->len += len + 1;
     result = 0;
@@ -397,17 +464,28 @@ begin_line(AccessLines *self)
 {
     double fraction = -1.0;
     PyObject *clock = NULL, *now = NULL, *made = NULL, *scheduled = NULL;
-    clock = PyObject_GetAttr(self->time_module, str_time);
-    if (clock == NULL)
-        goto cleanup;
-    now = PyObject_CallNoArgs(clock);
-    if (now == NULL)
-        goto cleanup;
-    double t = PyFloat_AsDouble(now);
-    if (t == -1.0 && PyErr_Occurred())
-        goto cleanup;
+    double t;
+    if (PyModule_CheckExact(self->time_module)
+            && PyDict_GetItemWithError(PyModule_GetDict(self->time_module), str_time) == genuine_time) {
+        t = clock_seconds(CLOCK_REALTIME);
+    }
+    else {
+        if (PyErr_Occurred())
+            goto cleanup;
+        clock = PyObject_GetAttr(self->time_module, str_time);
+        if (clock == NULL)
+            goto cleanup;
+        now = PyObject_CallNoArgs(clock);
+        if (now == NULL)
+            goto cleanup;
+        t = PyFloat_AsDouble(now);
+        if (t == -1.0 && PyErr_Occurred())
+            goto cleanup;
+    }
     double part = t - self->start;
     if (!(part >= 0.0 && part < 1.0)) { /* a new second (or the clock was set back) */
+        if (now == NULL && (now = PyFloat_FromDouble(t)) == NULL)
+            goto cleanup;
         made = PyObject_CallOneArg(self->new_second, now);
         if (made == NULL)
             goto cleanup;
@@ -433,6 +511,10 @@ static int
 add_line(AccessLines *self, PyObject *client, PyObject *method, PyObject *path, PyObject *version,
          PyObject *status, PyObject *size, double duration, PyObject *duration_o, PyObject *request_id)
 {
+    if (self->slow && self->len - self->sent > self->backlog_max) { /* a stuck reader: counted, not kept */
+        self->dropped++;
+        return 0;
+    }
     double fraction = begin_line(self);
     if (fraction == -1.0 && PyErr_Occurred())
         return -1;
@@ -520,9 +602,15 @@ lines_exchange(AccessLines *self, PyObject *const *args, Py_ssize_t nargs)
         else if ((request_id = PyObject_CallMethod(data, "get", "O", str_request_id)) == NULL)
             goto cleanup;
     }
-    if ((now = PyObject_CallNoArgs(self->perf_counter)) == NULL)
-        goto cleanup;
-    double t = PyFloat_AsDouble(now), begun = PyFloat_AsDouble(started);
+    double t;
+    if (self->perf_counter == genuine_perf_counter)
+        t = clock_seconds(CLOCK_MONOTONIC);
+    else {
+        if ((now = PyObject_CallNoArgs(self->perf_counter)) == NULL)
+            goto cleanup;
+        t = PyFloat_AsDouble(now);
+    }
+    double begun = PyFloat_AsDouble(started);
     if (PyErr_Occurred())
         goto cleanup;
     if (add_line(self, client_text, method, path, version, args[1], args[2], (t - begun) * 1000.0, NULL,
@@ -600,20 +688,167 @@ lines_reset(AccessLines *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* take() -> the lines gathered (each with its end), or None; the buffer is emptied. */
+/* take() -> the lines gathered (each with its end) and not yet written, or None; the buffer
+ * is emptied. */
 static PyObject *
 lines_take(AccessLines *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->len == 0)
         Py_RETURN_NONE;
-    PyObject *text = PyUnicode_DecodeUTF8(self->buf, self->len, "surrogatepass");
-    self->len = 0;
-    if (self->cap > KEEP_CAPACITY) {
-        PyMem_Free(self->buf);
-        self->buf = NULL;
-        self->cap = 0;
-    }
+    PyObject *text = PyUnicode_DecodeUTF8(self->buf + self->sent, self->len - self->sent, "surrogatepass");
+    emptied(self);
+    self->surrogates = 0;
     return text;
+}
+
+/* ---- writing to a descriptor ------------------------------------------------------------ */
+
+/* owner.<name>(*args): its result dropped; -1 with its exception. */
+static int
+call_owner(AccessLines *self, const char *name, PyObject *arg)
+{
+    PyObject *result = arg == NULL ? PyObject_CallMethod(self->owner, name, NULL)
+                                   : PyObject_CallMethod(self->owner, name, "O", arg);
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* The lines in buf[from:to]. */
+static Py_ssize_t
+count_lines(const char *buf, Py_ssize_t from, Py_ssize_t to)
+{
+    Py_ssize_t n = 0;
+    for (const char *p = buf + from, *end = buf + to; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* write() -> the bytes still waiting for a slow reader: the lines gathered, written to the
+ * descriptor output() named as far as it takes them without waiting (a blocking file or
+ * terminal takes them all). Scheduled by the first line of a burst; the owner's _watch calls
+ * it again when a slow reader has made room. */
+static PyObject *
+lines_write(AccessLines *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->fd < 0 || self->len == 0)
+        return PyLong_FromLong(0);
+    if (self->surrogates) {
+        self->surrogates = 0;
+        if (self->sent == 0) { /* lines the stream's encoder must write (take() + the handler) */
+            if (call_owner(self, "_write_text", NULL) < 0)
+                return NULL;
+            return PyLong_FromSsize_t(self->len - self->sent);
+        }
+    }
+    while (self->sent < self->len) {
+        const char *p = self->buf + self->sent;
+        size_t n = (size_t)(self->len - self->sent);
+        if (self->mode == OUT_PIPE && n > PIPE_BUF) {
+            const char *end = memrchr(p, '\n', PIPE_BUF);
+            n = end != NULL ? (size_t)(end - p) + 1 : PIPE_BUF; /* (a line longer than PIPE_BUF: in pieces) */
+        }
+        ssize_t written = self->mode == OUT_SEND ? send(self->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL)
+                                                 : write(self->fd, p, n);
+        if (written < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            /* a reader gone (EPIPE), a full disk: these lines cannot be written; said once */
+            PyObject *error = PyLong_FromLong(errno);
+            if (error == NULL)
+                return NULL;
+            emptied(self);
+            int failed = call_owner(self, "_failed", error);
+            Py_DECREF(error);
+            return failed < 0 ? NULL : PyLong_FromLong(0);
+        }
+        self->sent += written;
+    }
+    if (self->sent == self->len) {
+        emptied(self);
+        self->slow = 0;
+        if (self->watching) {
+            self->watching = 0;
+            if (call_owner(self, "_watch", Py_False) < 0)
+                return NULL;
+        }
+        if (self->dropped) { /* the reader caught up: how many lines it missed */
+            PyObject *n = PyLong_FromSsize_t(self->dropped);
+            if (n == NULL)
+                return NULL;
+            self->dropped = 0;
+            int reported = call_owner(self, "_dropped", n);
+            Py_DECREF(n);
+            if (reported < 0)
+                return NULL;
+        }
+        return PyLong_FromLong(0);
+    }
+    /* a slow reader: the rest kept (at the front), written when fd is writable again */
+    memmove(self->buf, self->buf + self->sent, (size_t)(self->len - self->sent));
+    self->len -= self->sent;
+    self->sent = 0;
+    self->slow = 1;
+    if (!self->watching) {
+        PyObject *watched = PyObject_CallMethod(self->owner, "_watch", "O", Py_True);
+        if (watched == NULL)
+            return NULL;
+        self->watching = PyObject_IsTrue(watched) > 0; /* false: a one-off timer, asked again */
+        Py_DECREF(watched);
+    }
+    return PyLong_FromSsize_t(self->len);
+}
+
+/* output(fd, mode, backlog_max, owner): write() sends the lines to fd (-1: the Python side
+ * takes them, as it did before output() was called). */
+static PyObject *
+lines_output(AccessLines *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "output(fd, mode, backlog_max, owner)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    long mode = PyLong_AsLong(args[1]);
+    Py_ssize_t backlog_max = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (fd > INT_MAX || mode < OUT_WRITE || mode > OUT_SEND || backlog_max < 0) {
+        PyErr_SetString(PyExc_ValueError, "output(): an fd, mode 0..2, backlog_max >= 0");
+        return NULL;
+    }
+    if (self->len != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "output(): lines are still waiting to be written");
+        return NULL;
+    }
+    if (fd >= 0 && self->write_method == NULL) {
+        self->write_method = PyObject_GetAttrString((PyObject *)self, "write");
+        if (self->write_method == NULL)
+            return NULL;
+    }
+    self->fd = fd < 0 ? -1 : (int)fd;
+    self->mode = (int)mode;
+    self->backlog_max = fd < 0 ? PY_SSIZE_T_MAX : backlog_max;
+    self->slow = self->watching = self->surrogates = 0;
+    self->dropped = 0;
+    Py_XSETREF(self->owner, Py_NewRef(args[3]));
+    Py_XSETREF(self->flush, Py_NewRef(fd < 0 ? self->python_flush : self->write_method));
+    Py_RETURN_NONE;
+}
+
+/* discard() -> the lines given up on (a reader that never caught up), dropped ones included. */
+static PyObject *
+lines_discard(AccessLines *self, PyObject *Py_UNUSED(ignored))
+{
+    /* a partly written line counts as lost: the reader has only its start */
+    Py_ssize_t lost = count_lines(self->buf, self->sent, self->len) + self->dropped;
+    emptied(self);
+    self->dropped = 0;
+    self->slow = 0;
+    return PyLong_FromSsize_t(lost);
 }
 
 static PyObject *
@@ -638,6 +873,10 @@ lines_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->reference = Py_NewRef(Py_None);
     self->schedule = Py_NewRef(schedule);
     self->flush = Py_NewRef(flush);
+    self->python_flush = Py_NewRef(flush);
+    self->owner = Py_NewRef(Py_None);
+    self->fd = -1;
+    self->backlog_max = PY_SSIZE_T_MAX;
     return (PyObject *)self;
 }
 
@@ -650,6 +889,9 @@ lines_traverse(AccessLines *self, visitproc visit, void *arg)
     Py_VISIT(self->reference);
     Py_VISIT(self->schedule);
     Py_VISIT(self->flush);
+    Py_VISIT(self->python_flush);
+    Py_VISIT(self->write_method);
+    Py_VISIT(self->owner);
     return 0;
 }
 
@@ -662,6 +904,9 @@ lines_clear(AccessLines *self)
     Py_CLEAR(self->reference);
     Py_CLEAR(self->schedule);
     Py_CLEAR(self->flush);
+    Py_CLEAR(self->python_flush);
+    Py_CLEAR(self->write_method);
+    Py_CLEAR(self->owner);
     return 0;
 }
 
@@ -686,6 +931,11 @@ static PyMethodDef lines_methods[] = {
     {"reset", (PyCFunction)(void (*)(void))lines_reset, METH_FASTCALL,
      "reset(json, reference): the format and the Python reference that makes uncommon lines."},
     {"take", (PyCFunction)lines_take, METH_NOARGS, "take() -> the lines gathered, or None."},
+    {"write", (PyCFunction)lines_write, METH_NOARGS,
+     "write() -> bytes still waiting: the lines written to output()'s descriptor, without waiting."},
+    {"output", (PyCFunction)(void (*)(void))lines_output, METH_FASTCALL,
+     "output(fd, mode, backlog_max, owner): where write() sends the lines (fd -1: nowhere)."},
+    {"discard", (PyCFunction)lines_discard, METH_NOARGS, "discard() -> the lines given up on."},
     {NULL},
 };
 
@@ -725,9 +975,20 @@ catzilla_accesslog_init(PyObject *module)
     if (intern(&str_time, "time") < 0 || intern(&str_data, "_data") < 0 || intern(&str_request_id, "request_id") < 0
             || intern(&str_client_text_method, "_client_text") < 0)
         return -1;
+    PyObject *time_module = PyImport_ImportModule("time");
+    if (time_module == NULL)
+        return -1;
+    genuine_time = PyObject_GetAttrString(time_module, "time");
+    genuine_perf_counter = PyObject_GetAttrString(time_module, "perf_counter");
+    Py_DECREF(time_module);
+    if (genuine_time == NULL || genuine_perf_counter == NULL)
+        return -1;
     if (PyType_Ready(&AccessLinesType) < 0)
         return -1;
-    if (PyModule_AddIntConstant(module, "EXACT_DURATIONS", EXACT_DURATIONS) < 0)
+    if (PyModule_AddIntConstant(module, "EXACT_DURATIONS", EXACT_DURATIONS) < 0
+            || PyModule_AddIntConstant(module, "ACCESS_OUT_WRITE", OUT_WRITE) < 0
+            || PyModule_AddIntConstant(module, "ACCESS_OUT_PIPE", OUT_PIPE) < 0
+            || PyModule_AddIntConstant(module, "ACCESS_OUT_SEND", OUT_SEND) < 0)
         return -1;
     return PyModule_AddObjectRef(module, "AccessLines", (PyObject *)&AccessLinesType);
 }

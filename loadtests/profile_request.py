@@ -13,8 +13,11 @@ optimising (the machine's noise hardly matters: the numbers are CPU time of one 
     ACCESS_LOG=json bash loadtests/instr_profile.sh /json         # (the same, under callgrind)
     valgrind --tool=callgrind python loadtests/profile_request.py --count 2000 /json
 
-With the access log on, the lines are written when the loop next runs, here once per run:
-what is counted is the cost of a line, not that of one write per burst.
+With the access log on, the lines are written when the loop next runs: once per run unless
+--iterate lets the loop run once after every request (the burst's write then counted per
+request, the worst case a server meets when each loop iteration carries one request).
+
+    ITERATE=1 ACCESS_LOG=text bash loadtests/instr_profile.sh /json  # per-request writes
 """
 from __future__ import annotations
 
@@ -66,7 +69,7 @@ class Transport:
             self.waiter.set_result(None)
 
 
-async def drive(worker: Worker, target: bytes, count: int, extra: bytes = b"") -> float:
+async def drive(worker: Worker, target: bytes, count: int, extra: bytes = b"", iterate: bool = False) -> float:
     """Seconds per request, over `count` sequential keep-alive requests."""
     request = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n" + extra + b"\r\n"
     protocol = HttpProtocol(worker)
@@ -80,6 +83,8 @@ async def drive(worker: Worker, target: bytes, count: int, extra: bytes = b"") -
         if not transport.written:  # answered later (thread pool, Task): wait for it
             transport.waiter = loop.create_future()
             await transport.waiter
+        if iterate:  # one loop iteration per request: what call_soon scheduled runs now
+            await asyncio.sleep(0)
     elapsed = time.perf_counter() - started
     assert transport.written[0].startswith(b"HTTP/1.1 200"), transport.written[0][:60]
     return elapsed / count
@@ -96,15 +101,15 @@ async def main(args: argparse.Namespace) -> None:
     extra = b"".join(field.encode("latin-1") + b"\r\n" for field in args.header)
     for route in routes:
         target = ROUTES.get(route, route.encode())
-        await drive(worker, target, 200, extra)  # warm up
+        await drive(worker, target, 200, extra, args.iterate)  # warm up
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
-            await drive(worker, target, args.count, extra)
+            await drive(worker, target, args.count, extra, args.iterate)
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
             continue
-        runs = [await drive(worker, target, args.count, extra) for _ in range(args.repeat)]
+        runs = [await drive(worker, target, args.count, extra, args.iterate) for _ in range(args.repeat)]
         print(f"{route:8s} {statistics.median(runs) * 1e6:6.2f} µs per request "
               f"(median of {args.repeat}, stats {'on' if args.stats else 'off'})")
     worker.pool.shutdown(wait=False)
@@ -122,4 +127,6 @@ if __name__ == "__main__":
 
     parser.add_argument("--access-log", choices=["text", "json"], default=os.environ.get("ACCESS_LOG") or None,
                         help="log each request in this format (default: $ACCESS_LOG, else no access log)")
+    parser.add_argument("--iterate", action=argparse.BooleanOptionalAction, default=bool(os.environ.get("ITERATE")),
+                        help="let the loop run once after each request (default: $ITERATE)")
     uvloop.run(main(parser.parse_args()))

@@ -1,5 +1,6 @@
 """The access log: one line per request, in the format and to the place the logging set-up
-chose, without a logging record per request.
+chose, without a logging record per request, and (where it can) without the logging handler
+on the way out either.
 
 A `logging` call costs a record, a formatter pass and a write with a lock: measured, that was
 over twice the rest of a small request's Python work. When the lines go exactly where
@@ -18,20 +19,42 @@ appends the line to a buffer of UTF-8; any other line is made by `_text_line`/`_
 here and copied in, and `AccessLog(loop, native=False)` makes every line here (the reference
 tests/test_access_log_native.py compares the C lines with).
 
+Which way the lines go out (`AccessLog.way`), decided with the handler:
+- "descriptor": configure_logging's handler writes to a UTF-8 text stream over a descriptor
+  (stderr, stdout, --log-file; its write not replaced). The C buffer is written to a
+  descriptor of our own for that destination (a dup; a pipe reopened non-blocking through
+  /proc/self/fd, so that a slow reader cannot stop the loop; a socket, such as journald's
+  stream, sent to with MSG_DONTWAIT), by `AccessLines.write` scheduled straight with the
+  burst's first line: no Python frame, lock, text layer or flush per loop iteration. A reader
+  that falls behind leaves the rest in the buffer, written when the descriptor is writable
+  again (add_writer); beyond --access-log-backlog bytes, lines are dropped and counted, and
+  the count is logged when the reader has caught up. A stopping worker waits up to
+  --access-log-drain seconds for the rest. SIGUSR1 (logrotate) decides again, so the lines
+  follow the reopened file.
+- "stream": configure_logging's handler, on a stream we cannot write under (a test's capture,
+  a stream whose write was replaced, another encoding): one stream.write per burst, under the
+  handler's lock, as the handler would.
+- "records": a logging set-up of the user's own (a handler, filter or formatter on the way):
+  a logging record per line, as any logger call.
 A burst is bounded by what one loop iteration handles (the requests of the reads it
-dispatched), so the buffer needs no limit of its own.
+dispatched), so the buffer needs no limit of its own while the reader keeps up.
 """
 from __future__ import annotations
 
 import asyncio
+import codecs
+import io
 import logging
 import os
+import select
+import stat
 import time
 import typing
+import weakref
 
 import orjson
 
-from .._native import AccessLines
+from .._native import ACCESS_OUT_PIPE, ACCESS_OUT_SEND, ACCESS_OUT_WRITE, AccessLines
 from ..logs import access_logger
 
 __all__ = ["AccessLog"]
@@ -40,6 +63,12 @@ __all__ = ["AccessLog"]
 MESSAGE = '%s - "%s %s HTTP/%s" %d %s %.1fms'
 # What a line gains when the request has an id (RequestIDMiddleware's request.state.request_id).
 REQUEST_ID = " request_id=%s"
+# The defaults of --access-log-backlog and --access-log-drain (config.py), for an AccessLog
+# made without a worker (tests, loadtests/profile_request.py).
+BACKLOG = 4 * 1024 * 1024
+DRAIN_TIMEOUT = 5.0
+# A descriptor the loop cannot watch (never seen: files do not say EAGAIN): tried again after this.
+RETRY_DELAY = 0.05
 
 
 class AccessLog:
@@ -50,11 +79,16 @@ class AccessLog:
     log: typing.Callable[[str, str, str, str, int, "int | None", float, "str | None"], None]
     exchange: typing.Callable[[typing.Any, int, "int | None"], None]
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, native: bool = True) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, native: bool = True, backlog: int = BACKLOG,
+                 drain_timeout: float = DRAIN_TIMEOUT) -> None:
         self.loop = loop
         self.pid = os.getpid()
         self.lines: list[str] = []  # the Python lines (native=False)
         self.handler: logging.Handler | None = None
+        self.way = "records"  # "descriptor", "stream" or "records": see the module's docstring
+        self.backlog = backlog
+        self.drain_timeout = drain_timeout
+        self._fd = -1  # our descriptor for the handler's destination (way "descriptor")
         self._call_soon = loop.call_soon
         self._flush = self.flush
         # The second the cached format is for: [_start, _start + 1).
@@ -70,18 +104,28 @@ class AccessLog:
         """Direct lines or records; again once the app's startup hooks (which may set up
         logging of their own) have run."""
         self.flush()  # lines gathered so far go where they were meant to
+        self._close()
         self.handler = handler = _direct_handler()
         self._start = 0.0  # the next line builds the format of its second
         native = self._native
         if handler is None:
+            self.way = "records"
             self.log = self._record
             self.exchange = self._exchange
             return
         json = handler.catzilla_format == "json"  # type: ignore[attr-defined]
+        self.way = "stream"
         if native is not None:
             native.reset(json, self._json_line if json else self._text_line)
             self.log = native.log
             self.exchange = native.exchange
+            destination = _destination(handler)
+            if destination is not None:
+                self._fd, mode = destination
+                # given back by decide() or _close(), else when this AccessLog is collected
+                self._closer = weakref.finalize(self, os.close, self._fd)
+                native.output(self._fd, mode, self.backlog, self)
+                self.way = "descriptor"
         else:
             self.log = self._json if json else self._text
             self.exchange = self._exchange
@@ -199,7 +243,16 @@ class AccessLog:
         return "\n".join(lines)
 
     def flush(self) -> None:
-        """Every line gathered in this loop iteration, in one write."""
+        """Every line gathered so far, written now: in one write, or (a slow reader of the
+        descriptor) waiting up to drain_timeout for it to take them (a worker that stops)."""
+        if self._fd >= 0:
+            self._drain()
+            return
+        self._write_text()
+
+    def _write_text(self) -> None:
+        """The lines gathered, through the handler's stream (also the descriptor way's, for a
+        line the stream's encoder must write: a lone surrogate)."""
         text = self._take()
         if text is None:
             return
@@ -214,6 +267,122 @@ class AccessLog:
                 stream.flush()
             except Exception:
                 handler.handleError(logging.makeLogRecord({"msg": "access log write failed"}))
+
+
+    def _drain(self) -> None:
+        native = self._native
+        assert native is not None
+        waiting = native.write()
+        if not waiting:
+            return
+        deadline = time.monotonic() + self.drain_timeout
+        poll = select.poll()
+        poll.register(self._fd, select.POLLOUT)
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._give_up()
+                return
+            poll.poll(left * 1000.0)
+            waiting = native.write()
+
+    def _give_up(self) -> None:
+        """A reader that did not take the last lines in drain_timeout: said, if it takes that."""
+        native = self._native
+        assert native is not None and self.handler is not None
+        lost = native.discard()
+        self._watch(False)
+        record = logging.makeLogRecord({
+            "name": access_logger.name, "levelno": logging.WARNING, "levelname": "WARNING",
+            "msg": "access log: %d lines lost: its reader took nothing for %.1fs",
+            "args": (lost, self.drain_timeout)})
+        notice = (self.handler.format(record) + "\n").encode("utf-8", "backslashreplace")
+        poll = select.poll()
+        poll.register(self._fd, select.POLLOUT)
+        if poll.poll(0):  # a stuck reader must not hold the worker's exit
+            try:
+                os.write(self._fd, notice)
+            except OSError:
+                pass
+
+    def _close(self) -> None:
+        """Our descriptor given back (lines written or given up on first)."""
+        if self._fd < 0:
+            return
+        self._watch(False)
+        assert self._native is not None
+        self._native.output(-1, ACCESS_OUT_WRITE, 0, None)
+        self._closer()  # os.close, once
+        self._fd = -1
+
+    # -- called by AccessLines.write (ext/accesslog.c)
+
+    def _watch(self, on: bool) -> bool:
+        """Write again when a slow reader has made room (on), or no longer (off)."""
+        loop = self.loop
+        if loop.is_closed():
+            return False
+        if not on:
+            try:
+                loop.remove_writer(self._fd)
+            except (OSError, ValueError, RuntimeError):
+                pass
+            return False
+        assert self._native is not None
+        try:
+            loop.add_writer(self._fd, self._native.write)
+            return True
+        except (OSError, ValueError, RuntimeError, NotImplementedError):
+            loop.call_later(RETRY_DELAY, self._native.write)
+            return False
+
+    def _dropped(self, lines: int) -> None:
+        access_logger.warning("access log: %d lines dropped: its reader was too slow (more than %d bytes "
+                              "waiting, --access-log-backlog)", lines, self.backlog)
+
+    def _failed(self, code: int) -> None:
+        """A write that cannot succeed (the reader gone, a full disk): reported as the
+        logging handler reports it."""
+        assert self.handler is not None
+        try:
+            raise OSError(code, os.strerror(code))
+        except OSError:
+            self.handler.handleError(logging.makeLogRecord({"msg": "access log write failed"}))
+
+
+def _destination(handler: logging.Handler) -> tuple[int, int] | None:
+    """A descriptor of our own for where the handler's stream writes, and how to write to it
+    (AccessLines.write); None where only the stream can write its text."""
+    with handler.lock:  # type: ignore[union-attr]
+        stream = getattr(handler, "stream", None)
+        if stream is None and isinstance(handler, logging.FileHandler):  # closed by a SIGUSR1 reopen
+            stream = handler.stream = handler._open()
+        # the text the stream would write is our buffer's bytes: UTF-8, no newline translation
+        # (POSIX), no write of someone's own in between
+        if type(stream) is not io.TextIOWrapper or {"write", "flush"} & vars(stream).keys():
+            return None
+        try:
+            if codecs.lookup(stream.encoding).name != "utf-8":
+                return None
+            stream.flush()
+            fd = stream.fileno()
+            mode = os.fstat(fd).st_mode
+        except (OSError, ValueError, LookupError):  # a stream without a descriptor (io.UnsupportedOperation)
+            return None
+    if stat.S_ISSOCK(mode):
+        return os.dup(fd), ACCESS_OUT_SEND
+    if stat.S_ISFIFO(mode):
+        # A pipe's description (shared with the master and the other workers) stays blocking;
+        # ours is its own, non-blocking.
+        try:
+            own = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return os.dup(fd), ACCESS_OUT_PIPE
+        if os.path.sameopenfile(own, fd):
+            return own, ACCESS_OUT_PIPE
+        os.close(own)
+        return os.dup(fd), ACCESS_OUT_PIPE
+    return os.dup(fd), ACCESS_OUT_WRITE
 
 
 def _escaped(path: str) -> str:

@@ -145,7 +145,7 @@ class Worker:
         self._stop_requested = loop.create_future()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stop)
-        loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+        loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
         # The master's signals, sent to the whole process group or cgroup (systemctl kill,
         # a terminal), are not a worker's business: their default actions would end or stop it.
         for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
@@ -182,6 +182,12 @@ class Worker:
         await self._shutdown()
         return 0
 
+    def _reopen_logs(self) -> None:
+        """SIGUSR1 (logrotate): the log file opened anew, and the access log's own descriptor
+        of it with it."""
+        reopen_log_files()
+        self.access.decide()
+
     def build(self, loop: asyncio.AbstractEventLoop) -> None:
         """The pool, the executor, the background runner and the stats slot, as configured
         (also for loadtests/profile_request.py, which drives a worker without sockets)."""
@@ -192,7 +198,7 @@ class Worker:
         self.executor = Executor(loop, self.pool, request_timeout=config.request_timeout,
                                  limit_concurrency=config.limit_concurrency)
         self.runner = BackgroundRunner(loop, self.pool)
-        self.access = AccessLog(loop)
+        self.access = AccessLog(loop, backlog=config.access_log_backlog, drain_timeout=config.access_log_drain)
         self.app.prepare(self.executor.run_in_pool)
         self.executor.prepare(self.app.router.routes)  # after the pipelines are compiled
         lane = getattr(self.supervisor, "cpu_lane", None)  # the CPU lane's address, if it runs
