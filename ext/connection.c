@@ -13,8 +13,8 @@
  *     _handle                probes, then the route (a static path, else resolve); no route
  *                            (404, 405), a probe: the Python method, whole
  *     run_inline             for a route of Executor.straight, else executor.start(exchange)
- *     complete               bytes to write, no access log, a transport: else the Python
- *                            method, whole
+ *     complete               bytes to write (not a file's), a transport: else the Python
+ *                            method, whole; the access line by AccessLog's own call
  *
  * Everything unusual goes to those Python methods before anything has changed, so they stay
  * the reference (the protocol, inline and stats tests run both ways).
@@ -64,6 +64,7 @@ typedef struct {
     PyObject *empty;         /* b"" */
     PyObject *one, *zero;
     PyObject *str_message_complete, *str_at_edge, *str_handle, *str_complete, *str_after_response, *str_status_code, *str_retire, *str_start, *str_feed_failed, *str_fed;
+    PyObject *str_sends_file, *str_exchange;
 } ConnectionState;
 
 static ConnectionState cstate;
@@ -138,14 +139,14 @@ slot_set(PyObject *obj, Slot *slot, PyObject *value)
 }
 
 enum {
-    W_ACCESS_LOG, W_HANDLED, W_MAX_REQUESTS, W_PROBES, W_CLOSE_CONNECTIONS, W_COMMON_CLOSE,
+    W_ACCESS_LOG, W_ACCESS, W_HANDLED, W_MAX_REQUESTS, W_PROBES, W_CLOSE_CONNECTIONS, W_COMMON_CLOSE,
     W_COMMON_KEEP_ALIVE, W_COMMON_KEEP_ALIVE_10, R_PATH, R_METHOD, R_HTTP_VERSION, R_BACKGROUND,
     R_RESPONDED, R_HEADER_MAP, R_PATH_PARAMS, ROUTE_INDEX, ROUTE_ENDPOINT, INLINE_REQUEST,
     C_AWAITING_CONTINUE, NSLOTS
 };
 
 static Slot slots[NSLOTS] = {
-    [W_ACCESS_LOG] = {"access_log"}, [W_HANDLED] = {"handled"}, [W_MAX_REQUESTS] = {"max_requests"},
+    [W_ACCESS_LOG] = {"access_log"}, [W_ACCESS] = {"access"}, [W_HANDLED] = {"handled"}, [W_MAX_REQUESTS] = {"max_requests"},
     [W_PROBES] = {"probes"}, [W_CLOSE_CONNECTIONS] = {"close_connections"},
     [W_COMMON_CLOSE] = {"common_close"}, [W_COMMON_KEEP_ALIVE] = {"common_keep_alive"},
     [W_COMMON_KEEP_ALIVE_10] = {"common_keep_alive_10"}, [R_PATH] = {"path"}, [R_METHOD] = {"method"},
@@ -296,12 +297,13 @@ after_response(Connection *self, Pending *pending)
     return call_method((PyObject *)self, cstate.str_after_response);
 }
 
-/* HttpProtocol.complete's usual case: bytes to write, no access log, a transport. */
+/* HttpProtocol.complete's usual case: bytes to write (not a file's: its status is known
+ * later), a transport. */
 static PyObject *
 complete(Connection *self, Pending *pending, PyObject *response, PyObject *data)
 {
     PyObject *access = NULL, *handled = NULL, *limit = NULL, *status = NULL, *background = NULL;
-    PyObject *result = NULL, *now = NULL;
+    PyObject *result = NULL, *now = NULL, *size = NULL;
     PyObject *worker = self->worker, *request = P_REQUEST(pending);
 
     access = slot_get(worker, &slots[W_ACCESS_LOG]);
@@ -310,7 +312,18 @@ complete(Connection *self, Pending *pending, PyObject *response, PyObject *data)
     int logs = PyObject_IsTrue(access);
     if (logs < 0)
         goto cleanup;
-    if (logs || !PyBytes_Check(data) || self->transport == Py_None) {
+    int usual = PyBytes_Check(data) && self->transport != Py_None;
+    if (usual && logs) {
+        PyObject *sends_file = PyObject_GetAttr(response, cstate.str_sends_file);
+        if (sends_file == NULL)
+            goto cleanup;
+        int sends = PyObject_IsTrue(sends_file);
+        Py_DECREF(sends_file);
+        if (sends < 0)
+            goto cleanup;
+        usual = !sends;
+    }
+    if (!usual) {
         PyObject *exchange = exchange_of(self, pending);
         if (exchange != NULL)
             result = PyObject_CallMethodObjArgs((PyObject *)self, cstate.str_complete, exchange, response,
@@ -335,20 +348,33 @@ complete(Connection *self, Pending *pending, PyObject *response, PyObject *data)
             goto cleanup;
         Py_DECREF(done);
     }
-    if (self->stats_slot != Py_None) {
+    if (self->stats_slot != Py_None || logs) {
         status = PyObject_GetAttr(response, cstate.str_status_code);
-        if (status == NULL)
+        size = PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
+        if (status == NULL || size == NULL)
             goto cleanup;
-        PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
-        if (size == NULL)
-            goto cleanup;
+    }
+    if (self->stats_slot != Py_None) {
         PyObject *args[6] = {self->stats_slot, P_ROW(pending), P_STARTED(pending), status, self->bytes_in, size};
         PyObject *counted = method_call(&methods[M_END], args, 6);
-        Py_DECREF(size);
         if (counted == NULL)
             goto cleanup;
         Py_DECREF(counted);
         Py_SETREF(self->bytes_in, Py_NewRef(cstate.zero));
+    }
+    if (logs) { /* worker.access.exchange(exchange, status, size): the line formatted in C */
+        PyObject *exchange = exchange_of(self, pending);
+        if (exchange == NULL)
+            goto cleanup;
+        Py_SETREF(access, slot_get(worker, &slots[W_ACCESS]));
+        if (access == NULL)
+            goto cleanup;
+        PyObject *args[4] = {access, exchange, status, size};
+        PyObject *logged = PyObject_VectorcallMethod(cstate.str_exchange, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                                     NULL);
+        if (logged == NULL)
+            goto cleanup;
+        Py_DECREF(logged);
     }
     if (self->transport == Py_None) { /* gone while --max-requests retired the worker */
         result = after_response(self, pending);
@@ -386,6 +412,7 @@ complete(Connection *self, Pending *pending, PyObject *response, PyObject *data)
     result = Py_NewRef(Py_None);
 cleanup:
     Py_XDECREF(access);
+    Py_XDECREF(size);
     Py_XDECREF(handled);
     Py_XDECREF(limit);
     Py_XDECREF(status);
@@ -782,6 +809,8 @@ catzilla_connection_init(PyObject *module)
         {&cstate.str_status_code, "status_code"},
         {&cstate.str_retire, "retire"},
         {&cstate.str_start, "start"},
+        {&cstate.str_sends_file, "sends_file"},
+        {&cstate.str_exchange, "exchange"},
         {&cstate.str_feed_failed, "_feed_failed"},
         {&cstate.str_fed, "_answer_continue"},
     };

@@ -4,6 +4,8 @@ _handle, complete) must give every request the same bytes, counts and state."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import typing
 
@@ -147,6 +149,15 @@ async def serve(protocol_class: type[HttpProtocol], data: bytes, **settings: typ
     worker = Worker(make_app(), config, [])
     worker.build(asyncio.get_running_loop())
     worker._tick()
+    logged: list[tuple[typing.Any, ...]] = []  # what the access log is told, per response
+    if worker.access_log:
+        log_exchange = worker.access.exchange
+
+        def exchange(exchange: typing.Any, status: int, size: int | None) -> None:
+            logged.append((exchange.request.method, exchange.request.path, status, size))
+            log_exchange(exchange, status, size)
+
+        worker.access.exchange = exchange
     retired: list[int] = []
     worker.retire = lambda: retired.append(worker.handled)  # type: ignore[method-assign]
     transport = Transport()
@@ -169,19 +180,34 @@ async def serve(protocol_class: type[HttpProtocol], data: bytes, **settings: typ
         "exchange": protocol.exchange, "keep_alive": protocol.keep_alive, "handled": worker.handled,
         "retired": retired, "bytes_in": protocol.bytes_in, "reception": protocol.reception,
         "inline": inline.request, "pipeline": len(protocol.pipeline),
-        "stats": None if counted is None else counted.calls,
+        "stats": None if counted is None else counted.calls, "logged": logged,
     }
 
 
+@contextlib.contextmanager
+def access_logger_at(level: int) -> typing.Iterator[None]:
+    """A worker logs access lines only while its logger takes INFO (the default is WARNING)."""
+    logger = logging.getLogger("catzilla.access")
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 @pytest.mark.parametrize("settings", [{}, {"max_requests": 1}, {"keep_alive_timeout": 0}, {"stats": False},
-                                      {"limit_concurrency": 5}], ids=repr)
+                                      {"limit_concurrency": 5}, {"access_log": True}], ids=repr)
 @pytest.mark.parametrize("data", REQUESTS, ids=lambda data: data.split(b"\r\n")[0].decode())
 def test_the_c_way_is_the_python_way(data: bytes, settings: dict[str, typing.Any]) -> None:
     async def both() -> tuple[dict[str, typing.Any], dict[str, typing.Any]]:
         return await serve(HttpProtocol, data, **settings), await serve(PythonWay, data, **settings)
 
-    native, python = asyncio.run(both())
+    with access_logger_at(logging.INFO if settings.get("access_log") else logging.WARNING):
+        native, python = asyncio.run(both())
     assert native["written"], "no response"
+    if not settings.get("access_log"):
+        assert not native["logged"]
     assert native == python
 
 
@@ -206,6 +232,10 @@ def test_the_usual_request_runs_no_python_method_of_the_connection() -> None:
 
     result = asyncio.run(serve(Watched, REQUESTS[0]))
     assert result["written"].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert called == []
+    with access_logger_at(logging.INFO):  # the access log on keeps the usual request in C too
+        result = asyncio.run(serve(Watched, REQUESTS[0], access_log=True))
+    assert result["logged"] == [("GET", "/json", 200, len(result["written"]) + len(b"date: ") + 31)]
     assert called == []
     result = asyncio.run(serve(Watched, b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n"))
     assert result["written"].startswith(b"HTTP/1.1 404 ")
