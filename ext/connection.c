@@ -14,7 +14,9 @@
  *                            (404, 405), a probe: the Python method, whole
  *     run_inline             for a route of Executor.straight, else executor.start(exchange)
  *     complete               bytes to write (not a file's), a transport: else the Python
- *                            method, whole; the access line by AccessLog's own call
+ *                            method (_complete), whole; the access line by AccessLog's own
+ *                            call. Also the connection's `complete` method, which the
+ *                            executor calls for every other route's outcome
  *
  * Everything unusual goes to those Python methods before anything has changed, so they stay
  * the reference (the protocol, inline and stats tests run both ways).
@@ -747,12 +749,34 @@ static PyMemberDef connection_members[] = {
     {NULL},
 };
 
+/* complete(exchange, response, data): the response to the current request is ready (the
+ * executor's call, for a route not run straight): the usual case as above, else the Python
+ * method, HttpProtocol._complete. */
+static PyObject *
+connection_complete(Connection *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "complete(exchange, response, data) takes 3 arguments");
+        return NULL;
+    }
+    Pending pending;
+    if (cstate.idle == NULL || !catzilla_exchange_fields(args[0], pending.fields))
+        return PyObject_CallMethodObjArgs((PyObject *)self, cstate.str_complete, args[0], args[1], args[2], NULL);
+    pending.exchange = Py_NewRef(args[0]);
+    PyObject *result = complete(self, &pending, args[1], args[2]);
+    Py_DECREF(pending.exchange);
+    return result;
+}
+
 static PyMethodDef connection_methods[] = {
     {"data_received", (PyCFunction)connection_data_received, METH_O,
      "Bytes from the transport: counted, timed and fed to the parser."},
     {"on_message_complete", (PyCFunction)connection_on_message_complete, METH_NOARGS,
      "The end of a request (httptools' callback): the usual one served here, any other the "
-     "Python way (_message_complete, _handle, complete)."},
+     "Python way (_message_complete, _handle, _complete)."},
+    {"complete", (PyCFunction)(void (*)(void))connection_complete, METH_FASTCALL,
+     "complete(exchange, response, data): the response to the current request is ready: "
+     "write it, then move on (HttpProtocol._complete is the reference)."},
     {NULL},
 };
 
@@ -804,7 +828,7 @@ catzilla_connection_init(PyObject *module)
         {&cstate.str_message_complete, "_message_complete"},
         {&cstate.str_at_edge, "_at_edge"},
         {&cstate.str_handle, "_handle"},
-        {&cstate.str_complete, "complete"},
+        {&cstate.str_complete, "_complete"},
         {&cstate.str_after_response, "_after_response"},
         {&cstate.str_status_code, "status_code"},
         {&cstate.str_retire, "retire"},

@@ -137,6 +137,15 @@ catzilla_exchange_new(PyObject *const fields[8])
     return exchange_make(&ExchangeType, fields, NFIELDS);
 }
 
+int
+catzilla_exchange_fields(PyObject *obj, PyObject *fields[8])
+{
+    if (!Py_IS_TYPE(obj, &ExchangeType))
+        return 0;
+    memcpy(fields, &((Exchange *)obj)->connection, NFIELDS * sizeof(PyObject *));
+    return 1;
+}
+
 /* ---- driving a coroutine that cannot suspend ------------------------------------------- */
 
 static PyObject *Suspended; /* catzilla._native.Suspended */

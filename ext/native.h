@@ -42,6 +42,8 @@ int catzilla_pool_init(PyObject *module);
 
 /* exchange.c: Exchange(connection, request, route, common, head_only, keep_alive, row, started). */
 PyObject *catzilla_exchange_new(PyObject *const fields[8]);
+/* Its eight fields, borrowed, when obj is an Exchange (1); 0 for anything else. */
+int catzilla_exchange_fields(PyObject *obj, PyObject *fields[8]);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);

@@ -131,6 +131,7 @@ def test_a_class_attribute_set_later_is_read_as_python_reads_it(pair, monkeypatc
     """The offsets of slots are remembered per type while it is unchanged: a property put on
     the Request class later is what both sides read."""
     native, reference = pair
+    monkeypatch.setattr(time, "time", lambda: 1.7e9)  # both lines stamped in the same millisecond
 
     class Connection:
         __slots__ = ("client", "client_text")

@@ -23,6 +23,7 @@ class PythonWay(HttpProtocol):
 
     __slots__ = ()
     on_message_complete = HttpProtocol._message_complete
+    complete = HttpProtocol._complete
 
 
 class Counted:

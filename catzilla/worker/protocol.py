@@ -592,8 +592,11 @@ class HttpProtocol(Connection, BodyReception, asyncio.Protocol):
                         else error_response(405, "Method Not Allowed", {"allow": allow}))
         self.complete(exchange, response, response.encode(common, exchange.head_only))
 
-    def complete(self, exchange: Exchange, response: Response, data: bytes | None) -> None:
-        """The response to the current request is ready: write it, then move on."""
+    def _complete(self, exchange: Exchange, response: Response, data: bytes | None) -> None:
+        """The response to the current request is ready: write it, then move on.
+
+        The reference of `complete` (ext/connection.c), which does the usual case (bytes to
+        write, a transport) in C and hands anything else to this method, whole."""
         worker = self.worker
         worker.handled = handled = worker.handled + 1
         if handled == worker.max_requests:  # max_requests 0: never
