@@ -217,6 +217,13 @@ run_chain(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "run_chain(run_inline, request, common, head_only)");
         return NULL;
     }
+    return catzilla_run_chain(args[0], args[1], args[2], args[3]);
+}
+
+/* The same, called from C (ext/connection.c, for a route of Executor.straight). */
+PyObject *
+catzilla_run_chain(PyObject *chain, PyObject *request, PyObject *common, PyObject *head_only)
+{
     if (!registered())
         return NULL;
     /* contextvars.Context.run's steps: what the chain sets stays with its request */
@@ -227,13 +234,13 @@ run_chain(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(context);
         return NULL;
     }
-    PyObject *response = PyObject_CallOneArg(args[0], args[1]);
+    PyObject *response = PyObject_CallOneArg(chain, request);
     if (PyContext_Exit(context) < 0)
         Py_CLEAR(response);
     Py_DECREF(context);
     if (response == NULL)
         return NULL;
-    PyObject *data = encode_answer(response, args[2], args[3]);
+    PyObject *data = encode_answer(response, common, head_only);
     PyObject *result = data == NULL ? NULL : PyTuple_Pack(2, response, data);
     Py_DECREF(response);
     Py_XDECREF(data);

@@ -12,7 +12,8 @@
  *     take_request           the head handed over (None: an unusual head, the Python way)
  *     _handle                probes, then the route (a static path, else resolve); no route
  *                            (404, 405), a probe: the Python method, whole
- *     run_inline             for a route of Executor.straight, else executor.start(exchange)
+ *     run_inline             for a route of Executor.straight (a bare handler, or a chain
+ *                            that cannot suspend), else executor.start(exchange)
  *     complete               bytes to write (not a file's), a transport: else the Python
  *                            method (_complete), whole; the access line by AccessLog's own
  *                            call. Also the connection's `complete` method, which the
@@ -441,22 +442,30 @@ handle_exception(PyObject *fn, PyObject *arg)
     return result;
 }
 
-/* Executor's run_inline for a route of Executor.straight: the handler called, its coroutine
- * finished by finish_inline, an exception out of either answered by failure(). */
+/* A route of Executor.straight, as `how` says. True or False (whether the handler takes the
+ * request): Executor's run_inline, the handler called and its coroutine finished by
+ * finish_inline. Anything else is a chain that cannot suspend (its pipeline's run_inline):
+ * Executor.start's chain branch, run_chain. An exception out of either answered by
+ * failure(). */
 static PyObject *
-run_inline(Connection *self, Pending *pending, PyObject *route, PyObject *request, int pass_request,
+run_inline(Connection *self, Pending *pending, PyObject *route, PyObject *request, PyObject *how,
            PyObject *common, PyObject *head_only)
 {
     PyObject *endpoint = NULL, *coroutine = NULL, *outcome = NULL, *result = NULL;
 
     if (slot_set(cstate.inline_state, &slots[INLINE_REQUEST], request) < 0)
         return NULL;
-    endpoint = slot_get(route, &slots[ROUTE_ENDPOINT]);
-    if (endpoint != NULL)
-        coroutine = pass_request ? PyObject_CallOneArg(endpoint, request) : PyObject_CallNoArgs(endpoint);
-    if (coroutine != NULL) {
-        PyObject *args[4] = {coroutine, route, common, head_only};
-        outcome = PyObject_Vectorcall(cstate.finish_inline, args, 4, NULL);
+    if (how != Py_True && how != Py_False) {
+        outcome = catzilla_run_chain(how, request, common, head_only);
+    }
+    else {
+        endpoint = slot_get(route, &slots[ROUTE_ENDPOINT]);
+        if (endpoint != NULL)
+            coroutine = how == Py_True ? PyObject_CallOneArg(endpoint, request) : PyObject_CallNoArgs(endpoint);
+        if (coroutine != NULL) {
+            PyObject *args[4] = {coroutine, route, common, head_only};
+            outcome = PyObject_Vectorcall(cstate.finish_inline, args, 4, NULL);
+        }
     }
     if (outcome == NULL && (PyErr_ExceptionMatches(PyExc_Exception)
                             || PyErr_ExceptionMatches(PyExc_SystemExit))) {
@@ -582,12 +591,11 @@ handle(Connection *self, PyObject *request, PyObject *keep_alive)
     PyObject *const fields[8] = {(PyObject *)self, request, route, common, head_only,
                                  keep ? Py_True : Py_False, row, started};
     memcpy(pending.fields, fields, sizeof(fields));
-    PyObject *pass = PyDict_GetItemWithError(self->straight, route); /* borrowed */
-    if (pass != NULL) {
-        int pass_request = PyObject_IsTrue(pass);
-        if (pass_request < 0)
-            goto cleanup;
-        result = run_inline(self, &pending, route, request, pass_request, common, head_only);
+    PyObject *how = PyDict_GetItemWithError(self->straight, route); /* borrowed */
+    if (how != NULL) {
+        Py_INCREF(how); /* the chain runs user code, which could change the dict */
+        result = run_inline(self, &pending, route, request, how, common, head_only);
+        Py_DECREF(how);
     }
     else if (!PyErr_Occurred()) {
         PyObject *exchange = exchange_of(self, &pending);

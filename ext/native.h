@@ -42,6 +42,9 @@ int catzilla_pool_init(PyObject *module);
 
 /* exchange.c: Exchange(connection, request, route, common, head_only, keep_alive, row, started). */
 PyObject *catzilla_exchange_new(PyObject *const fields[8]);
+/* chain.c: run_chain(run_inline, request, common, head_only) -> (response, data | None). */
+PyObject *catzilla_run_chain(PyObject *chain, PyObject *request, PyObject *common, PyObject *head_only);
+
 /* Its eight fields, borrowed, when obj is an Exchange (1); 0 for anything else. */
 int catzilla_exchange_fields(PyObject *obj, PyObject *fields[8]);
 

@@ -11,7 +11,7 @@ import typing
 
 import pytest
 
-from catzilla import Catzilla, HTTPException, JSONResponse, PlainTextResponse, Request
+from catzilla import Catzilla, HTTPException, JSONResponse, PlainTextResponse, Request, Router
 from catzilla.background_tasks import inline, schedule_task
 from catzilla.config import Config
 from catzilla.worker.protocol import HttpProtocol
@@ -114,6 +114,25 @@ def make_app() -> Catzilla:
     async def echo(request: Request) -> PlainTextResponse:
         return PlainTextResponse(request.body.decode())
 
+    # Chains that cannot suspend: run straight from the connection (run_chain) too.
+    chained = Router(prefix="/chained")
+
+    @chained.before_request
+    async def before(request: Request) -> PlainTextResponse | None:
+        return PlainTextResponse("short", status_code=403) if "stop" in request.query_params else None
+
+    @chained.after_request
+    async def after(request: Request, response: typing.Any) -> typing.Any:
+        if "raise" in request.query_params:
+            raise RuntimeError("after-hook failed")
+        response.headers["x-after"] = "1"
+        return response
+
+    @chained.get("/json")
+    async def chained_json(request: Request) -> dict[str, bool]:
+        return {"inline": inline.request is request}
+
+    app.include_router(chained)
     return app
 
 
@@ -140,6 +159,10 @@ REQUESTS = [
     b"GET /json HTTP/1.1\r\nHost: a\r\n\r\nGET /text HTTP/1.1\r\nHost: a\r\n\r\n",  # pipelined
     b"GET http://a/json HTTP/1.1\r\nHost: a\r\n\r\n",  # absolute form: the unusual head
     b"GET /json HTTP/1.1\r\n\r\n",  # no Host: refused
+    b"GET /chained/json HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"HEAD /chained/json HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /chained/json?stop=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /chained/json?raise=1 HTTP/1.1\r\nHost: a\r\n\r\n",
 ]
 
 
@@ -275,3 +298,37 @@ def test_attributes_of_another_class_are_read_as_that_class_says() -> None:
     assert b"connection: close" not in plain[0] and not plain[1]
     assert b"connection: close\r\n" in closing[0] and closing[1]
     assert again == plain
+
+
+def test_a_chain_that_cannot_suspend_runs_straight_from_the_connection() -> None:
+    """Executor.prepare puts such a route in `straight` with its chain: the connection runs
+    it without Executor.start, and answers as start would."""
+    async def go() -> tuple[list[str], bytes, typing.Any]:
+        worker = Worker(make_app(), Config(loop_block_threshold=0), [])
+        worker.build(asyncio.get_running_loop())
+        worker._tick()
+        executor = worker.executor
+        started: list[str] = []
+        start = executor.start
+
+        def counted(exchange: typing.Any) -> None:
+            started.append(exchange.request.path)
+            start(exchange)
+
+        executor.start = counted  # type: ignore[method-assign]
+        transport = Transport()
+        protocol = HttpProtocol(worker)
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(b"GET /chained/json HTTP/1.1\r\nHost: a\r\n\r\nGET /sync HTTP/1.1\r\nHost: a\r\n\r\n")
+        for _ in range(200):
+            if b"".join(transport.written).count(b"HTTP/1.1 ") >= 2:
+                break
+            await asyncio.sleep(0.005)
+        worker.pool.shutdown(wait=False)
+        chain = next(how for route, how in executor.straight.items() if route.path == "/chained/json")
+        return started, b"".join(transport.written), chain
+
+    started, written, chain = asyncio.run(go())
+    assert callable(chain)  # the chain's run_inline, not a bare handler's pass_request
+    assert started == ["/sync"]  # the pool route still goes through start
+    assert b"x-after: 1\r\n" in written and b'{"inline":true}' in written

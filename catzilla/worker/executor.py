@@ -173,20 +173,27 @@ class Executor:
         self.refused = {"max-queue": 0, "limit-concurrency": 0, "queue-timeout": 0}
         # A def route's job's `done`: _sync_done, its usual case without a frame (ext/pool.c).
         self._sync_job_done = SyncDone(self._sync_done)
-        # Routes whose handler run_inline runs straight from the connection, without start,
-        # each with whether its handler takes the request: see prepare (decided once per
-        # route, when the worker starts; ext/connection.c reads it too).
-        self.straight: dict[Route, bool] = {}
+        # Routes the connection runs straight, without start, each with how: whether its
+        # bare handler takes the request (run_inline), or its chain's run_inline (run_chain).
+        # See prepare (decided once per route, when the worker starts; ext/connection.c
+        # reads it).
+        self.straight: dict[Route, typing.Any] = {}
 
     def prepare(self, routes: typing.Iterable[Route]) -> None:
         """Decide once per route, after the app compiled its pipelines, which routes the
-        connection runs straight (run_inline, without start's checks): an `async def` handler
-        that cannot suspend, with nothing around it, nothing to bind, and no admission
-        control to pass (--limit-concurrency counts only Tasks and pool jobs, which these
-        never are; checked by start all the same, so they go that way when it is set)."""
-        self.straight = {} if self.limit_concurrency else {
-            route: route.binding.pass_request for route in routes
-            if route.kind is ASYNC_INLINE and route.pipeline is None and route.binding.trivial}
+        connection runs straight, without start's frame and checks: an `async def` handler
+        that cannot suspend, with nothing around it and nothing to bind (run_inline), and a
+        compiled chain that cannot suspend (start's first branch, run_chain, in C). Neither
+        has admission control to pass (--limit-concurrency counts only Tasks and pool jobs,
+        which these never are; checked by start all the same, so they go that way when it
+        is set)."""
+        if self.limit_concurrency:
+            self.straight = {}
+            return
+        self.straight = {route: route.binding.pass_request for route in routes
+                         if route.kind is ASYNC_INLINE and route.pipeline is None and route.binding.trivial}
+        self.straight.update((route, route.pipeline.run_inline) for route in routes
+                             if route.pipeline is not None and route.pipeline.run_inline is not None)
 
     def start(self, exchange: Exchange) -> None:
         """Run the exchange's route's handler; `connection.complete(...)` follows on the loop."""
