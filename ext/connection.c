@@ -768,8 +768,13 @@ connection_complete(Connection *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Pending pending;
-    if (cstate.idle == NULL || !catzilla_exchange_fields(args[0], pending.fields))
+    PyObject **at = catzilla_exchange_slots(args[0]);
+    int whole = at != NULL;
+    for (int i = 0; whole && i < 8; i++)
+        whole = at[i] != NULL;
+    if (cstate.idle == NULL || !whole)
         return PyObject_CallMethodObjArgs((PyObject *)self, cstate.str_complete, args[0], args[1], args[2], NULL);
+    memcpy(pending.fields, at, sizeof(pending.fields));
     pending.exchange = Py_NewRef(args[0]);
     PyObject *result = complete(self, &pending, args[1], args[2]);
     Py_DECREF(pending.exchange);

@@ -28,6 +28,8 @@ typedef struct {
 } Exchange;
 
 #define NFIELDS 8 /* connection, request, route, common, head_only, keep_alive, row, started */
+_Static_assert(offsetof(Exchange, data) - offsetof(Exchange, connection) == EX_DATA * sizeof(PyObject *),
+               "native.h's EX_ indices are the order of Exchange's fields");
 #define NALL ((int)((sizeof(Exchange) - offsetof(Exchange, connection)) / sizeof(PyObject *)))
 
 static PyObject *
@@ -137,13 +139,10 @@ catzilla_exchange_new(PyObject *const fields[8])
     return exchange_make(&ExchangeType, fields, NFIELDS);
 }
 
-int
-catzilla_exchange_fields(PyObject *obj, PyObject *fields[8])
+PyObject **
+catzilla_exchange_slots(PyObject *obj)
 {
-    if (!Py_IS_TYPE(obj, &ExchangeType))
-        return 0;
-    memcpy(fields, &((Exchange *)obj)->connection, NFIELDS * sizeof(PyObject *));
-    return 1;
+    return Py_IS_TYPE(obj, &ExchangeType) ? &((Exchange *)obj)->connection : NULL;
 }
 
 /* ---- driving a coroutine that cannot suspend ------------------------------------------- */

@@ -45,8 +45,11 @@ PyObject *catzilla_exchange_new(PyObject *const fields[8]);
 /* chain.c: run_chain(run_inline, request, common, head_only) -> (response, data | None). */
 PyObject *catzilla_run_chain(PyObject *chain, PyObject *request, PyObject *common, PyObject *head_only);
 
-/* Its eight fields, borrowed, when obj is an Exchange (1); 0 for anything else. */
-int catzilla_exchange_fields(PyObject *obj, PyObject *fields[8]);
+/* Its fields in place, in this order, when obj is an Exchange (a field may be NULL: deleted);
+ * NULL for anything else, whose fields are read as attributes. */
+enum { EX_CONNECTION, EX_REQUEST, EX_ROUTE, EX_COMMON, EX_HEAD_ONLY, EX_KEEP_ALIVE, EX_ROW, EX_STARTED,
+       EX_OWED, EX_TASK, EX_RESPONSE, EX_DATA };
+PyObject **catzilla_exchange_slots(PyObject *obj);
 
 /* request.c: the Request class (set by catzilla.request), and one request made of it. */
 PyTypeObject *catzilla_request_class(void);

@@ -397,13 +397,35 @@ typedef struct {
     PyObject *reference;       /* _run_sync(exchange, kwargs): anything unusual */
 } SyncJob;
 
+/* exchange.<name>, read in place when it is an Exchange (ext/exchange.c), else (or a field
+ * deleted) as an attribute: a new reference. */
+static PyObject *
+exchange_get(PyObject *exchange, int field, PyObject *name)
+{
+    PyObject **at = catzilla_exchange_slots(exchange);
+    if (at != NULL && at[field] != NULL)
+        return Py_NewRef(at[field]);
+    return PyObject_GetAttr(exchange, name);
+}
+
+/* exchange.<name> = value */
+static int
+exchange_set(PyObject *exchange, int field, PyObject *name, PyObject *value)
+{
+    PyObject **at = catzilla_exchange_slots(exchange);
+    if (at == NULL)
+        return PyObject_SetAttr(exchange, name, value);
+    Py_XSETREF(at[field], Py_NewRef(value));
+    return 0;
+}
+
 /* exchange.response, exchange.data = the pair */
 static int
 set_outcome(PyObject *exchange, PyObject *response, PyObject *data)
 {
-    if (PyObject_SetAttr(exchange, str_response, response) < 0)
+    if (exchange_set(exchange, EX_RESPONSE, str_response, response) < 0)
         return -1;
-    return PyObject_SetAttr(exchange, str_data, data);
+    return exchange_set(exchange, EX_DATA, str_data, data);
 }
 
 /* An exception out of the handler or its encoding: answered by failure() if it is one a
@@ -451,10 +473,10 @@ passes_request(PyObject *route)
 static int
 encode_json(SyncJob *self, PyObject *exchange, PyObject *response)
 {
-    PyObject *common = PyObject_GetAttr(exchange, str_common);
+    PyObject *common = exchange_get(exchange, EX_COMMON, str_common);
     if (common == NULL)
         return -1;
-    PyObject *head_only = PyObject_GetAttr(exchange, str_head_only);
+    PyObject *head_only = exchange_get(exchange, EX_HEAD_ONLY, str_head_only);
     if (head_only == NULL) {
         Py_DECREF(common);
         return -1;
@@ -483,14 +505,14 @@ SyncJob_vectorcall(SyncJob *self, PyObject *const *args, size_t nargsf, PyObject
     PyObject *route = NULL, *request = NULL, *endpoint = NULL, *result = NULL, *out = NULL;
     if (args[1] != Py_None)
         return PyObject_Vectorcall(self->reference, args, 2, NULL);
-    PyObject *owed = PyObject_GetAttr(exchange, str_owed);
+    PyObject *owed = exchange_get(exchange, EX_OWED, str_owed);
     if (owed == NULL)
         return NULL;
     int is_owed = PyObject_IsTrue(owed);
     Py_DECREF(owed);
     if (is_owed <= 0) /* timed out while it waited: nobody wants it run */
         return is_owed < 0 ? NULL : Py_NewRef(exchange);
-    route = PyObject_GetAttr(exchange, str_route);
+    route = exchange_get(exchange, EX_ROUTE, str_route);
     if (route == NULL)
         goto cleanup;
     int pass = passes_request(route);
@@ -500,7 +522,7 @@ SyncJob_vectorcall(SyncJob *self, PyObject *const *args, size_t nargsf, PyObject
         out = PyObject_Vectorcall(self->reference, args, 2, NULL);
         goto cleanup;
     }
-    request = PyObject_GetAttr(exchange, str_request);
+    request = exchange_get(exchange, EX_REQUEST, str_request);
     if (request == NULL)
         goto cleanup;
     PyObject *token = PyContextVar_Set(self->current_request, request);
@@ -620,25 +642,25 @@ SyncDone_vectorcall(SyncDone *self, PyObject *const *args, size_t nargsf, PyObje
     PyObject *exchange = args[0], *data = NULL, *response = NULL, *connection = NULL, *out = NULL;
     if (args[1] != Py_None)
         return PyObject_Vectorcall(self->reference, args, 2, NULL);
-    PyObject *owed = PyObject_GetAttr(exchange, str_owed);
+    PyObject *owed = exchange_get(exchange, EX_OWED, str_owed);
     if (owed == NULL)
         return NULL;
     Py_DECREF(owed);
     if (owed != Py_True) /* answered meanwhile (a 504), or not a bool: the reference decides */
         return PyObject_Vectorcall(self->reference, args, 2, NULL);
-    data = PyObject_GetAttr(exchange, str_data);
+    data = exchange_get(exchange, EX_DATA, str_data);
     if (data == NULL)
         return NULL;
     if (data == Py_None) { /* a stream, or an awaitable to await on the loop */
         Py_DECREF(data);
         return PyObject_Vectorcall(self->reference, args, 2, NULL);
     }
-    response = PyObject_GetAttr(exchange, str_response);
+    response = exchange_get(exchange, EX_RESPONSE, str_response);
     if (response == NULL)
         goto cleanup;
-    if (PyObject_SetAttr(exchange, str_owed, Py_False) < 0)
+    if (exchange_set(exchange, EX_OWED, str_owed, Py_False) < 0)
         goto cleanup;
-    connection = PyObject_GetAttr(exchange, str_connection);
+    connection = exchange_get(exchange, EX_CONNECTION, str_connection);
     if (connection == NULL)
         goto cleanup;
     PyObject *const call[4] = {connection, exchange, response, data};
