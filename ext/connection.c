@@ -12,8 +12,9 @@
  *     take_request           the head handed over (None: an unusual head, the Python way)
  *     _handle                probes, then the route (a static path, else resolve); no route
  *                            (404, 405), a probe: the Python method, whole
- *     run_inline             for a route of Executor.straight (a bare handler, or a chain
- *                            that cannot suspend), else executor.start(exchange)
+ *     run_inline, hand_off   for a route of Executor.straight (a bare handler, a chain
+ *                            that cannot suspend, a `def` handler's pool job), else
+ *                            executor.start(exchange)
  *     complete               bytes to write (not a file's), a transport: else the Python
  *                            method (_complete), whole; the access line by AccessLog's own
  *                            call. Also the connection's `complete` method, which the
@@ -67,7 +68,7 @@ typedef struct {
     PyObject *empty;         /* b"" */
     PyObject *one, *zero;
     PyObject *str_message_complete, *str_at_edge, *str_handle, *str_complete, *str_after_response, *str_status_code, *str_retire, *str_start, *str_feed_failed, *str_fed;
-    PyObject *str_sends_file, *str_exchange;
+    PyObject *str_sends_file, *str_exchange, *str_max_queue;
 } ConnectionState;
 
 static ConnectionState cstate;
@@ -507,6 +508,41 @@ cleanup:
     return result;
 }
 
+/* Executor.start's SYNC branch, for a route of Executor.straight whose handler is a `def`:
+ * `how` is (admit, done, run_in, job, refuse). The job is admitted to the pool with a copy
+ * of the context, or refused with a 503 (--max-queue). */
+static PyObject *
+hand_off(Connection *self, Pending *pending, PyObject *how)
+{
+    if (PyTuple_GET_SIZE(how) != 5) {
+        PyErr_SetString(PyExc_TypeError, "a pool route's hand-off is (admit, done, run_in, job, refuse)");
+        return NULL;
+    }
+    PyObject *exchange = exchange_of(self, pending); /* borrowed */
+    if (exchange == NULL)
+        return NULL;
+    PyObject **at = catzilla_exchange_slots(exchange);
+    Py_XSETREF(at[EX_OWED], Py_NewRef(Py_True)); /* before the job exists: its thread checks it */
+    PyObject *context = PyContext_CopyCurrent();
+    if (context == NULL)
+        return NULL;
+    PyObject *args[6] = {PyTuple_GET_ITEM(how, 1), PyTuple_GET_ITEM(how, 2), context, PyTuple_GET_ITEM(how, 3),
+                         exchange, Py_None};
+    PyObject *admitted = PyObject_Vectorcall(PyTuple_GET_ITEM(how, 0), args, 6, NULL);
+    Py_DECREF(context);
+    if (admitted == NULL)
+        return NULL;
+    int ok = PyObject_IsTrue(admitted);
+    Py_DECREF(admitted);
+    if (ok < 0)
+        return NULL;
+    if (ok)
+        Py_RETURN_NONE;
+    Py_XSETREF(at[EX_OWED], Py_NewRef(Py_False));
+    PyObject *refusal[2] = {exchange, cstate.str_max_queue};
+    return PyObject_Vectorcall(PyTuple_GET_ITEM(how, 4), refusal, 2, NULL);
+}
+
 /* HttpProtocol._handle for a request a route answers; anything else (a probe, 404, 405)
  * goes to the Python method before anything has changed. */
 static PyObject *
@@ -594,7 +630,10 @@ handle(Connection *self, PyObject *request, PyObject *keep_alive)
     PyObject *how = PyDict_GetItemWithError(self->straight, route); /* borrowed */
     if (how != NULL) {
         Py_INCREF(how); /* the chain runs user code, which could change the dict */
-        result = run_inline(self, &pending, route, request, how, common, head_only);
+        if (PyTuple_CheckExact(how))
+            result = hand_off(self, &pending, how);
+        else
+            result = run_inline(self, &pending, route, request, how, common, head_only);
         Py_DECREF(how);
     }
     else if (!PyErr_Occurred()) {
@@ -848,6 +887,7 @@ catzilla_connection_init(PyObject *module)
         {&cstate.str_start, "start"},
         {&cstate.str_sends_file, "sends_file"},
         {&cstate.str_exchange, "exchange"},
+        {&cstate.str_max_queue, "max-queue"},
         {&cstate.str_feed_failed, "_feed_failed"},
         {&cstate.str_fed, "_answer_continue"},
     };

@@ -300,10 +300,11 @@ def test_attributes_of_another_class_are_read_as_that_class_says() -> None:
     assert again == plain
 
 
-def test_a_chain_that_cannot_suspend_runs_straight_from_the_connection() -> None:
-    """Executor.prepare puts such a route in `straight` with its chain: the connection runs
-    it without Executor.start, and answers as start would."""
-    async def go() -> tuple[list[str], bytes, typing.Any]:
+def test_chains_and_pool_routes_run_straight_from_the_connection() -> None:
+    """Executor.prepare puts a chain that cannot suspend in `straight` with its chain, and a
+    bare `def` route with its pool hand-off: the connection runs them without
+    Executor.start, and answers as start would. A route with parameters still goes there."""
+    async def go() -> tuple[list[str], bytes, dict[str, typing.Any]]:
         worker = Worker(make_app(), Config(loop_block_threshold=0), [])
         worker.build(asyncio.get_running_loop())
         worker._tick()
@@ -319,16 +320,19 @@ def test_a_chain_that_cannot_suspend_runs_straight_from_the_connection() -> None
         transport = Transport()
         protocol = HttpProtocol(worker)
         protocol.connection_made(transport)  # type: ignore[arg-type]
-        protocol.data_received(b"GET /chained/json HTTP/1.1\r\nHost: a\r\n\r\nGET /sync HTTP/1.1\r\nHost: a\r\n\r\n")
+        protocol.data_received(b"GET /chained/json HTTP/1.1\r\nHost: a\r\n\r\nGET /sync HTTP/1.1\r\nHost: a\r\n\r\n"
+                               b"GET /items/4?q=2 HTTP/1.1\r\nHost: a\r\n\r\n")
         for _ in range(200):
-            if b"".join(transport.written).count(b"HTTP/1.1 ") >= 2:
+            if b"".join(transport.written).count(b"HTTP/1.1 ") >= 3:
                 break
             await asyncio.sleep(0.005)
         worker.pool.shutdown(wait=False)
-        chain = next(how for route, how in executor.straight.items() if route.path == "/chained/json")
-        return started, b"".join(transport.written), chain
+        return started, b"".join(transport.written), {route.path: how for route, how in executor.straight.items()}
 
-    started, written, chain = asyncio.run(go())
-    assert callable(chain)  # the chain's run_inline, not a bare handler's pass_request
-    assert started == ["/sync"]  # the pool route still goes through start
-    assert b"x-after: 1\r\n" in written and b'{"inline":true}' in written
+    started, written, straight = asyncio.run(go())
+    assert callable(straight["/chained/json"])  # the chain's run_inline, not a bare handler's pass_request
+    assert type(straight["/sync"]) is tuple  # the pool hand-off's parts
+    assert "/items/{item_id}" not in straight
+    assert started == ["/items/4"]
+    assert b"x-after: 1\r\n" in written and b'{"inline":true}' in written and b'{"ran":"pool"}' in written
+    assert b'{"item_id":4,"q":2}' in written

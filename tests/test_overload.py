@@ -244,12 +244,13 @@ def _pid_or_none(server) -> int | None:
 
 # -- admission control --------------------------------------------------------------------------
 
-def test_max_queue_refuses_the_excess_at_once():
+@pytest.mark.parametrize("path", ["/sleep?t=0.3", "/nap"])  # through Executor.start, and straight
+def test_max_queue_refuses_the_excess_at_once(path):
     """2 threads, 2 places in the queue, 12 simultaneous 0.3 s requests: 4 are served, the
     others are answered 503 with Retry-After at once."""
     with run_server("ov_app:app", "--threads", "2", "--max-queue", "2") as s:
         get(s, "/sleep")  # the pool's first thread exists
-        replies = simultaneous(s, "/sleep?t=0.3", 12)
+        replies = simultaneous(s, path, 12)
         served = [r for r in replies if r.status == 200]
         refused = [r for r in replies if r.status != 200]
         assert len(served) >= 4 and len(refused) >= 4, replies

@@ -174,26 +174,31 @@ class Executor:
         # A def route's job's `done`: _sync_done, its usual case without a frame (ext/pool.c).
         self._sync_job_done = SyncDone(self._sync_done)
         # Routes the connection runs straight, without start, each with how: whether its
-        # bare handler takes the request (run_inline), or its chain's run_inline (run_chain).
-        # See prepare (decided once per route, when the worker starts; ext/connection.c
-        # reads it).
+        # bare handler takes the request (run_inline), its chain's run_inline (run_chain), or
+        # for a `def` handler the pool hand-off's parts (see prepare: decided once per route,
+        # when the worker starts; ext/connection.c reads it).
         self.straight: dict[Route, typing.Any] = {}
 
     def prepare(self, routes: typing.Iterable[Route]) -> None:
         """Decide once per route, after the app compiled its pipelines, which routes the
         connection runs straight, without start's frame and checks: an `async def` handler
         that cannot suspend, with nothing around it and nothing to bind (run_inline), and a
-        compiled chain that cannot suspend (start's first branch, run_chain, in C). Neither
-        has admission control to pass (--limit-concurrency counts only Tasks and pool jobs,
-        which these never are; checked by start all the same, so they go that way when it
-        is set)."""
+        compiled chain that cannot suspend (start's first branch, run_chain, in C), and a
+        `def` handler with nothing around it and nothing to bind, not for the CPU lane
+        (start's SYNC branch, in C: `(admit, done, run_in, job, refuse)`). None of them when
+        --limit-concurrency is set: start checks it for every request."""
         if self.limit_concurrency:
             self.straight = {}
             return
+        routes = list(routes)
         self.straight = {route: route.binding.pass_request for route in routes
                          if route.kind is ASYNC_INLINE and route.pipeline is None and route.binding.trivial}
         self.straight.update((route, route.pipeline.run_inline) for route in routes
                              if route.pipeline is not None and route.pipeline.run_inline is not None)
+        hand_off = (self.pool.admit, self._sync_job_done, run_in, run_sync, self._refuse)
+        self.straight.update((route, hand_off) for route in routes
+                             if route.kind is SYNC and route.pipeline is None and route.binding.trivial
+                             and not route.cpu_bound)
 
     def start(self, exchange: Exchange) -> None:
         """Run the exchange's route's handler; `connection.complete(...)` follows on the loop."""

@@ -570,7 +570,7 @@ class HttpProtocol(Connection, BodyReception, asyncio.Protocol):
         self.exchange = exchange = Exchange(self, request, route, common, head_only, keep_alive,
                                             row, perf_counter() if stats_slot is None else stats_slot.begin(row))
         if route is not None:
-            if route.pipeline is None and route in self.straight:  # decided once: Executor.prepare
+            if type(self.straight.get(route)) is bool:  # a bare inline handler: Executor.prepare
                 run_inline(exchange, route, request, None)
             else:
                 self.executor.start(exchange)

@@ -40,6 +40,12 @@ def sleep(request, t: float = 0.0):
     return {"pid": os.getpid(), "slept": t}
 
 
+@app.get("/nap")
+def nap(request):  # nothing to bind: handed to the pool straight from the connection (ext/connection.c)
+    time.sleep(0.3)
+    return {"slept": 0.3}
+
+
 @app.get("/asleep")
 async def asleep(request, t: float = 0.0):
     await asyncio.sleep(t)
