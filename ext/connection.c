@@ -429,14 +429,11 @@ cleanup:
 static PyObject *
 handle_exception(PyObject *fn, PyObject *arg)
 {
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (traceback != NULL)
-        PyException_SetTraceback(value, traceback);
+    PyObject *value = catzilla_take_exception();
     PyObject *old_type, *old_value, *old_traceback;
     PyErr_GetExcInfo(&old_type, &old_value, &old_traceback);
-    PyErr_SetExcInfo(type, Py_NewRef(value), traceback); /* steals type and traceback */
+    /* steals its three arguments */
+    PyErr_SetExcInfo(Py_NewRef(Py_TYPE(value)), Py_NewRef(value), PyException_GetTraceback(value));
     PyObject *result = PyObject_CallFunctionObjArgs(fn, arg, value, NULL);
     PyErr_SetExcInfo(old_type, old_value, old_traceback);
     Py_DECREF(value);

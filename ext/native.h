@@ -70,6 +70,21 @@ catzilla_intern(PyObject **slot, const char *text)
     return *slot == NULL ? -1 : 0;
 }
 
+/* The exception being raised, taken (none is set after), normalised, with its traceback
+ * attached: a new reference (None if there was none). */
+static inline PyObject *
+catzilla_take_exception(void)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL && value != NULL)
+        PyException_SetTraceback(value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value != NULL ? value : Py_NewRef(Py_None);
+}
+
 /* responses.c: status_line + common + before + content-length + after + CRLF + body, from
  * parts = {status_line, common, before, body, after}, all bytes; no body when head_only. */
 PyObject *catzilla_response_bytes(PyObject *const parts[5], int head_only);

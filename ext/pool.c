@@ -65,23 +65,6 @@ typedef struct {
     Py_ssize_t capacity; /* jobs running or waiting beyond which admit() refuses */
 } Handoff;
 
-/* The exception being raised, taken out of the thread state with its traceback attached
- * (as `except BaseException as exc` sees it). */
-static PyObject *
-take_exception(void)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL)
-        PyException_SetTraceback(value, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    if (value == NULL)
-        value = Py_NewRef(Py_None);
-    return value;
-}
-
 static PyObject *
 Handoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -225,7 +208,7 @@ Handoff_work(Handoff *self, PyObject *deliver)
         PyObject *result = PyObject_Call(PyTuple_GET_ITEM(job, 1), PyTuple_GET_ITEM(job, 2), NULL);
         int failed;
         if (result == NULL) {
-            PyObject *error = take_exception(); /* any: handed to `done`, which decides */
+            PyObject *error = catzilla_take_exception(); /* any: handed to `done`, which decides */
             PyObject *tb = PyException_GetTraceback(error); /* (None for a non-exception) */
             if (tb == NULL && PyExceptionInstance_Check(error)) {
                 /* raised by C code alone (no Python frame unwound): given the traceback
@@ -288,7 +271,7 @@ Handoff_deliver(Handoff *self, PyObject *Py_UNUSED(ignored))
         }
         if (!PyErr_ExceptionMatches(PyExc_Exception))
             return NULL; /* KeyboardInterrupt and the like go on up */
-        PyObject *exc = take_exception();
+        PyObject *exc = catzilla_take_exception();
         PyObject *reported = PyObject_CallOneArg(self->report, exc);
         Py_DECREF(exc);
         if (reported == NULL)
@@ -435,7 +418,7 @@ fail(SyncJob *self, PyObject *exchange)
 {
     if (!PyErr_ExceptionMatches(PyExc_Exception) && !PyErr_ExceptionMatches(PyExc_SystemExit))
         return -1;
-    PyObject *exc = take_exception();
+    PyObject *exc = catzilla_take_exception();
     PyObject *const args[2] = {exchange, exc};
     PyObject *pair = PyObject_Vectorcall(self->failure, args, 2, NULL);
     Py_DECREF(exc);

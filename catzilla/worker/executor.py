@@ -88,14 +88,7 @@ def run_inline(exchange: Exchange, route: Route, request: Request,
     Executor.straight (called with kwargs None)."""
     inline.request = request
     try:
-        if kwargs is None:  # the usual `(request)`, or no parameters at all
-            coroutine = route.endpoint(request) if route.binding.pass_request else route.endpoint()
-        elif route.binding.pass_request:
-            call = route.binding.call  # (loaded, then called: an instance attribute)
-            coroutine = call(route.endpoint, request, kwargs)
-        else:
-            coroutine = invoke(route, request, kwargs)
-        response, data = finish_inline(coroutine, route, exchange.common, exchange.head_only)
+        response, data = finish_inline(invoke(route, request, kwargs), route, exchange.common, exchange.head_only)
     except HANDLER_ERRORS as exc:
         response, data = failure(exchange, exc)
     finally:
@@ -187,18 +180,18 @@ class Executor:
         `def` handler with nothing around it and nothing to bind, not for the CPU lane
         (start's SYNC branch, in C: `(admit, done, run_in, job, refuse)`). None of them when
         --limit-concurrency is set: start checks it for every request."""
-        if self.limit_concurrency:
-            self.straight = {}
-            return
-        routes = list(routes)
-        self.straight = {route: route.binding.pass_request for route in routes
-                         if route.kind is ASYNC_INLINE and route.pipeline is None and route.binding.trivial}
-        self.straight.update((route, route.pipeline.run_inline) for route in routes
-                             if route.pipeline is not None and route.pipeline.run_inline is not None)
+        straight: dict[Route, typing.Any] = {}
         hand_off = (self.pool.admit, self._sync_job_done, run_in, run_sync, self._refuse)
-        self.straight.update((route, hand_off) for route in routes
-                             if route.kind is SYNC and route.pipeline is None and route.binding.trivial
-                             and not route.cpu_bound)
+        for route in () if self.limit_concurrency else routes:
+            if route.pipeline is not None:
+                if route.pipeline.run_inline is not None:
+                    straight[route] = route.pipeline.run_inline
+            elif route.binding.trivial:
+                if route.kind is ASYNC_INLINE:
+                    straight[route] = route.binding.pass_request
+                elif route.kind is SYNC and not route.cpu_bound:
+                    straight[route] = hand_off
+        self.straight = straight
 
     def start(self, exchange: Exchange) -> None:
         """Run the exchange's route's handler; `connection.complete(...)` follows on the loop."""

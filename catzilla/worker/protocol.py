@@ -186,9 +186,9 @@ class HttpProtocol(Connection, BodyReception, asyncio.Protocol):
     # are slots: with more attributes than an instance dict shares keys for (30), every
     # attribute and method access on the connection went through a materialized dict.
     __slots__ = (
-        "body_limit", "body_size", "body_watch", "client_text", "draining_pipeline",
-        "max_body_size", "on_header", "on_headers_complete", "on_url", "receiver", "router", "streamed", "tls", "unmatched", "unsent", "unsent_since", "upgrade_rest",
-        "write_resumed", "writing_paused"
+        "body_limit", "body_size", "body_watch", "client_text", "draining_pipeline", "max_body_size",
+        "on_header", "on_headers_complete", "on_url", "receiver", "router", "streamed", "tls", "unmatched",
+        "unsent", "unsent_since", "upgrade_rest", "write_resumed", "writing_paused"
     )
 
     def __init__(self, worker: WorkerInterface) -> None:
