@@ -8,7 +8,7 @@ setup(
             sources=["ext/native.c", "ext/headers.c", "ext/stats.c", "ext/exchange.c", "ext/responses.c",
                      "ext/request.c", "ext/binding.c", "ext/templates.c", "ext/accesslog.c",
                      "ext/inline.c", "ext/connection.c", "ext/chain.c", "ext/fields.c", "ext/cors.c",
-                     "ext/pool.c"],
+                     "ext/pool.c", "ext/jsonresponse.c"],
             depends=["ext/native.h"],
             include_dirs=["ext"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",

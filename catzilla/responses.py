@@ -14,7 +14,7 @@ from http import HTTPStatus
 import msgspec
 import orjson
 
-from ._native import encode_response, register_encoding, register_responses
+from ._native import encode_response, register_encoding, register_json_response, register_responses
 from .cookies import set_cookie_value
 from .headerparse import FORBIDDEN_IN_VALUE, TOKEN_CHARS
 from .response_headers import MutableHeaders, RawHeaders, headers_view, raw_pairs
@@ -391,6 +391,13 @@ def error_response(status_code: int, detail: typing.Any,
     return JSONResponse({"detail": detail}, status_code, headers)
 
 
+# ext/jsonresponse.c makes JSON responses without a Python frame: the constructor and
+# to_response() above stay as the references tests/test_jsonresponse_native.py compares with.
+_json_init_reference = JSONResponse.__init__
+_to_response_reference = to_response
+JSONResponse.__init__, to_response = register_json_response(  # type: ignore[method-assign]
+    JSONResponse, Response, PlainTextResponse, orjson.dumps, _to_builtins, orjson.OPT_NON_STR_KEYS,
+    orjson.JSONEncodeError, _dumps_slowly, raw_pairs)
 # What ext/inline.c encodes without a Python frame (the usual JSONResponse) and falls back on.
 register_responses(Response, JSONResponse, _STATUS_LINES, to_response)
 # What ext/chain.c encodes without a Python frame (a JSONResponse with header pairs too).

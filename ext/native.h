@@ -39,6 +39,7 @@ int catzilla_chain_init(PyObject *module);
 int catzilla_fields_init(PyObject *module);
 int catzilla_cors_init(PyObject *module);
 int catzilla_pool_init(PyObject *module);
+int catzilla_jsonresponse_init(PyObject *module);
 
 /* exchange.c: Exchange(connection, request, route, common, head_only, keep_alive, row, started). */
 PyObject *catzilla_exchange_new(PyObject *const fields[8]);
