@@ -1,4 +1,5 @@
-"""The app the benchmark drives: the three routes of the performance table (issue 2)."""
+"""The app the benchmark drives: the three routes of the performance table (issue 2), and
+/dict, /json as most FastAPI handlers write it (a dict returned, made a JSONResponse by us)."""
 from catzilla import Catzilla, JSONResponse, Query
 
 app = Catzilla()
@@ -7,6 +8,11 @@ app = Catzilla()
 @app.get("/json")
 async def json_async(request):
     return JSONResponse({"message": "Hello, World!"})
+
+
+@app.get("/dict")
+async def dict_async(request):
+    return {"message": "Hello, World!"}
 
 
 @app.get("/sync")

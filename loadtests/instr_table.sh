@@ -2,8 +2,8 @@
 # The per-request cost table of issue 13: user-space instructions a server spends per request,
 # counted by valgrind through shared/bench/instr.sh (deterministic to about 1 %, unlike
 # requests per second on a shared machine). One worker of ours on /json (async), /sync (def
-# in the pool) and /items/{id}?q= (typed parameters), /json again with the access log on (the
-# default), then the peers named; the ratio column is raw_uvloop's count over the row's.
+# in the pool), /items/{id}?q= (typed parameters) and /dict (/json's dict returned as such),
+# /json again with the access log on (the default), then the peers named; the ratio column is raw_uvloop's count over the row's.
 #
 #   loadtests/instr_table.sh [-n REQUESTS] [PEER ...]
 #   (default peers: socketify catzilla023 uvicorn_starlette fastapi; "-" for none)
@@ -29,7 +29,7 @@ rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 # instr.sh prints "NAME  COUNT  RATIO" per row after a header; keep name and count.
 measure() { bash "$BENCH/instr.sh" "${opts[@]}" "$@" | tail -n +2 | awk '{print $1, $2}' >>"$rows"; }
-OURS_CMD="$OURS --log-level warning --no-access-log" measure raw_uvloop ours=/json ours=/sync "ours=/items/42?q=3"
+OURS_CMD="$OURS --log-level warning --no-access-log" measure raw_uvloop ours=/json ours=/sync "ours=/items/42?q=3" ours=/dict
 # The access log writes at INFO: --log-level warning would turn it off.
 OURS_CMD="$OURS --log-level info --access-log --log-file /dev/null" measure ours=/json
 sed -i '$ s/^ours=\/json /ours=\/json(access-log) /' "$rows"
