@@ -54,6 +54,7 @@ typedef struct {
     PyObject *resolve;
     PyObject *straight;
     PyObject *stats_slot;
+    PyObject *batch; /* the executor's InlineBatch, None: each inline route answered at once */
 } Connection;
 
 #define NALL ((int)((sizeof(Connection) - offsetof(Connection, worker)) / sizeof(PyObject *)))
@@ -249,11 +250,12 @@ call_method(PyObject *self, PyObject *name)
 }
 
 /* Nothing on the connection asks for the longer way: no body received its own way or
- * arrived, nothing running or queued, no TLS or root path to apply. */
+ * arrived, nothing running or queued, no TLS or root path to apply, no `close` answered. */
 static int
 usual_state(Connection *self)
 {
-    if (self->receiving != Py_None || self->busy == Py_True || self->edge == Py_True)
+    if (self->receiving != Py_None || self->busy == Py_True || self->edge == Py_True
+            || self->keep_alive != Py_True) /* answered with `close`: the Python way drops it */
         return 0;
     if (!PyList_CheckExact(self->body) || PyList_GET_SIZE(self->body) != 0)
         return 0;
@@ -440,14 +442,14 @@ handle_exception(PyObject *fn, PyObject *arg)
     return result;
 }
 
-/* A route of Executor.straight, as `how` says. True or False (whether the handler takes the
- * request): Executor's run_inline, the handler called and its coroutine finished by
- * finish_inline. Anything else is a chain that cannot suspend (its pipeline's run_inline):
- * Executor.start's chain branch, run_chain. An exception out of either answered by
- * failure(). */
+/* A route of Executor.straight, as `how` says, run to its outcome, (response, data). True or
+ * False (whether the handler takes the request): Executor's run_inline, the handler called
+ * and its coroutine finished by finish_inline. Anything else is a chain that cannot suspend
+ * (its pipeline's run_inline): Executor.start's chain branch, run_chain. An exception out of
+ * either answered by failure(). */
 static PyObject *
-run_inline(Connection *self, Pending *pending, PyObject *route, PyObject *request, PyObject *how,
-           PyObject *common, PyObject *head_only)
+inline_outcome(Connection *self, Pending *pending, PyObject *route, PyObject *request, PyObject *how,
+               PyObject *common, PyObject *head_only)
 {
     PyObject *endpoint = NULL, *coroutine = NULL, *outcome = NULL, *result = NULL;
 
@@ -497,12 +499,57 @@ run_inline(Connection *self, Pending *pending, PyObject *route, PyObject *reques
         PyErr_SetString(PyExc_TypeError, "an inline outcome is (response, data)");
         goto cleanup;
     }
-    result = complete(self, pending, PyTuple_GET_ITEM(outcome, 0), PyTuple_GET_ITEM(outcome, 1));
+    result = Py_NewRef(outcome);
 cleanup:
     Py_XDECREF(endpoint);
     Py_XDECREF(coroutine);
     Py_XDECREF(outcome);
     return result;
+}
+
+/* A route of Executor.straight run and answered at once. */
+static PyObject *
+run_inline(Connection *self, Pending *pending, PyObject *route, PyObject *request, PyObject *how,
+           PyObject *common, PyObject *head_only)
+{
+    PyObject *outcome = inline_outcome(self, pending, route, request, how, common, head_only);
+    if (outcome == NULL)
+        return NULL;
+    PyObject *result = complete(self, pending, PyTuple_GET_ITEM(outcome, 0), PyTuple_GET_ITEM(outcome, 1));
+    Py_DECREF(outcome);
+    return result;
+}
+
+/* An exchange deferred to the executor's InlineBatch, its fields read back as handle() had
+ * them (borrowed from the exchange, which the batch holds). */
+static Pending
+pending_of(PyObject *exchange)
+{
+    PyObject **at = catzilla_exchange_slots(exchange);
+    Pending pending = {.exchange = exchange};
+    for (int i = 0; i < 8; i++)
+        pending.fields[i] = at[i];
+    return pending;
+}
+
+/* For ext/batch.c: the outcome of a deferred inline request, (response, data). */
+PyObject *
+catzilla_inline_outcome(PyObject *exchange, PyObject *how)
+{
+    Pending pending = pending_of(exchange);
+    PyObject **at = catzilla_exchange_slots(exchange);
+    Connection *self = (Connection *)at[EX_CONNECTION];
+    Py_SETREF(self->exchange, Py_NewRef(exchange)); /* as exchange_of() left it */
+    return inline_outcome(self, &pending, at[EX_ROUTE], at[EX_REQUEST], how, at[EX_COMMON], at[EX_HEAD_ONLY]);
+}
+
+/* For ext/batch.c: that outcome written (HttpProtocol.complete's usual case). */
+PyObject *
+catzilla_inline_complete(PyObject *exchange, PyObject *outcome)
+{
+    Pending pending = pending_of(exchange);
+    Connection *self = (Connection *)pending.fields[0];
+    return complete(self, &pending, PyTuple_GET_ITEM(outcome, 0), PyTuple_GET_ITEM(outcome, 1));
 }
 
 /* Executor.start's SYNC branch, for a route of Executor.straight whose handler is a `def`:
@@ -627,10 +674,17 @@ handle(Connection *self, PyObject *request, PyObject *keep_alive)
     PyObject *how = PyDict_GetItemWithError(self->straight, route); /* borrowed */
     if (how != NULL) {
         Py_INCREF(how); /* the chain runs user code, which could change the dict */
-        if (PyTuple_CheckExact(how))
+        if (PyTuple_CheckExact(how)) {
             result = hand_off(self, &pending, how);
-        else
+        }
+        else if (self->batch != Py_None) { /* answered with the loop turn's others */
+            PyObject *exchange = exchange_of(self, &pending);
+            if (exchange != NULL && catzilla_batch_add(self->batch, exchange, how) == 0)
+                result = Py_NewRef(Py_None);
+        }
+        else {
             result = run_inline(self, &pending, route, request, how, common, head_only);
+        }
         Py_DECREF(how);
     }
     else if (!PyErr_Occurred()) {
@@ -790,6 +844,7 @@ static PyMemberDef connection_members[] = {
     FIELD("resolve", resolve, "The router's resolve(method, path)."),
     FIELD("straight", straight, "Executor.straight: the routes run without Executor.start."),
     FIELD("stats_slot", stats_slot, "The worker's stats slot, or None."),
+    FIELD("batch", batch, "Executor.batch: the InlineBatch inline routes are deferred to, or None."),
     {NULL},
 };
 

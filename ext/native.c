@@ -43,6 +43,8 @@ PyInit__native(void)
         goto error;
     if (catzilla_jsonresponse_init(module) < 0)
         goto error;
+    if (catzilla_batch_init(module) < 0)
+        goto error;
     return module;
 error:
     Py_DECREF(module);

@@ -40,10 +40,14 @@ int catzilla_fields_init(PyObject *module);
 int catzilla_cors_init(PyObject *module);
 int catzilla_pool_init(PyObject *module);
 int catzilla_jsonresponse_init(PyObject *module);
+int catzilla_batch_init(PyObject *module);
 
 /* exchange.c: Exchange(connection, request, route, common, head_only, keep_alive, row, started). */
 PyObject *catzilla_exchange_new(PyObject *const fields[8]);
 /* chain.c: run_chain(run_inline, request, common, head_only) -> (response, data | None). */
+int catzilla_batch_add(PyObject *batch, PyObject *exchange, PyObject *how);
+PyObject *catzilla_inline_outcome(PyObject *exchange, PyObject *how);
+PyObject *catzilla_inline_complete(PyObject *exchange, PyObject *outcome);
 PyObject *catzilla_run_chain(PyObject *chain, PyObject *request, PyObject *common, PyObject *head_only);
 
 /* Its fields in place, in this order, when obj is an Exchange (a field may be NULL: deleted);

@@ -30,7 +30,7 @@ from contextvars import copy_context
 from ..background_tasks import current_request, inline
 from ..binding import BadRequest
 from ..errors import HTTPException, RequestValidationError
-from .._native import Suspended, SyncDone, SyncJob, drive, encode, finish_inline, run_chain
+from .._native import InlineBatch, Suspended, SyncDone, SyncJob, drive, encode, finish_inline, run_chain
 from ..kinds import HandlerKind
 from ..pipeline import refusal
 from ..request import Request
@@ -154,7 +154,7 @@ class Executor:
     lane: typing.Any = None  # the CPU lane's client (cpu_lane.LaneClient), when one runs
 
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: typing.Any, *, request_timeout: float = 0.0,
-                 limit_concurrency: int = 0) -> None:
+                 limit_concurrency: int = 0, inline_batch: bool = True) -> None:
         self.loop = loop
         self.pool = pool
         inline.thread = threading.get_ident()  # the loop's thread
@@ -171,6 +171,9 @@ class Executor:
         # for a `def` handler the pool hand-off's parts (see prepare: decided once per route,
         # when the worker starts; ext/connection.c reads it).
         self.straight: dict[Route, typing.Any] = {}
+        # Where the connection defers a straight inline route's request, to be answered with
+        # the loop turn's others (--inline-batch, ext/batch.c); None: each at once.
+        self.batch = InlineBatch(loop.call_soon, self._broken) if inline_batch else None
 
     def prepare(self, routes: typing.Iterable[Route]) -> None:
         """Decide once per route, after the app compiled its pipelines, which routes the
@@ -192,6 +195,16 @@ class Executor:
                 elif route.kind is SYNC and not route.cpu_bound:
                     straight[route] = hand_off
         self.straight = straight
+
+    def _broken(self, exchange: Exchange, exc: BaseException) -> None:
+        """An error out of answering a batched request, not out of its handler (that one is
+        a 500): what data_received raising would have done, the error logged and that
+        connection closed, the rest of the batch answered."""
+        connection = exchange.connection
+        self.loop.call_exception_handler({
+            "message": "answering a batched inline request failed", "exception": exc, "protocol": connection})
+        if connection.transport is not None:
+            connection.transport.abort()
 
     def start(self, exchange: Exchange) -> None:
         """Run the exchange's route's handler; `connection.complete(...)` follows on the loop."""

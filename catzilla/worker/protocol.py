@@ -200,6 +200,7 @@ class HttpProtocol(Connection, BodyReception, asyncio.Protocol):
         self.static = self.router.static  # its table of paths without parameters
         self.executor = worker.executor
         self.straight = self.executor.straight  # routes run without Executor.start (see prepare)
+        self.batch = self.executor.batch  # where the C way defers those that run inline, or None
         self.stats_slot = worker.stats_slot  # this worker's stats slot, or None with --no-stats
         # The stats row of requests no route answered (404, 405, probes, refusals).
         self.unmatched = worker.unmatched_index
@@ -382,6 +383,10 @@ class HttpProtocol(Connection, BodyReception, asyncio.Protocol):
             self.body = []
             self.body_size = 0
             self.body_limit = self.max_body_size
+        if not self.keep_alive:
+            # RFC 9112 9.6: a connection that answered (or is answering) with `close`
+            # processes no further request; one pipelined after it is dropped unrun.
+            return
         if unusual is not None:
             request._trailers = unusual
             if self.parser.should_upgrade():

@@ -196,7 +196,7 @@ class Worker:
         max_queue = config.max_queue if config.max_queue is not None else QUEUE_PER_THREAD * config.threads
         self.pool = ThreadPool(loop, config.threads, max_queue=max_queue, queue_timeout=config.queue_timeout)
         self.executor = Executor(loop, self.pool, request_timeout=config.request_timeout,
-                                 limit_concurrency=config.limit_concurrency)
+                                 limit_concurrency=config.limit_concurrency, inline_batch=config.inline_batch)
         self.runner = BackgroundRunner(loop, self.pool)
         self.access = AccessLog(loop, backlog=config.access_log_backlog, drain_timeout=config.access_log_drain)
         self.app.prepare(self.executor.run_in_pool)
