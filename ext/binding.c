@@ -644,6 +644,15 @@ invoke_vectorcall(PlainInvoke *self, PyObject *const *args, size_t nargsf, PyObj
     return result;
 }
 
+static PyTypeObject PlainInvokeType;
+
+/* For ext/connection.c: is `how` a route's PlainInvoke (run straight, bound and called)? */
+int
+catzilla_is_plain_invoke(PyObject *obj)
+{
+    return Py_IS_TYPE(obj, &PlainInvokeType);
+}
+
 static int
 invoke_clear(PlainInvoke *self)
 {

@@ -12,9 +12,10 @@
  *     take_request           the head handed over (None: an unusual head, the Python way)
  *     _handle                probes, then the route (a static path, else resolve); no route
  *                            (404, 405), a probe: the Python method, whole
- *     run_inline, hand_off   for a route of Executor.straight (a bare handler, a chain
- *                            that cannot suspend, a `def` handler's pool job), else
- *                            executor.start(exchange)
+ *     run_inline, hand_off   for a route of Executor.straight (a bare handler, one whose
+ *                            parameters a PlainInvoke binds, a chain that cannot suspend,
+ *                            a `def` handler's pool job), else executor.start(exchange);
+ *                            with --inline-batch, the inline ones deferred to ext/batch.c
  *     complete               bytes to write (not a file's), a transport: else the Python
  *                            method (_complete), whole; the access line by AccessLog's own
  *                            call. Also the connection's `complete` method, which the
@@ -444,9 +445,10 @@ handle_exception(PyObject *fn, PyObject *arg)
 
 /* A route of Executor.straight, as `how` says, run to its outcome, (response, data). True or
  * False (whether the handler takes the request): Executor's run_inline, the handler called
- * and its coroutine finished by finish_inline. Anything else is a chain that cannot suspend
- * (its pipeline's run_inline): Executor.start's chain branch, run_chain. An exception out of
- * either answered by failure(). */
+ * and its coroutine finished by finish_inline; a PlainInvoke: the same with the handler's
+ * parameters bound by it (Executor.start's PlainInvoke branch). Anything else is a chain
+ * that cannot suspend (its pipeline's run_inline): Executor.start's chain branch, run_chain.
+ * An exception out of any of them answered by failure(). */
 static PyObject *
 inline_outcome(Connection *self, Pending *pending, PyObject *route, PyObject *request, PyObject *how,
                PyObject *common, PyObject *head_only)
@@ -455,13 +457,19 @@ inline_outcome(Connection *self, Pending *pending, PyObject *route, PyObject *re
 
     if (slot_set(cstate.inline_state, &slots[INLINE_REQUEST], request) < 0)
         return NULL;
-    if (how != Py_True && how != Py_False) {
+    int invoke = catzilla_is_plain_invoke(how);
+    if (how != Py_True && how != Py_False && !invoke) {
         outcome = catzilla_run_chain(how, request, common, head_only);
     }
     else {
         endpoint = slot_get(route, &slots[ROUTE_ENDPOINT]);
-        if (endpoint != NULL)
+        if (endpoint != NULL && invoke) {
+            PyObject *args[2] = {endpoint, request};
+            coroutine = PyObject_Vectorcall(how, args, 2, NULL); /* bound and called: a 422 is failure()'s */
+        }
+        else if (endpoint != NULL) {
             coroutine = how == Py_True ? PyObject_CallOneArg(endpoint, request) : PyObject_CallNoArgs(endpoint);
+        }
         if (coroutine != NULL) {
             PyObject *args[4] = {coroutine, route, common, head_only};
             outcome = PyObject_Vectorcall(cstate.finish_inline, args, 4, NULL);

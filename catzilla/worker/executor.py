@@ -30,7 +30,7 @@ from contextvars import copy_context
 from ..background_tasks import current_request, inline
 from ..binding import BadRequest
 from ..errors import HTTPException, RequestValidationError
-from .._native import InlineBatch, Suspended, SyncDone, SyncJob, drive, encode, finish_inline, run_chain
+from .._native import InlineBatch, PlainInvoke, Suspended, SyncDone, SyncJob, drive, encode, finish_inline, run_chain
 from ..kinds import HandlerKind
 from ..pipeline import refusal
 from ..request import Request
@@ -167,8 +167,8 @@ class Executor:
         # A def route's job's `done`: _sync_done, its usual case without a frame (ext/pool.c).
         self._sync_job_done = SyncDone(self._sync_done)
         # Routes the connection runs straight, without start, each with how: whether its
-        # bare handler takes the request (run_inline), its chain's run_inline (run_chain), or
-        # for a `def` handler the pool hand-off's parts (see prepare: decided once per route,
+        # bare handler takes the request (run_inline), the PlainInvoke that binds and calls
+        # it, its chain's run_inline (run_chain), or for a `def` handler the pool hand-off's parts (see prepare: decided once per route,
         # when the worker starts; ext/connection.c reads it).
         self.straight: dict[Route, typing.Any] = {}
         # Where the connection defers a straight inline route's request, to be answered with
@@ -178,8 +178,9 @@ class Executor:
     def prepare(self, routes: typing.Iterable[Route]) -> None:
         """Decide once per route, after the app compiled its pipelines, which routes the
         connection runs straight, without start's frame and checks: an `async def` handler
-        that cannot suspend, with nothing around it and nothing to bind (run_inline), and a
-        compiled chain that cannot suspend (start's first branch, run_chain, in C), and a
+        that cannot suspend, with nothing around it and nothing to bind (run_inline) or
+        parameters a PlainInvoke binds (start's PlainInvoke branch), a compiled chain that
+        cannot suspend (start's first branch, run_chain, in C), and a
         `def` handler with nothing around it and nothing to bind, not for the CPU lane
         (start's SYNC branch, in C: `(admit, done, run_in, job, refuse)`). None of them when
         --limit-concurrency is set: start checks it for every request."""
@@ -194,6 +195,8 @@ class Executor:
                     straight[route] = route.binding.pass_request
                 elif route.kind is SYNC and not route.cpu_bound:
                     straight[route] = hand_off
+            elif route.kind is ASYNC_INLINE and type(route.binding.invoke) is PlainInvoke:
+                straight[route] = route.binding.invoke
         self.straight = straight
 
     def _broken(self, exchange: Exchange, exc: BaseException) -> None:
