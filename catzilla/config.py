@@ -168,13 +168,15 @@ class Config:
                                       "the loop its turn 5x sooner at no cost to short sync handlers' "
                                       "throughput (measurements in README). 0: Python's default.",
                                       float)
-    inline_batch: bool = _setting(True, "Answer the requests of one event-loop turn whose async "
-                                  "handler (or chain) cannot suspend together: every such request "
-                                  "read first, then every handler, then every write, so each step's "
-                                  "code stays in the CPU's instruction cache (1.7x the requests/s "
-                                  "of one at a time on /json, issue 13). Off: each request is "
-                                  "answered as soon as it is parsed, a few microseconds sooner when "
-                                  "the server is idle.", _bool, flag=True)
+    inline_batch: bool = _setting(True, "Answer the requests of one event-loop turn that run "
+                                  "straight (an async handler or chain that cannot suspend, a bare "
+                                  "def handler's pool hand-off) together: every such request read "
+                                  "first, then every handler or hand-off, then every write, so each "
+                                  "step's code stays in the CPU's instruction cache and pool threads "
+                                  "wake once per turn (1.7x the requests/s of one at a time on "
+                                  "/json, 1.2x on /sync; issue 13). Off: each request is started "
+                                  "as soon as it is parsed, a few microseconds sooner when the "
+                                  "server is idle.", _bool, flag=True)
     # -- background tasks (app.enable_background_tasks(), Catzilla 0.2.3's engine): per
     # worker process; enable_background_tasks()'s own keywords win over these.
     task_workers: int = _setting(4, "Threads per worker process running app.add_task() jobs: "

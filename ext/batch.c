@@ -1,21 +1,25 @@
-/* The inline requests of one event-loop turn, answered together, a step at a time.
+/* The requests of one event-loop turn that run straight, answered together, a step at a time.
  *
  * A worker answering each request as soon as it is parsed runs, per request, the parser, the
  * router, the handler, the JSON encoder, the stats and the write system call, one after the
  * other: more code than the CPU's level-1 instruction cache holds (64 KiB here), so each
  * step finds its code evicted by the others, and the kernel's TCP code by all of them. Under
  * load, most of that time is cache misses, not instructions (loadtests/instr_profile.sh -c).
+ * A `def` route's hand-off has the same trouble another way: each job put on the pool's
+ * queue wakes a thread, which preempts the loop in the middle of its reads.
  *
- * So a connection defers a request whose route runs inline (Executor.straight: a handler or
- * chain that cannot suspend) to the executor's InlineBatch, and the batch runs when the loop
- * next calls it, once per turn (loop.call_soon, after every read of the turn was parsed):
- * every deferred request's handler first, then every response written. Each step then runs
- * for many requests in a row with its code in cache: on /json that is about 1.7 times the
- * requests per second of one at a time (issue 13's note). What a request deferred while the
- * batch runs waits for the next turn.
+ * So a connection defers a request whose route runs straight (Executor.straight: a handler
+ * or chain that cannot suspend, or a `def` handler's pool hand-off) to the executor's
+ * InlineBatch, and the batch runs when the loop next calls it, once per turn
+ * (loop.call_soon, after every read of the turn was parsed): every deferred request's
+ * handler run or job handed to the pool first, then every inline response written. Each
+ * step then runs for many requests in a row with its code in cache, and the pool's threads
+ * wake once the loop has read everything: on /json about 1.7 times the requests per second
+ * of one at a time, on /sync 1.2 times (issue 13's note). What is deferred while the batch
+ * runs waits for the next turn.
  *
  *     batch.add(exchange, how)   defer (C: catzilla_batch_add, from ext/connection.c)
- *     batch()                    run: the outcomes, then the writes (loop.call_soon's call)
+ *     batch()                    run: the handlers and hand-offs, then the writes
  *
  * An error no handler raised (the handler's own are answered by failure() as a 500) would
  * have gone out of data_received at once; here it goes to broken(exchange, exc), which logs
@@ -99,11 +103,20 @@ InlineBatch_vectorcall(InlineBatch *self, PyObject *const *args, size_t nargsf, 
         Py_DECREF(waiting);
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < n; i++) { /* every handler... */
+    for (Py_ssize_t i = 0; i < n; i++) { /* every handler or hand-off... */
         PyObject *exchange = PyList_GET_ITEM(waiting, 2 * i), *how = PyList_GET_ITEM(waiting, 2 * i + 1);
-        PyObject *outcome = catzilla_inline_outcome(exchange, how);
-        if (outcome == NULL)
-            report(self, exchange);
+        PyObject *outcome = NULL; /* a job's response is written when the pool is done */
+        if (PyTuple_CheckExact(how)) {
+            PyObject *handed = catzilla_inline_hand_off(exchange, how);
+            if (handed == NULL)
+                report(self, exchange);
+            Py_XDECREF(handed);
+        }
+        else {
+            outcome = catzilla_inline_outcome(exchange, how);
+            if (outcome == NULL)
+                report(self, exchange);
+        }
         PyList_SET_ITEM(outcomes, i, outcome); /* NULL: nothing to write */
     }
     for (Py_ssize_t i = 0; i < n; i++) { /* ...then every write */
@@ -198,8 +211,8 @@ static PyTypeObject InlineBatchType = {
     .tp_name = "catzilla._native.InlineBatch",
     .tp_basicsize = sizeof(InlineBatch),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "InlineBatch(call_soon, broken): the inline requests of one loop turn, answered "
-              "together: every handler, then every write.",
+    .tp_doc = "InlineBatch(call_soon, broken): the requests of one loop turn that run straight, "
+              "answered together: every handler or pool hand-off, then every write.",
     .tp_new = InlineBatch_new,
     .tp_traverse = (traverseproc)InlineBatch_traverse,
     .tp_clear = (inquiry)InlineBatch_clear,

@@ -15,7 +15,7 @@
  *     run_inline, hand_off   for a route of Executor.straight (a bare handler, one whose
  *                            parameters a PlainInvoke binds, a chain that cannot suspend,
  *                            a `def` handler's pool job), else executor.start(exchange);
- *                            with --inline-batch, the inline ones deferred to ext/batch.c
+ *                            with --inline-batch, those deferred to ext/batch.c
  *     complete               bytes to write (not a file's), a transport: else the Python
  *                            method (_complete), whole; the access line by AccessLog's own
  *                            call. Also the connection's `complete` method, which the
@@ -595,6 +595,14 @@ hand_off(Connection *self, Pending *pending, PyObject *how)
     return PyObject_Vectorcall(PyTuple_GET_ITEM(how, 4), refusal, 2, NULL);
 }
 
+/* For ext/batch.c: a deferred `def` route's request handed to the pool (or refused). */
+PyObject *
+catzilla_inline_hand_off(PyObject *exchange, PyObject *how)
+{
+    Pending pending = pending_of(exchange);
+    return hand_off((Connection *)pending.fields[0], &pending, how);
+}
+
 /* HttpProtocol._handle for a request a route answers; anything else (a probe, 404, 405)
  * goes to the Python method before anything has changed. */
 static PyObject *
@@ -682,13 +690,13 @@ handle(Connection *self, PyObject *request, PyObject *keep_alive)
     PyObject *how = PyDict_GetItemWithError(self->straight, route); /* borrowed */
     if (how != NULL) {
         Py_INCREF(how); /* the chain runs user code, which could change the dict */
-        if (PyTuple_CheckExact(how)) {
-            result = hand_off(self, &pending, how);
-        }
-        else if (self->batch != Py_None) { /* answered with the loop turn's others */
+        if (self->batch != Py_None) { /* run with the loop turn's others */
             PyObject *exchange = exchange_of(self, &pending);
             if (exchange != NULL && catzilla_batch_add(self->batch, exchange, how) == 0)
                 result = Py_NewRef(Py_None);
+        }
+        else if (PyTuple_CheckExact(how)) {
+            result = hand_off(self, &pending, how);
         }
         else {
             result = run_inline(self, &pending, route, request, how, common, head_only);

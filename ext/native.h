@@ -47,6 +47,7 @@ PyObject *catzilla_exchange_new(PyObject *const fields[8]);
 /* chain.c: run_chain(run_inline, request, common, head_only) -> (response, data | None). */
 int catzilla_batch_add(PyObject *batch, PyObject *exchange, PyObject *how);
 int catzilla_is_plain_invoke(PyObject *obj);
+PyObject *catzilla_inline_hand_off(PyObject *exchange, PyObject *how);
 PyObject *catzilla_inline_outcome(PyObject *exchange, PyObject *how);
 PyObject *catzilla_inline_complete(PyObject *exchange, PyObject *outcome);
 PyObject *catzilla_run_chain(PyObject *chain, PyObject *request, PyObject *common, PyObject *head_only);

@@ -59,6 +59,33 @@ def test_a_turn_s_requests_run_every_handler_then_every_write() -> None:
     asyncio.run(go())
 
 
+def test_a_def_route_s_jobs_are_handed_to_the_pool_with_the_turn_s_others() -> None:
+    transports = [Transport(), Transport()]
+    app = Catzilla()
+
+    @app.get("/sync")
+    def in_pool(request: Request) -> dict[str, str]:
+        return {"ran": "pool"}
+
+    async def go() -> None:
+        worker = worker_with(app)
+        batch = worker.executor.batch
+        assert batch is not None
+        for transport in transports:
+            connect(worker, transport).data_received(b"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert batch.waiting() == 2 and worker.pool.pending == 0  # not yet on the pool's queue
+        await asyncio.sleep(0)
+        assert batch.runs == 1 and worker.pool.pending + worker.pool.completed == 2
+        for _ in range(200):
+            if all(t.written for t in transports):
+                break
+            await asyncio.sleep(0.005)
+        assert all(t.written[0].endswith(b'{"ran":"pool"}') for t in transports)
+        worker.pool.shutdown(wait=False)
+
+    asyncio.run(go())
+
+
 def test_off_each_request_is_answered_as_it_is_parsed() -> None:
     app = Catzilla()
 

@@ -171,8 +171,8 @@ class Executor:
         # it, its chain's run_inline (run_chain), or for a `def` handler the pool hand-off's parts (see prepare: decided once per route,
         # when the worker starts; ext/connection.c reads it).
         self.straight: dict[Route, typing.Any] = {}
-        # Where the connection defers a straight inline route's request, to be answered with
-        # the loop turn's others (--inline-batch, ext/batch.c); None: each at once.
+        # Where the connection defers a straight route's request, to be run with the loop
+        # turn's others (--inline-batch, ext/batch.c); None: each at once.
         self.batch = InlineBatch(loop.call_soon, self._broken) if inline_batch else None
 
     def prepare(self, routes: typing.Iterable[Route]) -> None:

@@ -200,7 +200,7 @@ class HttpProtocol(Connection, BodyReception, asyncio.Protocol):
         self.static = self.router.static  # its table of paths without parameters
         self.executor = worker.executor
         self.straight = self.executor.straight  # routes run without Executor.start (see prepare)
-        self.batch = self.executor.batch  # where the C way defers those that run inline, or None
+        self.batch = self.executor.batch  # where the C way defers the routes run straight, or None
         self.stats_slot = worker.stats_slot  # this worker's stats slot, or None with --no-stats
         # The stats row of requests no route answered (404, 405, probes, refusals).
         self.unmatched = worker.unmatched_index
