@@ -18,6 +18,9 @@ With the access log on, the lines are written when the loop next runs: once per 
 request, the worst case a server meets when each loop iteration carries one request).
 
     ITERATE=1 ACCESS_LOG=text bash loadtests/instr_profile.sh /json  # per-request writes
+
+--inline-batch is off here (INLINE_BATCH=1 turns it on): with one connection each request
+would be a batch of its own, and the loop turn it costs would be counted as the request's.
 """
 from __future__ import annotations
 
@@ -93,7 +96,8 @@ async def drive(worker: Worker, target: bytes, count: int, extra: bytes = b"", i
 async def main(args: argparse.Namespace) -> None:
     if args.access_log:  # lines written as a server writes them, to a file that keeps none
         configure_logging("info", args.access_log, os.devnull)
-    config = Config(stats=args.stats, access_log=bool(args.access_log), loop_block_threshold=0)
+    config = Config(stats=args.stats, access_log=bool(args.access_log), loop_block_threshold=0,
+                    inline_batch=args.inline_batch)
     worker = Worker(app, config, [])  # driven without sockets
     worker.build(asyncio.get_running_loop())
     worker._tick()
@@ -121,6 +125,10 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--stats", action=argparse.BooleanOptionalAction, default=True)
+    # One connection makes a batch of one request per loop turn: the turn, not the request,
+    # would be measured. A server's batches are measured by instr.sh and bench.sh.
+    parser.add_argument("--inline-batch", action=argparse.BooleanOptionalAction,
+                        default=bool(os.environ.get("INLINE_BATCH")))
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("-H", "--header", action="append", default=[],
                         help='a request header field to send, e.g. "Origin: https://example.com"')
