@@ -71,17 +71,42 @@ undo:
     return -1;
 }
 
-/* The error being raised, given to broken(exchange, exc); the batch goes on. */
+/* The error being raised, given to broken(exchange, exc); the batch goes on. Should
+ * broken() itself fail, the connection is still closed: never left waiting. */
 static void
 report(InlineBatch *self, PyObject *exchange)
 {
     PyObject *exc = catzilla_take_exception();
     PyObject *args[2] = {exchange, exc};
     PyObject *done = PyObject_Vectorcall(self->broken, args, 2, NULL);
-    if (done == NULL)
-        PyErr_WriteUnraisable(self->broken); /* broken() itself failed: nowhere else to say it */
+    if (done == NULL) {
+        PyErr_WriteUnraisable(self->broken); /* nowhere else to say it */
+        PyObject *connection = catzilla_exchange_slots(exchange)[EX_CONNECTION];
+        PyObject *transport = connection == NULL ? NULL : PyObject_GetAttrString(connection, "transport");
+        PyObject *aborted = transport == NULL || transport == Py_None ? NULL
+            : PyObject_CallMethod(transport, "abort", NULL);
+        if (aborted == NULL)
+            PyErr_Clear();
+        Py_XDECREF(aborted);
+        Py_XDECREF(transport);
+    }
     Py_XDECREF(done);
     Py_DECREF(exc);
+}
+
+/* A run that could not start (no memory for its lists): tried again next turn, so that
+ * nothing deferred is left waiting with no run scheduled. */
+static PyObject *
+retry(InlineBatch *self)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyObject *handle = PyObject_CallOneArg(self->call_soon, (PyObject *)self);
+    if (handle == NULL)
+        PyErr_Clear(); /* the loop is closing: nothing runs any more */
+    Py_XDECREF(handle);
+    PyErr_Restore(type, value, traceback);
+    return NULL;
 }
 
 static PyObject *
@@ -91,18 +116,16 @@ InlineBatch_vectorcall(InlineBatch *self, PyObject *const *args, size_t nargsf, 
         PyErr_SetString(PyExc_TypeError, "InlineBatch() takes no arguments");
         return NULL;
     }
+    Py_ssize_t n = PyList_GET_SIZE(self->waiting) / 2;
     PyObject *fresh = PyList_New(0);
-    if (fresh == NULL)
-        return NULL;
+    PyObject *outcomes = fresh == NULL ? NULL : PyList_New(n);
+    if (outcomes == NULL) {
+        Py_XDECREF(fresh);
+        return retry(self);
+    }
     PyObject *waiting = self->waiting; /* ours now: what is deferred while it runs waits */
     self->waiting = fresh;
     self->runs++;
-    Py_ssize_t n = PyList_GET_SIZE(waiting) / 2;
-    PyObject *outcomes = PyList_New(n);
-    if (outcomes == NULL) {
-        Py_DECREF(waiting);
-        return NULL;
-    }
     for (Py_ssize_t i = 0; i < n; i++) { /* every handler or hand-off... */
         PyObject *exchange = PyList_GET_ITEM(waiting, 2 * i), *how = PyList_GET_ITEM(waiting, 2 * i + 1);
         PyObject *outcome = NULL; /* a job's response is written when the pool is done */

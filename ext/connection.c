@@ -462,7 +462,13 @@ inline_outcome(Connection *self, Pending *pending, PyObject *route, PyObject *re
         outcome = catzilla_run_chain(how, request, common, head_only);
     }
     else {
-        endpoint = slot_get(route, &slots[ROUTE_ENDPOINT]);
+        /* In a copy of the current context, as a Task would run it: what the handler sets
+         * stays with its request (the loop's context, and a batch's, are shared). */
+        PyObject *context = PyContext_CopyCurrent();
+        if (context != NULL && PyContext_Enter(context) < 0)
+            Py_CLEAR(context);
+        if (context != NULL) /* (else a MemoryError, answered as below) */
+            endpoint = slot_get(route, &slots[ROUTE_ENDPOINT]);
         if (endpoint != NULL && invoke) {
             PyObject *args[2] = {endpoint, request};
             coroutine = PyObject_Vectorcall(how, args, 2, NULL); /* bound and called: a 422 is failure()'s */
@@ -474,6 +480,9 @@ inline_outcome(Connection *self, Pending *pending, PyObject *route, PyObject *re
             PyObject *args[4] = {coroutine, route, common, head_only};
             outcome = PyObject_Vectorcall(cstate.finish_inline, args, 4, NULL);
         }
+        if (context != NULL && PyContext_Exit(context) < 0)
+            Py_CLEAR(outcome);
+        Py_XDECREF(context);
     }
     if (outcome == NULL && (PyErr_ExceptionMatches(PyExc_Exception)
                             || PyErr_ExceptionMatches(PyExc_SystemExit))) {
@@ -528,36 +537,65 @@ run_inline(Connection *self, Pending *pending, PyObject *route, PyObject *reques
     return result;
 }
 
+static PyTypeObject ConnectionType;
+
 /* An exchange deferred to the executor's InlineBatch, its fields read back as handle() had
- * them (borrowed from the exchange, which the batch holds). */
-static Pending
-pending_of(PyObject *exchange)
+ * them, each held while user code runs (handle() held them the same way); -1 if one was
+ * deleted or the connection is not one. release() lets them go. */
+static int
+pending_of(PyObject *exchange, Pending *pending)
 {
     PyObject **at = catzilla_exchange_slots(exchange);
-    Pending pending = {.exchange = exchange};
+    for (int i = 0; i < 8; i++) {
+        if (at[i] == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "a deferred exchange lost one of its fields");
+            return -1;
+        }
+    }
+    if (!PyObject_TypeCheck(at[EX_CONNECTION], &ConnectionType)) {
+        PyErr_SetString(PyExc_TypeError, "a deferred exchange's connection is a Connection");
+        return -1;
+    }
+    pending->exchange = exchange;
     for (int i = 0; i < 8; i++)
-        pending.fields[i] = at[i];
-    return pending;
+        pending->fields[i] = Py_NewRef(at[i]);
+    return 0;
+}
+
+static void
+release(Pending *pending)
+{
+    for (int i = 0; i < 8; i++)
+        Py_DECREF(pending->fields[i]);
 }
 
 /* For ext/batch.c: the outcome of a deferred inline request, (response, data). */
 PyObject *
 catzilla_inline_outcome(PyObject *exchange, PyObject *how)
 {
-    Pending pending = pending_of(exchange);
-    PyObject **at = catzilla_exchange_slots(exchange);
+    Pending pending;
+    if (pending_of(exchange, &pending) < 0)
+        return NULL;
+    PyObject **at = pending.fields;
     Connection *self = (Connection *)at[EX_CONNECTION];
     Py_SETREF(self->exchange, Py_NewRef(exchange)); /* as exchange_of() left it */
-    return inline_outcome(self, &pending, at[EX_ROUTE], at[EX_REQUEST], how, at[EX_COMMON], at[EX_HEAD_ONLY]);
+    PyObject *outcome = inline_outcome(self, &pending, at[EX_ROUTE], at[EX_REQUEST], how, at[EX_COMMON],
+                                       at[EX_HEAD_ONLY]);
+    release(&pending);
+    return outcome;
 }
 
 /* For ext/batch.c: that outcome written (HttpProtocol.complete's usual case). */
 PyObject *
 catzilla_inline_complete(PyObject *exchange, PyObject *outcome)
 {
-    Pending pending = pending_of(exchange);
-    Connection *self = (Connection *)pending.fields[0];
-    return complete(self, &pending, PyTuple_GET_ITEM(outcome, 0), PyTuple_GET_ITEM(outcome, 1));
+    Pending pending;
+    if (pending_of(exchange, &pending) < 0)
+        return NULL;
+    PyObject *result = complete((Connection *)pending.fields[EX_CONNECTION], &pending, PyTuple_GET_ITEM(outcome, 0),
+                                PyTuple_GET_ITEM(outcome, 1));
+    release(&pending);
+    return result;
 }
 
 /* Executor.start's SYNC branch, for a route of Executor.straight whose handler is a `def`:
@@ -599,8 +637,12 @@ hand_off(Connection *self, Pending *pending, PyObject *how)
 PyObject *
 catzilla_inline_hand_off(PyObject *exchange, PyObject *how)
 {
-    Pending pending = pending_of(exchange);
-    return hand_off((Connection *)pending.fields[0], &pending, how);
+    Pending pending;
+    if (pending_of(exchange, &pending) < 0)
+        return NULL;
+    PyObject *result = hand_off((Connection *)pending.fields[EX_CONNECTION], &pending, how);
+    release(&pending);
+    return result;
 }
 
 /* HttpProtocol._handle for a request a route answers; anything else (a probe, 404, 405)

@@ -87,8 +87,21 @@ dump(PyObject *content)
     PyObject *call[3] = {content, jstate.to_builtins, jstate.option};
     PyObject *body = PyObject_Vectorcall(jstate.dumps, call, 1, jstate.dumps_kwnames);
     if (body == NULL && PyErr_ExceptionMatches(jstate.encode_error)) {
-        PyErr_Clear();
+        PyObject *refused = catzilla_take_exception(); /* what its error has as __context__ */
         body = PyObject_CallOneArg(jstate.dumps_slowly, content);
+        if (body == NULL) {
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            PyErr_NormalizeException(&type, &value, &traceback);
+            if (value != NULL && PyExceptionInstance_Check(refused)) {
+                PyObject *context = PyException_GetContext(value);
+                if (context == NULL)
+                    PyException_SetContext(value, Py_NewRef(refused));
+                Py_XDECREF(context);
+            }
+            PyErr_Restore(type, value, traceback);
+        }
+        Py_DECREF(refused);
     }
     return body;
 }
@@ -161,6 +174,12 @@ to_response(PyObject *Py_UNUSED(module), PyObject *result)
 {
     if (PyObject_TypeCheck(result, (PyTypeObject *)jstate.response_type))
         return Py_NewRef(result);
+    if (!PyDict_CheckExact(result) && !PyList_CheckExact(result) && result != Py_None) {
+        /* isinstance() whole: a __class__ or __instancecheck__ may say it is a Response */
+        int response = PyObject_IsInstance(result, jstate.response_type);
+        if (response != 0)
+            return response < 0 ? NULL : Py_NewRef(result);
+    }
     if (PyUnicode_Check(result))
         return PyObject_CallOneArg(jstate.text_type, result);
     if (PyBytes_Check(result) || PyByteArray_Check(result) || PyMemoryView_Check(result)) {

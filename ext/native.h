@@ -44,12 +44,15 @@ int catzilla_batch_init(PyObject *module);
 
 /* exchange.c: Exchange(connection, request, route, common, head_only, keep_alive, row, started). */
 PyObject *catzilla_exchange_new(PyObject *const fields[8]);
-/* chain.c: run_chain(run_inline, request, common, head_only) -> (response, data | None). */
+/* batch.c: defer a straight route's request to the loop turn's InlineBatch. */
 int catzilla_batch_add(PyObject *batch, PyObject *exchange, PyObject *how);
+/* binding.c: is it a PlainInvoke? */
 int catzilla_is_plain_invoke(PyObject *obj);
+/* connection.c: a deferred request handed to the pool, run to its outcome, its outcome written. */
 PyObject *catzilla_inline_hand_off(PyObject *exchange, PyObject *how);
 PyObject *catzilla_inline_outcome(PyObject *exchange, PyObject *how);
 PyObject *catzilla_inline_complete(PyObject *exchange, PyObject *outcome);
+/* chain.c: run_chain(run_inline, request, common, head_only) -> (response, data | None). */
 PyObject *catzilla_run_chain(PyObject *chain, PyObject *request, PyObject *common, PyObject *head_only);
 
 /* Its fields in place, in this order, when obj is an Exchange (a field may be NULL: deleted);

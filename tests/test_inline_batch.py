@@ -175,3 +175,20 @@ def test_a_request_pipelined_after_close_is_not_run(serve: typing.Any, flag: str
     assert received.count(b"HTTP/1.1 200") == 1 and b'"n":"first"' in received
     with httpx.Client(base_url=server.url) as http:
         assert http.get("/ran").json() == {"ran": 1}
+
+
+@pytest.mark.parametrize("flag", ["--inline-batch", "--no-inline-batch"])
+def test_what_a_handler_sets_in_its_context_stays_with_its_request(serve: typing.Any, flag: str) -> None:
+    """As under uvicorn, where each request runs in a Task of its own: a ContextVar set by
+    one request is not seen by the next, on the same connection or another, in one loop
+    turn's batch or not."""
+    server = serve("batch_app:app", flag)
+
+    def client(n: int) -> list[typing.Any]:
+        with httpx.Client(base_url=server.url) as http:
+            return [http.get(path).json()["before"]
+                    for i in range(10) for path in (f"/context?n={n}.{i}", f"/context/{i}")]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        seen = [before for answers in pool.map(client, range(8)) for before in answers]
+    assert len(seen) == 160 and set(seen) == {None}

@@ -155,3 +155,24 @@ def test_a_server_answers_a_dict_as_it_answers_a_json_response(serve: typing.Any
         assert failed.status_code == 500
         assert failed.headers["content-type"] == "application/json"
         assert client.get("/dict").status_code == 200  # the worker lives on
+
+
+def test_to_response_asks_isinstance_as_the_python_does() -> None:
+    class Posing:  # what a mock with spec=Response looks like to isinstance()
+        @property
+        def __class__(self) -> type:  # type: ignore[override]
+            return PlainTextResponse
+
+    thing = Posing()
+    assert module._to_response_reference(thing) is thing
+    assert to_response(thing) is thing
+
+
+def test_what_the_slow_encoder_refuses_keeps_orjson_s_refusal_as_context() -> None:
+    circular: list[typing.Any] = [2**70]
+    circular.append(circular)
+    with pytest.raises(TypeError) as native:
+        JSONResponse(circular)
+    with pytest.raises(TypeError) as reference:
+        module._json_init_reference(object.__new__(JSONResponse), circular)
+    assert str(native.value) == str(reference.value)

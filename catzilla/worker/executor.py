@@ -88,12 +88,26 @@ def run_inline(exchange: Exchange, route: Route, request: Request,
     Executor.straight (called with kwargs None)."""
     inline.request = request
     try:
-        response, data = finish_inline(invoke(route, request, kwargs), route, exchange.common, exchange.head_only)
+        # In a copy of the current context, as a Task would run it: what the handler sets
+        # stays with its request (ext/connection.c's way does the same).
+        response, data = copy_context().run(invoke_and_finish, route, request, kwargs, exchange)
     except HANDLER_ERRORS as exc:
         response, data = failure(exchange, exc)
     finally:
         inline.request = None
     exchange.connection.complete(exchange, response, data)
+
+
+def plain_invoke_and_finish(invoke: typing.Any, route: Route, request: Request,
+                            exchange: Exchange) -> tuple[Response, bytes | None]:
+    """Executor.start's PlainInvoke branch's step, in its own context (see run_inline)."""
+    return finish_inline(invoke(route.endpoint, request), route, exchange.common, exchange.head_only)
+
+
+def invoke_and_finish(route: Route, request: Request, kwargs: dict[str, typing.Any] | None,
+                      exchange: Exchange) -> tuple[Response, bytes | None]:
+    """The handler called and its coroutine finished: run_inline's step in its own context."""
+    return finish_inline(invoke(route, request, kwargs), route, exchange.common, exchange.head_only)
 
 
 def answer(exchange: Exchange, response: typing.Any) -> None:
@@ -245,8 +259,7 @@ class Executor:
                 # keyword arguments. A 422 out of it is answered as below, by failure().
                 inline.request = request
                 try:
-                    response, data = finish_inline(invoke(route.endpoint, request), route, exchange.common,
-                                                   exchange.head_only)
+                    response, data = copy_context().run(plain_invoke_and_finish, invoke, route, request, exchange)
                 except HANDLER_ERRORS as exc:
                     response, data = failure(exchange, exc)
                 finally:
