@@ -87,21 +87,15 @@ dump(PyObject *content)
     PyObject *call[3] = {content, jstate.to_builtins, jstate.option};
     PyObject *body = PyObject_Vectorcall(jstate.dumps, call, 1, jstate.dumps_kwnames);
     if (body == NULL && PyErr_ExceptionMatches(jstate.encode_error)) {
-        PyObject *refused = catzilla_take_exception(); /* what its error has as __context__ */
+        /* `except orjson.JSONEncodeError: _dumps_slowly(content)`: orjson's refusal is the
+         * exception being handled meanwhile, so what the fallback raises chains to it */
+        PyObject *type, *value, *traceback, *was_type, *was_value, *was_traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        PyErr_GetExcInfo(&was_type, &was_value, &was_traceback);
+        PyErr_SetExcInfo(type, value, traceback); /* (steals the three) */
         body = PyObject_CallOneArg(jstate.dumps_slowly, content);
-        if (body == NULL) {
-            PyObject *type, *value, *traceback;
-            PyErr_Fetch(&type, &value, &traceback);
-            PyErr_NormalizeException(&type, &value, &traceback);
-            if (value != NULL && PyExceptionInstance_Check(refused)) {
-                PyObject *context = PyException_GetContext(value);
-                if (context == NULL)
-                    PyException_SetContext(value, Py_NewRef(refused));
-                Py_XDECREF(context);
-            }
-            PyErr_Restore(type, value, traceback);
-        }
-        Py_DECREF(refused);
+        PyErr_SetExcInfo(was_type, was_value, was_traceback);
     }
     return body;
 }

@@ -8,6 +8,7 @@ import typing
 
 import httpx
 import msgspec
+import orjson
 import pytest
 
 from catzilla import JSONResponse, PlainTextResponse, Response
@@ -176,3 +177,9 @@ def test_what_the_slow_encoder_refuses_keeps_orjson_s_refusal_as_context() -> No
     with pytest.raises(TypeError) as reference:
         module._json_init_reference(object.__new__(JSONResponse), circular)
     assert str(native.value) == str(reference.value)
+
+    def chain(exc: BaseException | None) -> list[type]:
+        return [] if exc is None else [type(exc), *chain(exc.__context__)]
+
+    assert chain(native.value) == chain(reference.value)
+    assert orjson.JSONEncodeError in chain(native.value)
