@@ -81,16 +81,17 @@ def invoke(route: Route, request: Request, kwargs: dict[str, typing.Any] | None)
 
 
 def run_inline(exchange: Exchange, route: Route, request: Request,
-               kwargs: dict[str, typing.Any] | None) -> None:
+               kwargs: dict[str, typing.Any] | None, plain: typing.Any = None) -> None:
     """An `async def` handler that cannot suspend, driven to its end right here (no Task),
     made a response and encoded in one C call (ext/inline.c), and handed to the connection.
     Executor.start's way for such a route, and the connection's own for the routes of
-    Executor.straight (called with kwargs None)."""
+    Executor.straight (called with kwargs None). `plain`: the route's PlainInvoke, which
+    binds and calls the handler in one C call (a 422 out of it is failure()'s too)."""
     inline.request = request
     try:
         # In a copy of the current context, as a Task would run it: what the handler sets
         # stays with its request (ext/connection.c's way does the same).
-        response, data = copy_context().run(invoke_and_finish, route, request, kwargs, exchange)
+        response, data = copy_context().run(invoke_and_finish, route, request, kwargs, plain, exchange)
     except HANDLER_ERRORS as exc:
         response, data = failure(exchange, exc)
     finally:
@@ -98,16 +99,11 @@ def run_inline(exchange: Exchange, route: Route, request: Request,
     exchange.connection.complete(exchange, response, data)
 
 
-def plain_invoke_and_finish(invoke: typing.Any, route: Route, request: Request,
-                            exchange: Exchange) -> tuple[Response, bytes | None]:
-    """Executor.start's PlainInvoke branch's step, in its own context (see run_inline)."""
-    return finish_inline(invoke(route.endpoint, request), route, exchange.common, exchange.head_only)
-
-
-def invoke_and_finish(route: Route, request: Request, kwargs: dict[str, typing.Any] | None,
+def invoke_and_finish(route: Route, request: Request, kwargs: dict[str, typing.Any] | None, plain: typing.Any,
                       exchange: Exchange) -> tuple[Response, bytes | None]:
     """The handler called and its coroutine finished: run_inline's step in its own context."""
-    return finish_inline(invoke(route, request, kwargs), route, exchange.common, exchange.head_only)
+    coroutine = invoke(route, request, kwargs) if plain is None else plain(route.endpoint, request)
+    return finish_inline(coroutine, route, exchange.common, exchange.head_only)
 
 
 def answer(exchange: Exchange, response: typing.Any) -> None:
@@ -253,18 +249,11 @@ class Executor:
         if binding.trivial:
             kwargs = None
         else:
-            invoke = binding.invoke
-            if invoke is not None and route.kind is ASYNC_INLINE:
+            plain = binding.invoke
+            if plain is not None and route.kind is ASYNC_INLINE:
                 # Bound and called in one C call (binding.py's PlainInvoke): no dict of
-                # keyword arguments. A 422 out of it is answered as below, by failure().
-                inline.request = request
-                try:
-                    response, data = copy_context().run(plain_invoke_and_finish, invoke, route, request, exchange)
-                except HANDLER_ERRORS as exc:
-                    response, data = failure(exchange, exc)
-                finally:
-                    inline.request = None
-                exchange.connection.complete(exchange, response, data)
+                # keyword arguments.
+                run_inline(exchange, route, request, None, plain)
                 return
             try:
                 bind = binding.bind  # (loaded, then called: see invoke)
